@@ -1,0 +1,167 @@
+//! The outermost layer every request passes: a request id, one log line, metrics, and the
+//! guarantee that every error response is problem+json (even those the framework made itself).
+
+use std::collections::BTreeMap;
+use std::fmt::Write;
+use std::sync::Mutex;
+use std::time::Instant;
+
+use actix_web::body::{BoxBody, MessageBody};
+use actix_web::dev::{ServiceRequest, ServiceResponse};
+use actix_web::http::header::{self, HeaderName, HeaderValue};
+use actix_web::middleware::Next;
+use actix_web::{web, Error};
+use tracing::Instrument;
+use uuid::Uuid;
+
+use super::problem::{problem_for_status, problem_response, PROBLEM_JSON};
+
+pub const REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
+
+pub async fn observe(
+    req: ServiceRequest,
+    next: Next<impl MessageBody + 'static>,
+) -> Result<ServiceResponse<BoxBody>, Error> {
+    let started = Instant::now();
+    let request_id = req
+        .headers()
+        .get(&REQUEST_ID)
+        .and_then(|v| v.to_str().ok())
+        .filter(|v| !v.is_empty() && v.len() <= 200 && v.bytes().all(|b| b.is_ascii_graphic()))
+        .map(str::to_owned)
+        .unwrap_or_else(|| Uuid::now_v7().to_string());
+    let metrics = req.app_data::<web::Data<Metrics>>().cloned();
+    let span = tracing::info_span!("request", request_id = %request_id);
+
+    // Handlers and extractors turn their errors into responses; an Err here comes from a
+    // middleware and is rendered by actix itself. (The request must not be cloned before
+    // routing, so no response can be built for it here.)
+    let res = next.call(req).instrument(span.clone()).await?;
+    let mut res = as_problem(res.map_into_boxed_body());
+    if let Ok(v) = HeaderValue::from_str(&request_id) {
+        res.headers_mut().insert(REQUEST_ID, v);
+    }
+
+    let status = res.status().as_u16();
+    let route = res
+        .request()
+        .match_pattern()
+        .unwrap_or_else(|| "unmatched".to_owned());
+    let method = res.request().method().as_str().to_owned();
+    let elapsed = started.elapsed();
+    span.in_scope(|| {
+        tracing::info!(
+            method = %method,
+            path = %res.request().path(),
+            status,
+            ms = elapsed.as_secs_f64() * 1000.0,
+            "request"
+        )
+    });
+    if let Some(metrics) = metrics {
+        metrics.observe(&method, &route, status, elapsed.as_secs_f64());
+    }
+    Ok(res)
+}
+
+/// Replaces the body of an error response that is not problem+json already.
+fn as_problem(res: ServiceResponse<BoxBody>) -> ServiceResponse<BoxBody> {
+    let status = res.status();
+    let is_problem = res
+        .headers()
+        .get(header::CONTENT_TYPE)
+        .is_some_and(|v| v.as_bytes().starts_with(PROBLEM_JSON.as_bytes()));
+    if !(status.is_client_error() || status.is_server_error()) || is_problem {
+        return res;
+    }
+    let (req, old) = res.into_parts();
+    let mut new = problem_response(status, &problem_for_status(status));
+    for (name, value) in old.headers() {
+        if name != header::CONTENT_TYPE && name != header::CONTENT_LENGTH {
+            new.headers_mut().append(name.clone(), value.clone());
+        }
+    }
+    ServiceResponse::new(req, new)
+}
+
+const BUCKETS: [f64; 12] = [
+    0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 10.0,
+];
+
+#[derive(Default)]
+struct Series {
+    count: u64,
+    sum: f64,
+    buckets: [u64; BUCKETS.len()],
+}
+
+/// Request counts and latency histograms by method, route pattern and status.
+#[derive(Default)]
+pub struct Metrics {
+    series: Mutex<BTreeMap<(String, String, u16), Series>>,
+}
+
+impl Metrics {
+    fn observe(&self, method: &str, route: &str, status: u16, seconds: f64) {
+        let mut series = self.series.lock().unwrap_or_else(|e| e.into_inner());
+        let s = series
+            .entry((method.to_owned(), route.to_owned(), status))
+            .or_default();
+        s.count += 1;
+        s.sum += seconds;
+        for (bucket, le) in s.buckets.iter_mut().zip(BUCKETS) {
+            if seconds <= le {
+                *bucket += 1;
+            }
+        }
+    }
+
+    pub fn render(&self) -> String {
+        let series = self.series.lock().unwrap_or_else(|e| e.into_inner());
+        let mut out = String::new();
+        out.push_str("# HELP signals_http_requests_total HTTP requests answered\n");
+        out.push_str("# TYPE signals_http_requests_total counter\n");
+        for ((method, route, status), s) in series.iter() {
+            let _ = writeln!(
+                out,
+                "signals_http_requests_total{{method=\"{method}\",route=\"{}\",status=\"{status}\"}} {}",
+                escape(route),
+                s.count
+            );
+        }
+        out.push_str("# HELP signals_http_request_duration_seconds Time to answer HTTP requests\n");
+        out.push_str("# TYPE signals_http_request_duration_seconds histogram\n");
+        for ((method, route, status), s) in series.iter() {
+            let labels = format!(
+                "method=\"{method}\",route=\"{}\",status=\"{status}\"",
+                escape(route)
+            );
+            for (count, le) in s.buckets.iter().zip(BUCKETS) {
+                let _ = writeln!(
+                    out,
+                    "signals_http_request_duration_seconds_bucket{{{labels},le=\"{le}\"}} {count}"
+                );
+            }
+            let _ = writeln!(
+                out,
+                "signals_http_request_duration_seconds_bucket{{{labels},le=\"+Inf\"}} {}",
+                s.count
+            );
+            let _ = writeln!(
+                out,
+                "signals_http_request_duration_seconds_sum{{{labels}}} {}",
+                s.sum
+            );
+            let _ = writeln!(
+                out,
+                "signals_http_request_duration_seconds_count{{{labels}}} {}",
+                s.count
+            );
+        }
+        out
+    }
+}
+
+fn escape(label: &str) -> String {
+    label.replace('\\', "\\\\").replace('"', "\\\"")
+}

@@ -1,0 +1,216 @@
+//! The HTTP API: routes, handlers, request parsing and the OpenAPI document they generate.
+
+pub mod auth;
+pub mod middleware;
+pub mod problem;
+pub mod query;
+pub mod signals;
+pub mod system;
+
+use std::time::Duration;
+
+use actix_web::dev::ResourceDef;
+use actix_web::http::header::{self, HeaderMap};
+use actix_web::{web, HttpRequest, HttpResponse};
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use base64::Engine;
+use serde_json::Value;
+use sha2::{Digest, Sha256};
+use utoipa::openapi::OpenApi;
+use utoipa_actix_web::service_config::ServiceConfig;
+
+use crate::db::PgPool;
+use problem::ApiError;
+
+/// What every handler shares.
+pub struct AppState {
+    pub pool: PgPool,
+    pub public_read: bool,
+    /// Signs pagination cursors; shared by every instance on one database.
+    pub cursor_key: Vec<u8>,
+    pub db_timeout: Duration,
+}
+
+/// Registers every documented operation. Used for the running app and for `signals openapi`,
+/// so the document and the routes cannot drift apart.
+pub fn configure(cfg: &mut ServiceConfig) {
+    cfg.service(signals::create_signal)
+        .service(signals::list_signals)
+        .service(signals::get_signal)
+        .service(signals::replace_signal)
+        .service(signals::patch_signal)
+        .service(signals::delete_signal)
+        .service(system::healthz)
+        .service(system::readyz)
+        .service(system::metrics)
+        .service(system::openapi_json);
+}
+
+/// The OpenAPI document of the API, generated from the handlers.
+pub fn openapi() -> OpenApi {
+    use utoipa_actix_web::AppExt;
+    let (_, api) = actix_web::App::new()
+        .into_utoipa_app()
+        .openapi(crate::openapi::frame())
+        .configure(configure)
+        .split_for_parts();
+    api
+}
+
+/// For each documented path, the methods it allows: answers 405 with `Allow` for the others.
+pub struct RouteTable(Vec<(ResourceDef, String)>);
+
+impl RouteTable {
+    pub fn from_openapi(api: &OpenApi) -> Self {
+        let routes = api
+            .paths
+            .paths
+            .iter()
+            .map(|(path, item)| {
+                let mut methods: Vec<&str> = Vec::new();
+                let ops = [
+                    ("GET", item.get.is_some()),
+                    ("POST", item.post.is_some()),
+                    ("PUT", item.put.is_some()),
+                    ("PATCH", item.patch.is_some()),
+                    ("DELETE", item.delete.is_some()),
+                ];
+                methods.extend(ops.iter().filter(|(_, on)| *on).map(|(m, _)| *m));
+                methods.push("OPTIONS");
+                (ResourceDef::new(path.as_str()), methods.join(", "))
+            })
+            .collect();
+        RouteTable(routes)
+    }
+
+    fn allowed(&self, path: &str) -> Option<&str> {
+        self.0
+            .iter()
+            .find(|(def, _)| def.is_match(path))
+            .map(|(_, allow)| allow.as_str())
+    }
+}
+
+/// Every request no route took: 405 when the path exists with other methods, else 404.
+pub async fn no_route(
+    req: HttpRequest,
+    table: web::Data<RouteTable>,
+) -> Result<HttpResponse, ApiError> {
+    match table.allowed(req.path()) {
+        Some(allow) => Err(ApiError::MethodNotAllowed {
+            method: req.method().to_string(),
+            allow: allow.to_owned(),
+        }),
+        None => Err(ApiError::NotFound(format!(
+            "there is no route {}",
+            req.path()
+        ))),
+    }
+}
+
+/// Reads a JSON body of at most `limit` bytes whose media type is one of `types`.
+pub async fn read_json(
+    req: &HttpRequest,
+    payload: web::Payload,
+    limit: usize,
+    types: &[&str],
+) -> Result<Value, ApiError> {
+    let content_type = req
+        .headers()
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .map(|v| {
+            v.split(';')
+                .next()
+                .unwrap_or("")
+                .trim()
+                .to_ascii_lowercase()
+        });
+    if !content_type.as_deref().is_some_and(|t| types.contains(&t)) {
+        return Err(ApiError::UnsupportedMediaType(format!(
+            "expected Content-Type: {}",
+            types.join(" or ")
+        )));
+    }
+    let declared = req
+        .headers()
+        .get(header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<usize>().ok());
+    if declared.is_some_and(|n| n > limit) {
+        return Err(ApiError::PayloadTooLarge { limit });
+    }
+    let bytes = match payload.to_bytes_limited(limit).await {
+        Ok(Ok(bytes)) => bytes,
+        Ok(Err(e)) => {
+            return Err(ApiError::bad_request(format!(
+                "the body could not be read: {e}"
+            )))
+        }
+        Err(_) => return Err(ApiError::PayloadTooLarge { limit }),
+    };
+    serde_json::from_slice(&bytes)
+        .map_err(|e| ApiError::bad_request(format!("the body is not valid JSON: {e}")))
+}
+
+/// A strong ETag of a response body.
+pub fn etag_of(body: &[u8]) -> String {
+    let digest = Sha256::digest(body);
+    format!("\"{}\"", URL_SAFE_NO_PAD.encode(&digest[..16]))
+}
+
+/// Whether `If-None-Match` names this ETag (weak comparison), so a 304 can be sent.
+pub fn not_modified(headers: &HeaderMap, etag: &str) -> bool {
+    let Some(value) = headers
+        .get(header::IF_NONE_MATCH)
+        .and_then(|v| v.to_str().ok())
+    else {
+        return false;
+    };
+    value
+        .split(',')
+        .map(str::trim)
+        .any(|tag| tag == "*" || tag.trim_start_matches("W/") == etag)
+}
+
+/// Checks `If-Match` against the current ETag (strong comparison); absent means no condition.
+pub fn check_if_match(headers: &HeaderMap, etag: &str) -> Result<(), ApiError> {
+    let Some(value) = headers.get(header::IF_MATCH) else {
+        return Ok(());
+    };
+    let value = value.to_str().map_err(|_| ApiError::PreconditionFailed)?;
+    if value
+        .split(',')
+        .map(str::trim)
+        .any(|tag| tag == "*" || tag == etag)
+    {
+        Ok(())
+    } else {
+        Err(ApiError::PreconditionFailed)
+    }
+}
+
+/// A JSON response with a strong ETag, or 304 when the client already has it.
+pub fn cacheable_json(req: &HttpRequest, body: Vec<u8>, public: bool) -> HttpResponse {
+    let etag = etag_of(&body);
+    let cache = if public {
+        "public, max-age=0, must-revalidate"
+    } else {
+        "private, max-age=0, must-revalidate"
+    };
+    if not_modified(req.headers(), &etag) {
+        return HttpResponse::NotModified()
+            .insert_header((header::ETAG, etag))
+            .insert_header((header::CACHE_CONTROL, cache))
+            .finish();
+    }
+    HttpResponse::Ok()
+        .content_type(mime_json())
+        .insert_header((header::ETAG, etag))
+        .insert_header((header::CACHE_CONTROL, cache))
+        .body(body)
+}
+
+fn mime_json() -> &'static str {
+    "application/json"
+}

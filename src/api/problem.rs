@@ -1,0 +1,382 @@
+//! Every error the API returns: one enum, rendered as RFC 9457 `application/problem+json`.
+//! Internal causes are logged (with the request id) and never sent to the client.
+
+use actix_web::http::header::{self, HeaderValue};
+use actix_web::http::StatusCode;
+use actix_web::{HttpResponse, ResponseError};
+use serde::Serialize;
+use utoipa::ToSchema;
+
+use crate::db::signals::InsertError;
+use crate::db::DbError;
+use crate::domain::FieldError;
+
+pub const PROBLEM_JSON: &str = "application/problem+json";
+
+/// An RFC 9457 problem document.
+#[derive(Debug, Serialize, ToSchema)]
+#[schema(example = json!({
+    "type": "/problems/validation", "title": "Invalid request", "status": 422,
+    "detail": "2 fields are invalid",
+    "errors": [{"field": "score", "message": "must be between 0 and 10"},
+               {"field": "tags[3]", "message": "must be at most 64 characters"}]
+}))]
+pub struct Problem {
+    /// A URI reference naming the kind of problem.
+    #[serde(rename = "type")]
+    #[schema(example = "/problems/validation")]
+    pub kind: &'static str,
+    /// A short summary of the kind of problem.
+    pub title: &'static str,
+    /// The HTTP status code.
+    #[schema(minimum = 400, maximum = 599)]
+    pub status: u16,
+    /// What went wrong in this case.
+    pub detail: String,
+    /// The invalid fields or parameters, when there are any.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub errors: Vec<FieldError>,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum ApiError {
+    /// Malformed syntax: bad JSON, bad path or query parameter, bad cursor.
+    #[error("{detail}")]
+    BadRequest {
+        detail: String,
+        errors: Vec<FieldError>,
+    },
+    #[error("{0}")]
+    Unauthorized(String),
+    #[error("{0}")]
+    Forbidden(String),
+    #[error("{0}")]
+    NotFound(String),
+    #[error("{method} is not allowed here")]
+    MethodNotAllowed { method: String, allow: String },
+    #[error("{detail}")]
+    Conflict {
+        detail: String,
+        errors: Vec<FieldError>,
+    },
+    #[error("the signal has changed since the ETag in If-Match was read")]
+    PreconditionFailed,
+    #[error("the body is larger than {limit} bytes")]
+    PayloadTooLarge { limit: usize },
+    #[error("{0}")]
+    UnsupportedMediaType(String),
+    /// Well-formed but invalid: every bad field.
+    #[error("{} invalid", plural(.0.len(), "field is", "fields are"))]
+    Validation(Vec<FieldError>),
+    #[error("the database is unavailable")]
+    Unavailable(String),
+    #[error("internal error")]
+    Internal(String),
+}
+
+fn plural(n: usize, one: &str, many: &str) -> String {
+    if n == 1 {
+        format!("1 {one}")
+    } else {
+        format!("{n} {many}")
+    }
+}
+
+impl ApiError {
+    pub fn bad_request(detail: impl Into<String>) -> Self {
+        ApiError::BadRequest {
+            detail: detail.into(),
+            errors: Vec::new(),
+        }
+    }
+
+    pub fn bad_parameter(name: &str, message: impl Into<String>) -> Self {
+        let error = FieldError::new(name, message);
+        ApiError::BadRequest {
+            detail: format!("query parameter {name} {}", error.message),
+            errors: vec![error],
+        }
+    }
+
+    /// (type, title) of each kind: the one table every error response is made from.
+    fn kind(&self) -> (StatusCode, &'static str, &'static str) {
+        use ApiError::*;
+        match self {
+            BadRequest { .. } => (
+                StatusCode::BAD_REQUEST,
+                "/problems/bad-request",
+                "Malformed request",
+            ),
+            Unauthorized(_) => (
+                StatusCode::UNAUTHORIZED,
+                "/problems/unauthorized",
+                "Authentication required",
+            ),
+            Forbidden(_) => (StatusCode::FORBIDDEN, "/problems/forbidden", "Not allowed"),
+            NotFound(_) => (StatusCode::NOT_FOUND, "/problems/not-found", "Not found"),
+            MethodNotAllowed { .. } => (
+                StatusCode::METHOD_NOT_ALLOWED,
+                "/problems/method-not-allowed",
+                "Method not allowed",
+            ),
+            Conflict { .. } => (StatusCode::CONFLICT, "/problems/conflict", "Conflict"),
+            PreconditionFailed => (
+                StatusCode::PRECONDITION_FAILED,
+                "/problems/precondition-failed",
+                "Precondition failed",
+            ),
+            PayloadTooLarge { .. } => (
+                StatusCode::PAYLOAD_TOO_LARGE,
+                "/problems/payload-too-large",
+                "Request body too large",
+            ),
+            UnsupportedMediaType(_) => (
+                StatusCode::UNSUPPORTED_MEDIA_TYPE,
+                "/problems/unsupported-media-type",
+                "Unsupported media type",
+            ),
+            Validation(_) => (
+                StatusCode::UNPROCESSABLE_ENTITY,
+                "/problems/validation",
+                "Invalid request",
+            ),
+            Unavailable(_) => (
+                StatusCode::SERVICE_UNAVAILABLE,
+                "/problems/unavailable",
+                "Service unavailable",
+            ),
+            Internal(_) => (
+                StatusCode::INTERNAL_SERVER_ERROR,
+                "/problems/internal",
+                "Internal server error",
+            ),
+        }
+    }
+
+    pub fn problem(&self) -> Problem {
+        let (status, kind, title) = self.kind();
+        let errors = match self {
+            ApiError::BadRequest { errors, .. } | ApiError::Conflict { errors, .. } => {
+                errors.clone()
+            }
+            ApiError::Validation(errors) => errors.clone(),
+            _ => Vec::new(),
+        };
+        Problem {
+            kind,
+            title,
+            status: status.as_u16(),
+            detail: self.to_string(),
+            errors,
+        }
+    }
+}
+
+/// The problem document for a status that no handler produced (the framework's own errors).
+pub fn problem_for_status(status: StatusCode) -> Problem {
+    let kind = match status.as_u16() {
+        400 => "/problems/bad-request",
+        404 => "/problems/not-found",
+        405 => "/problems/method-not-allowed",
+        413 => "/problems/payload-too-large",
+        415 => "/problems/unsupported-media-type",
+        s if s >= 500 => "/problems/internal",
+        _ => "about:blank",
+    };
+    Problem {
+        kind,
+        title: status.canonical_reason().unwrap_or("Error"),
+        status: status.as_u16(),
+        detail: status.canonical_reason().unwrap_or("Error").to_owned(),
+        errors: Vec::new(),
+    }
+}
+
+pub fn problem_response(status: StatusCode, problem: &Problem) -> HttpResponse {
+    HttpResponse::build(status)
+        .content_type(PROBLEM_JSON)
+        .json(problem)
+}
+
+impl ResponseError for ApiError {
+    fn status_code(&self) -> StatusCode {
+        self.kind().0
+    }
+
+    fn error_response(&self) -> HttpResponse {
+        match self {
+            ApiError::Internal(cause) => tracing::error!(%cause, "internal error"),
+            ApiError::Unavailable(cause) => tracing::warn!(%cause, "database unavailable"),
+            _ => {}
+        }
+        let mut response = problem_response(self.status_code(), &self.problem());
+        let headers = response.headers_mut();
+        match self {
+            ApiError::Unauthorized(_) => {
+                headers.insert(
+                    header::WWW_AUTHENTICATE,
+                    HeaderValue::from_static("Bearer realm=\"signals\""),
+                );
+            }
+            ApiError::MethodNotAllowed { allow, .. } => {
+                if let Ok(v) = HeaderValue::from_str(allow) {
+                    headers.insert(header::ALLOW, v);
+                }
+            }
+            ApiError::Unavailable(_) => {
+                headers.insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
+            }
+            _ => {}
+        }
+        response
+    }
+}
+
+impl From<DbError> for ApiError {
+    fn from(e: DbError) -> Self {
+        match e {
+            DbError::Unavailable(cause) => ApiError::Unavailable(cause),
+            DbError::Query(e) => e.into(),
+        }
+    }
+}
+
+impl From<diesel::result::Error> for ApiError {
+    fn from(e: diesel::result::Error) -> Self {
+        use diesel::result::{DatabaseErrorKind, Error};
+        match &e {
+            Error::DatabaseError(DatabaseErrorKind::ClosedConnection, _) => {
+                ApiError::Unavailable(e.to_string())
+            }
+            Error::DatabaseError(DatabaseErrorKind::UniqueViolation, info)
+                if info.constraint_name() == Some("signals_slug_key") =>
+            {
+                slug_taken()
+            }
+            // statement_timeout: the database is overloaded or stuck, not the request wrong.
+            Error::DatabaseError(_, info) if info.message().contains("statement timeout") => {
+                ApiError::Unavailable(e.to_string())
+            }
+            _ => ApiError::Internal(e.to_string()),
+        }
+    }
+}
+
+impl From<InsertError> for ApiError {
+    fn from(e: InsertError) -> Self {
+        match e {
+            InsertError::SlugTaken(_) => slug_taken(),
+            InsertError::Query(e) => e.into(),
+        }
+    }
+}
+
+fn slug_taken() -> ApiError {
+    ApiError::Conflict {
+        detail: "another signal already has this slug".into(),
+        errors: vec![FieldError::new("slug", "is already taken")],
+    }
+}
+
+/// Reusable OpenAPI responses, one per kind of problem.
+pub mod responses {
+    use super::Problem;
+    use utoipa::ToResponse;
+
+    macro_rules! problem_response {
+        ($name:ident, $description:literal, $status:literal, $kind:literal, $title:literal, $detail:literal) => {
+            #[derive(ToResponse)]
+            #[response(
+                description = $description,
+                content_type = "application/problem+json",
+                example = json!({"type": $kind, "title": $title, "status": $status, "detail": $detail})
+            )]
+            pub struct $name(#[allow(dead_code)] Problem);
+        };
+    }
+
+    problem_response!(
+        BadRequest,
+        "Malformed request: bad JSON, path or query parameter, or cursor",
+        400,
+        "/problems/bad-request",
+        "Malformed request",
+        "query parameter min_score must be an integer between 0 and 10"
+    );
+    problem_response!(
+        Unauthorized,
+        "No valid API key: missing, unknown or revoked (`WWW-Authenticate: Bearer`)",
+        401,
+        "/problems/unauthorized",
+        "Authentication required",
+        "this request needs an API key: Authorization: Bearer <key>"
+    );
+    problem_response!(
+        Forbidden,
+        "The key lacks the scope, or the signal belongs to another key",
+        403,
+        "/problems/forbidden",
+        "Not allowed",
+        "this key has the read scope; write is needed"
+    );
+    problem_response!(
+        NotFound,
+        "No such signal or route",
+        404,
+        "/problems/not-found",
+        "Not found",
+        "no signal with this id or slug"
+    );
+    problem_response!(
+        Conflict,
+        "The slug is taken by another signal",
+        409,
+        "/problems/conflict",
+        "Conflict",
+        "another signal already has this slug"
+    );
+    problem_response!(
+        PreconditionFailed,
+        "`If-Match` does not match the signal's current ETag",
+        412,
+        "/problems/precondition-failed",
+        "Precondition failed",
+        "the signal has changed since the ETag in If-Match was read"
+    );
+    problem_response!(
+        PayloadTooLarge,
+        "The body is over the limit (1 MiB for one signal)",
+        413,
+        "/problems/payload-too-large",
+        "Request body too large",
+        "the body is larger than 1048576 bytes"
+    );
+    problem_response!(
+        UnsupportedMediaType,
+        "The body is not JSON (`Content-Type: application/json`)",
+        415,
+        "/problems/unsupported-media-type",
+        "Unsupported media type",
+        "expected Content-Type: application/json"
+    );
+    problem_response!(
+        Unavailable,
+        "The database did not answer in time (`Retry-After`)",
+        503,
+        "/problems/unavailable",
+        "Service unavailable",
+        "the database is unavailable"
+    );
+
+    /// Well-formed but invalid: every bad field at once.
+    #[derive(ToResponse)]
+    #[response(
+        description = "Well-formed but invalid: every bad field is listed",
+        content_type = "application/problem+json",
+        example = json!({"type": "/problems/validation", "title": "Invalid request", "status": 422,
+            "detail": "2 fields are invalid",
+            "errors": [{"field": "score", "message": "must be between 0 and 10"},
+                       {"field": "colour", "message": "is not a field of a signal"}]})
+    )]
+    pub struct Unprocessable(#[allow(dead_code)] Problem);
+}

@@ -1,0 +1,103 @@
+//! Operational endpoints: liveness, readiness, metrics, the OpenAPI document.
+
+use actix_web::{get, web, HttpResponse};
+use std::sync::Arc;
+
+use super::middleware::Metrics;
+use super::problem::{responses, ApiError};
+use super::AppState;
+use crate::db;
+
+/// The generated OpenAPI document, serialised once at start-up.
+pub struct OpenApiJson(pub Arc<String>);
+
+/// Liveness
+///
+/// 200 while the process runs; never touches the database.
+#[utoipa::path(
+    operation_id = "healthz",
+    tag = "operations",
+    responses((status = 200, description = "The process is running", content_type = "text/plain", body = String, example = "ok"))
+)]
+#[get("/healthz")]
+pub async fn healthz() -> HttpResponse {
+    HttpResponse::Ok().content_type("text/plain").body("ok")
+}
+
+/// Readiness
+///
+/// 200 when the database answers a query within the database timeout, else 503.
+#[utoipa::path(
+    operation_id = "readyz",
+    tag = "operations",
+    responses(
+        (status = 200, description = "The database answers", content_type = "text/plain", body = String, example = "ready"),
+        (status = 503, response = responses::Unavailable),
+    )
+)]
+#[get("/readyz")]
+pub async fn readyz(state: web::Data<AppState>) -> Result<HttpResponse, ApiError> {
+    if db::ping(&state.pool, state.db_timeout).await {
+        Ok(HttpResponse::Ok().content_type("text/plain").body("ready"))
+    } else {
+        Err(ApiError::Unavailable(
+            "readiness check: the database did not answer".into(),
+        ))
+    }
+}
+
+/// Prometheus metrics
+///
+/// Request counts and latency histograms by route, method and status; connection pool gauges.
+#[utoipa::path(
+    operation_id = "metrics",
+    tag = "operations",
+    responses((status = 200, description = "Prometheus text exposition format", content_type = "text/plain; version=0.0.4", body = String,
+        example = "signals_http_requests_total{method=\"GET\",route=\"/v1/signals\",status=\"200\"} 42\n"))
+)]
+#[get("/metrics")]
+pub async fn metrics(state: web::Data<AppState>, metrics: web::Data<Metrics>) -> HttpResponse {
+    let status = state.pool.status();
+    let mut text = metrics.render();
+    let gauges = [
+        (
+            "signals_db_pool_max_size",
+            "Most connections the pool holds",
+            status.max_size,
+        ),
+        ("signals_db_pool_size", "Connections open now", status.size),
+        (
+            "signals_db_pool_available",
+            "Open connections not in use",
+            status.available,
+        ),
+        (
+            "signals_db_pool_waiting",
+            "Requests waiting for a connection",
+            status.waiting,
+        ),
+    ];
+    for (name, help, value) in gauges {
+        text.push_str(&format!(
+            "# HELP {name} {help}\n# TYPE {name} gauge\n{name} {value}\n"
+        ));
+    }
+    HttpResponse::Ok()
+        .content_type("text/plain; version=0.0.4")
+        .body(text)
+}
+
+/// OpenAPI document
+///
+/// This document: OpenAPI 3.1, generated from the service's code.
+#[utoipa::path(
+    operation_id = "openapi",
+    tag = "operations",
+    responses((status = 200, description = "The OpenAPI 3.1 document", content_type = "application/json", body = Object))
+)]
+#[get("/openapi.json")]
+pub async fn openapi_json(doc: web::Data<OpenApiJson>) -> HttpResponse {
+    HttpResponse::Ok()
+        .content_type("application/json")
+        .body(doc.0.as_ref().clone())
+}

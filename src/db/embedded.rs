@@ -1,0 +1,375 @@
+//! The embedded default database: a PostgreSQL cluster of the service's own in a data folder,
+//! made with the server programs installed on the machine, used when `DATABASE_URL` is unset.
+//!
+//! PostgreSQL refuses to run as root, so when the service runs as root the server programs run
+//! as the `postgres` system user and the data folder belongs to that user.
+
+use std::fs;
+use std::io::Write;
+use std::net::TcpListener;
+use std::os::unix::fs::PermissionsExt;
+use std::os::unix::process::CommandExt;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+
+use crate::Fatal;
+
+const DATABASE: &str = "signals";
+const SUPERUSER: &str = "postgres";
+const PASSWORD_FILE: &str = "signals.password";
+
+/// A running embedded cluster. Stops the server on drop when this process started it.
+#[derive(Debug)]
+pub struct Cluster {
+    data_dir: PathBuf,
+    bin: PathBuf,
+    run_as: Option<(u32, u32)>,
+    port: u16,
+    password: String,
+    started_here: bool,
+}
+
+impl Cluster {
+    /// Creates the cluster on first use, then starts it unless it is already running (another
+    /// `signals` process may be using it), and makes sure the service's database exists.
+    pub async fn start(data_dir: &Path, pg_bin: Option<&Path>) -> Result<Cluster, Fatal> {
+        let bin = find_server_programs(pg_bin)?;
+        let data_dir = absolute(data_dir)?;
+        let run_as = unprivileged_user()?;
+        if !data_dir.join("PG_VERSION").exists() {
+            init(&bin, &data_dir, run_as)?;
+        }
+        let password = fs::read_to_string(data_dir.join(PASSWORD_FILE))
+            .map_err(|e| {
+                Fatal(format!(
+                    "cannot read {}: {e}",
+                    data_dir.join(PASSWORD_FILE).display()
+                ))
+            })?
+            .trim()
+            .to_owned();
+        let mut cluster = Cluster {
+            data_dir,
+            bin,
+            run_as,
+            port: 0,
+            password,
+            started_here: false,
+        };
+        match cluster.running_port() {
+            Some(port) => cluster.port = port,
+            None => cluster.launch()?,
+        }
+        cluster.ensure_database().await?;
+        Ok(cluster)
+    }
+
+    /// The URL of the service's database in this cluster.
+    pub fn url(&self) -> String {
+        self.url_of(DATABASE)
+    }
+
+    pub fn url_of(&self, database: &str) -> String {
+        format!(
+            "postgres://{SUPERUSER}:{}@127.0.0.1:{}/{database}",
+            self.password, self.port
+        )
+    }
+
+    pub fn data_dir(&self) -> &Path {
+        &self.data_dir
+    }
+
+    /// Stops the server if this process started it; a cluster found running is left running.
+    pub fn stop(&mut self) {
+        if !std::mem::take(&mut self.started_here) {
+            return;
+        }
+        tracing::info!(data_dir = %self.data_dir.display(), "stopping the embedded PostgreSQL");
+        let status = self
+            .command("pg_ctl")
+            .args(["stop", "-w", "-m", "fast", "-D"])
+            .arg(&self.data_dir)
+            .stdout(Stdio::null())
+            .status();
+        if !matches!(status, Ok(s) if s.success()) {
+            tracing::warn!("pg_ctl stop did not succeed: {status:?}");
+        }
+    }
+
+    /// The port of a server already running on this data folder, if there is one.
+    fn running_port(&self) -> Option<u16> {
+        let status = self
+            .command("pg_ctl")
+            .arg("status")
+            .arg("-D")
+            .arg(&self.data_dir)
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .status()
+            .ok()?;
+        if !status.success() {
+            return None;
+        }
+        // postmaster.pid: pid, data dir, start time, port, ...
+        let pid_file = fs::read_to_string(self.data_dir.join("postmaster.pid")).ok()?;
+        pid_file.lines().nth(3)?.trim().parse().ok()
+    }
+
+    fn launch(&mut self) -> Result<(), Fatal> {
+        let port = free_port()?;
+        tracing::info!(data_dir = %self.data_dir.display(), port, "starting the embedded PostgreSQL");
+        let output = self
+            .command("pg_ctl")
+            .args(["start", "-w", "-t", "60", "-D"])
+            .arg(&self.data_dir)
+            .arg("-l")
+            .arg(self.data_dir.join("server.log"))
+            .arg("-o")
+            .arg(format!("-p {port}"))
+            .stdout(Stdio::null())
+            .output()
+            .map_err(|e| Fatal(format!("cannot run pg_ctl: {e}")))?;
+        if output.status.success() {
+            self.port = port;
+            self.started_here = true;
+            return Ok(());
+        }
+        // Another process may have started it at the same moment.
+        if let Some(port) = self.running_port() {
+            self.port = port;
+            return Ok(());
+        }
+        Err(Fatal(format!(
+            "the embedded PostgreSQL in {} did not start: {}; see {}",
+            self.data_dir.display(),
+            String::from_utf8_lossy(&output.stderr).trim(),
+            self.data_dir.join("server.log").display()
+        )))
+    }
+
+    async fn ensure_database(&self) -> Result<(), Fatal> {
+        let (client, connection) =
+            tokio_postgres::connect(&self.url_of("postgres"), tokio_postgres::NoTls)
+                .await
+                .map_err(|e| Fatal(format!("cannot connect to the embedded PostgreSQL: {e}")))?;
+        let driver = tokio::spawn(connection);
+        let exists = client
+            .query_opt("SELECT 1 FROM pg_database WHERE datname = $1", &[&DATABASE])
+            .await
+            .map_err(|e| Fatal(format!("embedded PostgreSQL: {e}")))?
+            .is_some();
+        if !exists {
+            if let Err(e) = client
+                .batch_execute(&format!("CREATE DATABASE {DATABASE}"))
+                .await
+            {
+                // A concurrent first start may have created it in between.
+                if e.code() != Some(&tokio_postgres::error::SqlState::DUPLICATE_DATABASE) {
+                    return Err(Fatal(format!("cannot create the database: {e}")));
+                }
+            }
+        }
+        drop(client);
+        let _ = driver.await;
+        Ok(())
+    }
+
+    fn command(&self, program: &str) -> Command {
+        let mut cmd = Command::new(self.bin.join(program));
+        if let Some((uid, gid)) = self.run_as {
+            cmd.uid(uid).gid(gid);
+        }
+        // The unprivileged user may not be able to enter the caller's working directory.
+        cmd.current_dir("/");
+        cmd
+    }
+}
+
+impl Drop for Cluster {
+    fn drop(&mut self) {
+        self.stop();
+    }
+}
+
+/// Runs initdb into a scratch folder beside the data folder and renames it into place, so an
+/// interrupted first run never leaves a half-made cluster behind.
+fn init(bin: &Path, data_dir: &Path, run_as: Option<(u32, u32)>) -> Result<(), Fatal> {
+    let parent = data_dir
+        .parent()
+        .ok_or_else(|| Fatal(format!("{} has no parent folder", data_dir.display())))?;
+    fs::create_dir_all(parent)
+        .map_err(|e| Fatal(format!("cannot create {}: {e}", parent.display())))?;
+    let scratch = parent.join(format!(
+        ".{}.init-{}",
+        data_dir
+            .file_name()
+            .and_then(|n| n.to_str())
+            .unwrap_or("pg"),
+        std::process::id()
+    ));
+    let _ = fs::remove_dir_all(&scratch);
+    make_private_dir(&scratch, run_as)?;
+    let password = random_hex(24);
+    let pwfile = scratch.with_extension("pw");
+    write_private_file(&pwfile, &password, run_as)?;
+
+    tracing::info!(data_dir = %data_dir.display(), "creating the embedded PostgreSQL cluster");
+    let mut cmd = Command::new(bin.join("initdb"));
+    if let Some((uid, gid)) = run_as {
+        cmd.uid(uid).gid(gid);
+    }
+    let output = cmd
+        .current_dir("/")
+        .arg("-D")
+        .arg(&scratch)
+        .args([
+            "-U",
+            SUPERUSER,
+            "-A",
+            "scram-sha-256",
+            "-E",
+            "UTF8",
+            "--locale=C",
+        ])
+        .arg(format!("--pwfile={}", pwfile.display()))
+        .output()
+        .map_err(|e| Fatal(format!("cannot run initdb: {e}")));
+    let _ = fs::remove_file(&pwfile);
+    let output = output?;
+    if !output.status.success() {
+        let _ = fs::remove_dir_all(&scratch);
+        return Err(Fatal(format!(
+            "initdb failed for {}: {}",
+            data_dir.display(),
+            String::from_utf8_lossy(&output.stderr).trim()
+        )));
+    }
+    // Only TCP on the loopback address; no socket file to place or clean up.
+    let mut conf = fs::OpenOptions::new()
+        .append(true)
+        .open(scratch.join("postgresql.conf"))
+        .map_err(|e| Fatal(format!("cannot configure the cluster: {e}")))?;
+    writeln!(
+        conf,
+        "\n# added by signals\nlisten_addresses = '127.0.0.1'\nunix_socket_directories = ''\n"
+    )
+    .map_err(|e| Fatal(format!("cannot configure the cluster: {e}")))?;
+    write_private_file(&scratch.join(PASSWORD_FILE), &password, run_as)?;
+    fs::rename(&scratch, data_dir).map_err(|e| {
+        Fatal(format!(
+            "cannot move the new cluster to {}: {e}",
+            data_dir.display()
+        ))
+    })
+}
+
+/// The folder holding initdb and pg_ctl: the configured one, else PATH, else the newest
+/// `/usr/lib/postgresql/*/bin`.
+pub fn find_server_programs(configured: Option<&Path>) -> Result<PathBuf, Fatal> {
+    let has_both = |dir: &Path| dir.join("initdb").is_file() && dir.join("pg_ctl").is_file();
+    if let Some(dir) = configured {
+        return if has_both(dir) {
+            Ok(dir.to_owned())
+        } else {
+            Err(missing_programs(&format!(
+                "SIGNALS_PG_BIN={} has no initdb and pg_ctl",
+                dir.display()
+            )))
+        };
+    }
+    let on_path = std::env::var_os("PATH")
+        .map(|p| std::env::split_paths(&p).collect::<Vec<_>>())
+        .unwrap_or_default();
+    if let Some(dir) = on_path.into_iter().find(|d| has_both(d)) {
+        return Ok(dir);
+    }
+    let mut versions: Vec<(u32, PathBuf)> = fs::read_dir("/usr/lib/postgresql")
+        .into_iter()
+        .flatten()
+        .flatten()
+        .filter_map(|e| {
+            let version = e.file_name().to_str()?.parse().ok()?;
+            let bin = e.path().join("bin");
+            has_both(&bin).then_some((version, bin))
+        })
+        .collect();
+    versions.sort();
+    versions.pop().map(|(_, bin)| bin).ok_or_else(|| {
+        missing_programs("no initdb and pg_ctl on PATH or under /usr/lib/postgresql/*/bin")
+    })
+}
+
+fn missing_programs(what: &str) -> Fatal {
+    Fatal(format!(
+        "DATABASE_URL is not set, so signals runs its own PostgreSQL, but the PostgreSQL server \
+         programs were not found ({what}). Install them (Debian/Ubuntu: `apt-get install postgresql`), \
+         point SIGNALS_PG_BIN at the folder holding initdb and pg_ctl, or set DATABASE_URL to an \
+         existing PostgreSQL database."
+    ))
+}
+
+/// The (uid, gid) to run the server programs as: none unless this process is root.
+fn unprivileged_user() -> Result<Option<(u32, u32)>, Fatal> {
+    // SAFETY: geteuid has no preconditions and cannot fail.
+    if unsafe { libc::geteuid() } != 0 {
+        return Ok(None);
+    }
+    let passwd = fs::read_to_string("/etc/passwd").unwrap_or_default();
+    passwd
+        .lines()
+        .find_map(|line| {
+            let f: Vec<&str> = line.split(':').collect();
+            (f.len() > 3 && f[0] == SUPERUSER).then(|| Some((f[2].parse().ok()?, f[3].parse().ok()?)))?
+        })
+        .map(Some)
+        .ok_or_else(|| {
+            Fatal(
+                "signals runs as root and PostgreSQL refuses to, but there is no `postgres` user to \
+                 run it as: create one (installing PostgreSQL does), run signals as another user, \
+                 or set DATABASE_URL"
+                    .into(),
+            )
+        })
+}
+
+fn make_private_dir(dir: &Path, run_as: Option<(u32, u32)>) -> Result<(), Fatal> {
+    let fail = |e: std::io::Error| Fatal(format!("cannot prepare {}: {e}", dir.display()));
+    fs::create_dir_all(dir).map_err(fail)?;
+    fs::set_permissions(dir, fs::Permissions::from_mode(0o700)).map_err(fail)?;
+    if let Some((uid, gid)) = run_as {
+        std::os::unix::fs::chown(dir, Some(uid), Some(gid)).map_err(fail)?;
+    }
+    Ok(())
+}
+
+fn write_private_file(
+    path: &Path,
+    contents: &str,
+    run_as: Option<(u32, u32)>,
+) -> Result<(), Fatal> {
+    let fail = |e: std::io::Error| Fatal(format!("cannot write {}: {e}", path.display()));
+    fs::write(path, contents).map_err(fail)?;
+    fs::set_permissions(path, fs::Permissions::from_mode(0o600)).map_err(fail)?;
+    if let Some((uid, gid)) = run_as {
+        std::os::unix::fs::chown(path, Some(uid), Some(gid)).map_err(fail)?;
+    }
+    Ok(())
+}
+
+fn absolute(path: &Path) -> Result<PathBuf, Fatal> {
+    std::path::absolute(path).map_err(|e| Fatal(format!("bad data folder {}: {e}", path.display())))
+}
+
+fn free_port() -> Result<u16, Fatal> {
+    TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .map(|a| a.port())
+        .map_err(|e| Fatal(format!("cannot find a free port for PostgreSQL: {e}")))
+}
+
+fn random_hex(bytes: usize) -> String {
+    let mut buf = vec![0u8; bytes];
+    getrandom::fill(&mut buf).expect("the operating system's random source failed");
+    buf.iter().map(|b| format!("{b:02x}")).collect()
+}

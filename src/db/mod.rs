@@ -1,0 +1,157 @@
+//! Database access: the connection pool, embedded migrations and the queries per resource.
+
+pub mod embedded;
+pub mod keys;
+pub mod schema;
+pub mod signals;
+
+use std::time::Duration;
+
+use diesel_async::async_connection_wrapper::AsyncConnectionWrapper;
+use diesel_async::pooled_connection::deadpool::{Object, Pool, PoolError};
+use diesel_async::pooled_connection::{
+    AsyncDieselConnectionManager, ManagerConfig, RecyclingMethod,
+};
+use diesel_async::AsyncPgConnection;
+use diesel_migrations::{embed_migrations, EmbeddedMigrations, MigrationHarness};
+use futures_util::future::BoxFuture;
+use futures_util::FutureExt;
+
+use crate::config::DatabaseSettings;
+use crate::Fatal;
+
+pub const MIGRATIONS: EmbeddedMigrations = embed_migrations!("migrations");
+
+pub type PgPool = Pool<AsyncPgConnection>;
+pub type PgConn = Object<AsyncPgConnection>;
+
+/// Builds the pool. Nothing connects until the first checkout; a checkout waits at most
+/// `db_timeout` for a free or new connection, so a stuck database answers instead of hanging.
+pub fn pool(url: &str, settings: &DatabaseSettings) -> Result<PgPool, Fatal> {
+    let config = connect_config(url, settings)?;
+    let mut manager_config = ManagerConfig::<AsyncPgConnection>::default();
+    // Checking a connection with a query on every checkout would double the round trips of a
+    // read; a broken connection is detected by the driver and dropped instead.
+    manager_config.recycling_method = RecyclingMethod::Fast;
+    manager_config.custom_setup = Box::new(move |_url| connect(config.clone()));
+    let manager = AsyncDieselConnectionManager::new_with_config(url, manager_config);
+    Pool::builder(manager)
+        .max_size(settings.pool_size)
+        .wait_timeout(Some(settings.db_timeout()))
+        .create_timeout(Some(settings.db_timeout()))
+        .recycle_timeout(Some(settings.db_timeout()))
+        .runtime(deadpool::Runtime::Tokio1)
+        .build()
+        .map_err(|e| Fatal(format!("cannot build the connection pool: {e}")))
+}
+
+fn connect_config(url: &str, settings: &DatabaseSettings) -> Result<tokio_postgres::Config, Fatal> {
+    let mut config: tokio_postgres::Config = url
+        .parse()
+        .map_err(|e| Fatal(format!("DATABASE_URL is not a valid PostgreSQL URL: {e}")))?;
+    config.connect_timeout(settings.db_timeout());
+    config.application_name("signals");
+    config.options(format!(
+        "-c statement_timeout={} -c idle_in_transaction_session_timeout=60000",
+        settings.statement_timeout_ms
+    ));
+    Ok(config)
+}
+
+fn connect(
+    config: tokio_postgres::Config,
+) -> BoxFuture<'static, diesel::ConnectionResult<AsyncPgConnection>> {
+    async move {
+        let (client, connection) = config
+            .connect(tokio_postgres::NoTls)
+            .await
+            .map_err(|e| diesel::ConnectionError::BadConnection(e.to_string()))?;
+        AsyncPgConnection::try_from_client_and_connection(client, connection).await
+    }
+    .boxed()
+}
+
+/// Opens one connection outside the pool (for the CLI and set-up work).
+pub async fn connect_once(
+    url: &str,
+    settings: &DatabaseSettings,
+) -> Result<AsyncPgConnection, Fatal> {
+    connect(connect_config(url, settings)?)
+        .await
+        .map_err(|e| Fatal(format!("cannot connect to the database: {e}")))
+}
+
+/// Runs pending migrations. diesel's harness is synchronous, so it runs on a blocking thread
+/// through the async connection wrapper (diesel-async's async harness panics on actix's runtime).
+pub async fn migrate(url: &str, settings: &DatabaseSettings) -> Result<Vec<String>, Fatal> {
+    let conn = connect_once(url, settings).await?;
+    tokio::task::spawn_blocking(move || {
+        let mut wrapper: AsyncConnectionWrapper<AsyncPgConnection> =
+            AsyncConnectionWrapper::from(conn);
+        wrapper
+            .run_pending_migrations(MIGRATIONS)
+            .map(|versions| versions.iter().map(|v| v.to_string()).collect())
+            .map_err(|e| Fatal(format!("migration failed: {e}")))
+    })
+    .await
+    .map_err(|e| Fatal(format!("migration task failed: {e}")))?
+}
+
+/// Reverts every applied migration (used by the round-trip test and by `signals migrate --revert-all`).
+pub async fn revert_all(url: &str, settings: &DatabaseSettings) -> Result<usize, Fatal> {
+    let conn = connect_once(url, settings).await?;
+    tokio::task::spawn_blocking(move || {
+        let mut wrapper: AsyncConnectionWrapper<AsyncPgConnection> =
+            AsyncConnectionWrapper::from(conn);
+        wrapper
+            .revert_all_migrations(MIGRATIONS)
+            .map(|v| v.len())
+            .map_err(|e| Fatal(format!("reverting migrations failed: {e}")))
+    })
+    .await
+    .map_err(|e| Fatal(format!("migration task failed: {e}")))?
+}
+
+/// Why a database call failed, as far as a handler needs to know.
+#[derive(Debug, thiserror::Error)]
+pub enum DbError {
+    /// No connection could be had in time, or the database stopped answering.
+    #[error("database unavailable: {0}")]
+    Unavailable(String),
+    #[error(transparent)]
+    Query(#[from] diesel::result::Error),
+}
+
+impl From<PoolError> for DbError {
+    fn from(e: PoolError) -> Self {
+        DbError::Unavailable(e.to_string())
+    }
+}
+
+impl DbError {
+    /// The name of the unique constraint a statement violated, if that is what failed.
+    pub fn unique_violation(&self) -> Option<&str> {
+        use diesel::result::{DatabaseErrorKind, Error};
+        match self {
+            DbError::Query(Error::DatabaseError(DatabaseErrorKind::UniqueViolation, info)) => {
+                info.constraint_name()
+            }
+            _ => None,
+        }
+    }
+}
+
+/// Checks out a connection, turning a timeout or refused connection into `Unavailable`.
+pub async fn conn(pool: &PgPool) -> Result<PgConn, DbError> {
+    Ok(pool.get().await?)
+}
+
+/// Whether the database answers a trivial query within `timeout`.
+pub async fn ping(pool: &PgPool, timeout: Duration) -> bool {
+    use diesel_async::SimpleAsyncConnection;
+    let check = async {
+        let mut c = conn(pool).await.ok()?;
+        c.batch_execute("SELECT 1").await.ok()
+    };
+    matches!(tokio::time::timeout(timeout, check).await, Ok(Some(())))
+}

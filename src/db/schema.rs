@@ -1,0 +1,45 @@
+// Hand-written to match migrations/; the `search` tsvector column is maintained by a trigger
+// and only ever used through SQL fragments, so it is not declared here.
+
+diesel::table! {
+    api_keys (id) {
+        id -> Uuid,
+        name -> Text,
+        scope -> Text,
+        prefix -> Text,
+        secret_hash -> Bytea,
+        created_at -> Timestamptz,
+        last_used_at -> Nullable<Timestamptz>,
+        revoked_at -> Nullable<Timestamptz>,
+    }
+}
+
+diesel::table! {
+    server_secrets (name) {
+        name -> Text,
+        value -> Bytea,
+    }
+}
+
+diesel::table! {
+    signals (id) {
+        id -> Uuid,
+        slug -> Text,
+        title -> Text,
+        summary -> Text,
+        body -> Text,
+        score -> SmallInt,
+        category -> Text,
+        published_at -> Timestamptz,
+        sections -> Jsonb,
+        tags -> Array<Text>,
+        tag_keys -> Array<Text>,
+        source_url -> Nullable<Text>,
+        created_by -> Nullable<Uuid>,
+        created_at -> Timestamptz,
+        updated_at -> Timestamptz,
+    }
+}
+
+diesel::joinable!(signals -> api_keys (created_by));
+diesel::allow_tables_to_appear_in_same_query!(api_keys, server_secrets, signals);

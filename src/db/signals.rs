@@ -1,0 +1,293 @@
+//! Queries on the `signals` table.
+
+use chrono::{DateTime, Utc};
+use diesel::dsl::sql;
+use diesel::pg::Pg;
+use diesel::sql_types::{Array, Bool, SmallInt, Text, Timestamptz, Uuid as SqlUuid};
+use diesel::{
+    ExpressionMethods, OptionalExtension, PgArrayExpressionMethods, QueryDsl, Queryable,
+    Selectable, SelectableHelper,
+};
+use diesel_async::{AsyncPgConnection, RunQueryDsl};
+use uuid::Uuid;
+
+use super::schema::signals;
+use crate::domain::signal::{slug_from_title, SignalDraft};
+
+/// A signal as stored.
+#[derive(Debug, Clone, Queryable, Selectable)]
+#[diesel(table_name = signals, check_for_backend(Pg))]
+pub struct SignalRow {
+    pub id: Uuid,
+    pub slug: String,
+    pub title: String,
+    pub summary: String,
+    pub body: String,
+    pub score: i16,
+    pub category: String,
+    pub published_at: DateTime<Utc>,
+    pub sections: serde_json::Value,
+    pub tags: Vec<String>,
+    pub source_url: Option<String>,
+    pub created_by: Option<Uuid>,
+    pub created_at: DateTime<Utc>,
+    pub updated_at: DateTime<Utc>,
+}
+
+/// How `/v1/signals/{id_or_slug}` names a signal.
+#[derive(Debug, Clone)]
+pub enum SignalRef {
+    Id(Uuid),
+    Slug(String),
+}
+
+impl SignalRef {
+    /// Slugs can never be UUID-shaped, so the text decides which one it is.
+    pub fn parse(s: &str) -> SignalRef {
+        match Uuid::try_parse(s) {
+            Ok(id) => SignalRef::Id(id),
+            Err(_) => SignalRef::Slug(s.to_owned()),
+        }
+    }
+}
+
+pub async fn find(
+    conn: &mut AsyncPgConnection,
+    r: &SignalRef,
+) -> diesel::QueryResult<Option<SignalRow>> {
+    let query = signals::table.select(SignalRow::as_select()).into_boxed();
+    let query = match r {
+        SignalRef::Id(id) => query.filter(signals::id.eq(*id)),
+        SignalRef::Slug(slug) => query.filter(signals::slug.eq(slug)),
+    };
+    query.first(conn).await.optional()
+}
+
+/// The row, locked until the end of the caller's transaction.
+pub async fn find_for_update(
+    conn: &mut AsyncPgConnection,
+    id: Uuid,
+) -> diesel::QueryResult<Option<SignalRow>> {
+    signals::table
+        .select(SignalRow::as_select())
+        .filter(signals::id.eq(id))
+        .for_update()
+        .first(conn)
+        .await
+        .optional()
+}
+
+/// Why an insert did not happen.
+#[derive(Debug, thiserror::Error)]
+pub enum InsertError {
+    #[error("the slug {0:?} is taken")]
+    SlugTaken(String),
+    #[error(transparent)]
+    Query(#[from] diesel::result::Error),
+}
+
+/// Inserts a signal. An explicit slug that is taken is an error; a slug derived from the title
+/// gets a suffix until it is unique.
+pub async fn insert(
+    conn: &mut AsyncPgConnection,
+    draft: &SignalDraft,
+    created_by: Option<Uuid>,
+) -> Result<SignalRow, InsertError> {
+    let now = Utc::now();
+    let base = draft
+        .slug
+        .clone()
+        .unwrap_or_else(|| slug_from_title(&draft.title));
+    for attempt in 0.. {
+        let slug = match attempt {
+            0 => base.clone(),
+            _ if draft.slug.is_some() => return Err(InsertError::SlugTaken(base)),
+            1..=3 => format!("{base}-{}", attempt + 1),
+            _ => format!("{base}-{}", &Uuid::now_v7().simple().to_string()[20..]),
+        };
+        let inserted = diesel::insert_into(signals::table)
+            .values((
+                signals::id.eq(Uuid::now_v7()),
+                signals::slug.eq(&slug),
+                fields(draft, now),
+                signals::created_by.eq(created_by),
+                signals::created_at.eq(now),
+                signals::updated_at.eq(now),
+            ))
+            .on_conflict(signals::slug)
+            .do_nothing()
+            .returning(SignalRow::as_returning())
+            .get_result(conn)
+            .await
+            .optional()?;
+        if let Some(row) = inserted {
+            return Ok(row);
+        }
+    }
+    unreachable!("the attempt loop only ends by returning")
+}
+
+/// Replaces the client fields of a signal; a missing slug or publication time keeps the current one.
+pub async fn replace(
+    conn: &mut AsyncPgConnection,
+    current: &SignalRow,
+    draft: &SignalDraft,
+) -> diesel::QueryResult<SignalRow> {
+    let slug = draft.slug.as_deref().unwrap_or(&current.slug);
+    let published_at = draft.published_at.unwrap_or(current.published_at);
+    diesel::update(signals::table.filter(signals::id.eq(current.id)))
+        .set((
+            signals::slug.eq(slug),
+            fields(draft, published_at),
+            signals::updated_at.eq(Utc::now().max(current.updated_at)),
+        ))
+        .returning(SignalRow::as_returning())
+        .get_result(conn)
+        .await
+}
+
+type Fields<'a> = (
+    diesel::dsl::Eq<signals::title, &'a str>,
+    diesel::dsl::Eq<signals::summary, &'a str>,
+    diesel::dsl::Eq<signals::body, &'a str>,
+    diesel::dsl::Eq<signals::score, i16>,
+    diesel::dsl::Eq<signals::category, &'a str>,
+    diesel::dsl::Eq<signals::published_at, DateTime<Utc>>,
+    diesel::dsl::Eq<signals::sections, serde_json::Value>,
+    diesel::dsl::Eq<signals::tags, &'a [String]>,
+    diesel::dsl::Eq<signals::source_url, Option<&'a str>>,
+);
+
+/// The client-set columns of a draft; `default_published_at` when the draft has no time.
+fn fields(draft: &SignalDraft, default_published_at: DateTime<Utc>) -> Fields<'_> {
+    (
+        signals::title.eq(draft.title.as_str()),
+        signals::summary.eq(draft.summary.as_str()),
+        signals::body.eq(draft.body.as_str()),
+        signals::score.eq(draft.score),
+        signals::category.eq(draft.category.as_str()),
+        signals::published_at.eq(draft.published_at.unwrap_or(default_published_at)),
+        signals::sections.eq(serde_json::to_value(&draft.sections).unwrap_or_default()),
+        signals::tags.eq(draft.tags.as_slice()),
+        signals::source_url.eq(draft.source_url.as_deref()),
+    )
+}
+
+pub async fn delete(conn: &mut AsyncPgConnection, id: Uuid) -> diesel::QueryResult<bool> {
+    let n = diesel::delete(signals::table.filter(signals::id.eq(id)))
+        .execute(conn)
+        .await?;
+    Ok(n > 0)
+}
+
+/// The filters of a list request. Text filters are already lower-cased.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct ListFilter {
+    pub min_score: Option<i16>,
+    pub max_score: Option<i16>,
+    pub categories: Vec<String>,
+    pub tags_all: Vec<String>,
+    pub tags_any: Vec<String>,
+    pub since: Option<DateTime<Utc>>,
+    pub until: Option<DateTime<Utc>>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Sort {
+    PublishedDesc,
+    PublishedAsc,
+    ScoreDesc,
+    ScoreAsc,
+}
+
+/// Where the previous page ended: the sort key of its last row.
+#[derive(Debug, Clone, PartialEq)]
+pub enum After {
+    Published(DateTime<Utc>, Uuid),
+    Score(i16, DateTime<Utc>, Uuid),
+}
+
+impl After {
+    pub fn of(sort: Sort, row: &SignalRow) -> After {
+        match sort {
+            Sort::PublishedDesc | Sort::PublishedAsc => After::Published(row.published_at, row.id),
+            Sort::ScoreDesc | Sort::ScoreAsc => After::Score(row.score, row.published_at, row.id),
+        }
+    }
+}
+
+/// One page in keyset order: `limit + 1` rows are read so the caller knows whether more follow.
+pub async fn list(
+    conn: &mut AsyncPgConnection,
+    filter: &ListFilter,
+    sort: Sort,
+    after: Option<&After>,
+    limit: i64,
+) -> diesel::QueryResult<Vec<SignalRow>> {
+    let mut query = signals::table
+        .select(SignalRow::as_select())
+        .into_boxed::<Pg>();
+    if let Some(min) = filter.min_score {
+        query = query.filter(signals::score.ge(min));
+    }
+    if let Some(max) = filter.max_score {
+        query = query.filter(signals::score.le(max));
+    }
+    if !filter.categories.is_empty() {
+        query = query.filter(
+            sql::<Bool>("lower(category) = ANY(")
+                .bind::<Array<Text>, _>(filter.categories.clone())
+                .sql(")"),
+        );
+    }
+    if !filter.tags_all.is_empty() {
+        query = query.filter(signals::tag_keys.contains(filter.tags_all.clone()));
+    }
+    if !filter.tags_any.is_empty() {
+        query = query.filter(signals::tag_keys.overlaps_with(filter.tags_any.clone()));
+    }
+    if let Some(since) = filter.since {
+        query = query.filter(signals::published_at.ge(since));
+    }
+    if let Some(until) = filter.until {
+        query = query.filter(signals::published_at.lt(until));
+    }
+    let descending = matches!(sort, Sort::PublishedDesc | Sort::ScoreDesc);
+    let cmp = if descending { "<" } else { ">" };
+    if let Some(after) = after {
+        // Row comparison, so the composite index serves the keyset condition directly.
+        query = match after {
+            After::Published(t, id) => query.filter(
+                sql::<Bool>(&format!("(published_at, id) {cmp} ("))
+                    .bind::<Timestamptz, _>(*t)
+                    .sql(", ")
+                    .bind::<SqlUuid, _>(*id)
+                    .sql(")"),
+            ),
+            After::Score(s, t, id) => query.filter(
+                sql::<Bool>(&format!("(score, published_at, id) {cmp} ("))
+                    .bind::<SmallInt, _>(*s)
+                    .sql(", ")
+                    .bind::<Timestamptz, _>(*t)
+                    .sql(", ")
+                    .bind::<SqlUuid, _>(*id)
+                    .sql(")"),
+            ),
+        };
+    }
+    query = match sort {
+        Sort::PublishedDesc => query.order((signals::published_at.desc(), signals::id.desc())),
+        Sort::PublishedAsc => query.order((signals::published_at.asc(), signals::id.asc())),
+        Sort::ScoreDesc => query.order((
+            signals::score.desc(),
+            signals::published_at.desc(),
+            signals::id.desc(),
+        )),
+        Sort::ScoreAsc => query.order((
+            signals::score.asc(),
+            signals::published_at.asc(),
+            signals::id.asc(),
+        )),
+    };
+    query.limit(limit + 1).load(conn).await
+}

@@ -1,0 +1,165 @@
+//! Builds and runs the HTTP server; shared by `signals serve` and the tests.
+
+use std::net::TcpListener;
+use std::sync::Arc;
+
+use actix_cors::Cors;
+use actix_web::dev::{RequestHead, Server};
+use actix_web::http::{header, Method};
+use actix_web::middleware::{from_fn, Compress};
+use actix_web::{web, App, HttpResponse, HttpServer};
+use diesel::{ExpressionMethods, QueryDsl};
+use diesel_async::RunQueryDsl;
+use utoipa_actix_web::AppExt;
+use utoipa_swagger_ui::{Config, SwaggerUi};
+
+use crate::api::middleware::{observe, Metrics};
+use crate::api::system::OpenApiJson;
+use crate::api::{self, AppState, RouteTable};
+use crate::config::{DatabaseSettings, ServeSettings};
+use crate::db::{self, schema::server_secrets, PgPool};
+use crate::Fatal;
+
+/// A database that is reachable and migrated: what the server needs to start.
+pub struct Database {
+    pub url: String,
+    /// The embedded cluster, when `DATABASE_URL` is unset; stops when dropped.
+    pub cluster: Option<db::embedded::Cluster>,
+}
+
+impl Database {
+    /// `DATABASE_URL` when set, else the embedded cluster; migrated either way.
+    pub async fn open(settings: &DatabaseSettings) -> Result<Database, Fatal> {
+        let (url, cluster) = match &settings.database_url {
+            Some(url) => (url.clone(), None),
+            None => {
+                let cluster =
+                    db::embedded::Cluster::start(&settings.data_dir, settings.pg_bin.as_deref())
+                        .await?;
+                (cluster.url(), Some(cluster))
+            }
+        };
+        let applied = db::migrate(&url, settings).await?;
+        if !applied.is_empty() {
+            tracing::info!(?applied, "migrations applied");
+        }
+        Ok(Database { url, cluster })
+    }
+}
+
+/// Starts serving on `listener`; the returned server runs until stopped or signalled.
+pub async fn run(
+    listener: TcpListener,
+    pool: PgPool,
+    db_settings: &DatabaseSettings,
+    settings: &ServeSettings,
+) -> Result<Server, Fatal> {
+    let cursor_key = {
+        let mut conn = db::conn(&pool)
+            .await
+            .map_err(|e| Fatal(format!("cannot reach the database: {e}")))?;
+        server_secrets::table
+            .filter(server_secrets::name.eq("cursor_hmac"))
+            .select(server_secrets::value)
+            .first::<Vec<u8>>(&mut conn)
+            .await
+            .map_err(|e| Fatal(format!("cannot read the cursor key: {e}")))?
+    };
+    let state = web::Data::new(AppState {
+        pool,
+        public_read: settings.public_read,
+        cursor_key,
+        db_timeout: db_settings.db_timeout(),
+    });
+    let openapi = api::openapi();
+    let routes = web::Data::new(RouteTable::from_openapi(&openapi));
+    let openapi_json =
+        web::Data::new(OpenApiJson(Arc::new(openapi.to_pretty_json().map_err(
+            |e| Fatal(format!("cannot render the OpenAPI document: {e}")),
+        )?)));
+    let metrics = web::Data::new(Metrics::default());
+    let write_origins = Arc::new(settings.cors_origins());
+
+    let mut server = HttpServer::new(move || {
+        App::new()
+            .app_data(state.clone())
+            .app_data(routes.clone())
+            .app_data(openapi_json.clone())
+            .app_data(metrics.clone())
+            .wrap(Compress::default())
+            .wrap(cors(write_origins.clone()))
+            .wrap(from_fn(observe))
+            .into_utoipa_app()
+            .configure(api::configure)
+            .into_app()
+            .service(
+                SwaggerUi::new("/docs/{_:.*}").config(
+                    Config::from("/openapi.json")
+                        .validator_url("none")
+                        .try_it_out_enabled(true)
+                        .persist_authorization(true),
+                ),
+            )
+            .route(
+                "/docs",
+                web::get().to(|| async {
+                    HttpResponse::PermanentRedirect()
+                        .insert_header((header::LOCATION, "/docs/"))
+                        .finish()
+                }),
+            )
+            .default_service(web::to(api::no_route))
+    })
+    .shutdown_timeout(settings.shutdown_timeout_s);
+    if settings.workers > 0 {
+        server = server.workers(settings.workers);
+    }
+    Ok(server
+        .listen(listener)
+        .map_err(|e| Fatal(format!("cannot listen: {e}")))?
+        .run())
+}
+
+/// Reads are allowed from any origin; writes only from the configured ones.
+fn cors(write_origins: Arc<Vec<String>>) -> Cors {
+    Cors::default()
+        .allowed_origin_fn(move |origin, head: &RequestHead| {
+            let method = if head.method == Method::OPTIONS {
+                head.headers
+                    .get(header::ACCESS_CONTROL_REQUEST_METHOD)
+                    .and_then(|m| Method::from_bytes(m.as_bytes()).ok())
+                    .unwrap_or(Method::OPTIONS)
+            } else {
+                head.method.clone()
+            };
+            matches!(method, Method::GET | Method::HEAD)
+                || origin
+                    .to_str()
+                    .is_ok_and(|o| write_origins.iter().any(|allowed| allowed == o))
+        })
+        .allowed_methods([
+            Method::GET,
+            Method::HEAD,
+            Method::POST,
+            Method::PUT,
+            Method::PATCH,
+            Method::DELETE,
+        ])
+        .allowed_headers([
+            header::AUTHORIZATION,
+            header::CONTENT_TYPE,
+            header::IF_MATCH,
+            header::IF_NONE_MATCH,
+            header::HeaderName::from_static("idempotency-key"),
+            header::HeaderName::from_static("x-request-id"),
+        ])
+        .expose_headers([
+            header::ETAG,
+            header::LINK,
+            header::LOCATION,
+            header::RETRY_AFTER,
+            header::HeaderName::from_static("x-request-id"),
+            header::HeaderName::from_static("idempotent-replayed"),
+        ])
+        .max_age(3600)
+}
