@@ -58,7 +58,10 @@ pub fn openapi() -> OpenApi {
 }
 
 /// For each documented path, the methods it allows: answers 405 with `Allow` for the others.
-pub struct RouteTable(Vec<(ResourceDef, String)>);
+/// (One URL may match several documented templates, like `{id_or_slug}` and `{id}`.)
+pub struct RouteTable(Vec<(ResourceDef, Vec<&'static str>)>);
+
+const METHODS: [&str; 5] = ["GET", "POST", "PUT", "PATCH", "DELETE"];
 
 impl RouteTable {
     pub fn from_openapi(api: &OpenApi) -> Self {
@@ -67,27 +70,37 @@ impl RouteTable {
             .paths
             .iter()
             .map(|(path, item)| {
-                let mut methods: Vec<&str> = Vec::new();
-                let ops = [
-                    ("GET", item.get.is_some()),
-                    ("POST", item.post.is_some()),
-                    ("PUT", item.put.is_some()),
-                    ("PATCH", item.patch.is_some()),
-                    ("DELETE", item.delete.is_some()),
-                ];
-                methods.extend(ops.iter().filter(|(_, on)| *on).map(|(m, _)| *m));
-                methods.push("OPTIONS");
-                (ResourceDef::new(path.as_str()), methods.join(", "))
+                let present = [&item.get, &item.post, &item.put, &item.patch, &item.delete];
+                let methods = METHODS
+                    .iter()
+                    .zip(present)
+                    .filter(|(_, op)| op.is_some())
+                    .map(|(m, _)| *m)
+                    .collect();
+                (ResourceDef::new(path.as_str()), methods)
             })
             .collect();
         RouteTable(routes)
     }
 
-    fn allowed(&self, path: &str) -> Option<&str> {
-        self.0
+    /// The `Allow` value for a path, if any documented route matches it.
+    fn allowed(&self, path: &str) -> Option<String> {
+        let matching: Vec<&Vec<&str>> = self
+            .0
             .iter()
-            .find(|(def, _)| def.is_match(path))
-            .map(|(_, allow)| allow.as_str())
+            .filter(|(def, _)| def.is_match(path))
+            .map(|(_, methods)| methods)
+            .collect();
+        if matching.is_empty() {
+            return None;
+        }
+        let mut allow: Vec<&str> = METHODS
+            .iter()
+            .copied()
+            .filter(|m| matching.iter().any(|methods| methods.contains(m)))
+            .collect();
+        allow.push("OPTIONS");
+        Some(allow.join(", "))
     }
 }
 
@@ -99,7 +112,7 @@ pub async fn no_route(
     match table.allowed(req.path()) {
         Some(allow) => Err(ApiError::MethodNotAllowed {
             method: req.method().to_string(),
-            allow: allow.to_owned(),
+            allow,
         }),
         None => Err(ApiError::NotFound(format!(
             "there is no route {}",

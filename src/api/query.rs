@@ -14,6 +14,8 @@ use crate::domain::signal::{parse_timestamp, SCORE_MAX};
 
 pub const LIMIT_DEFAULT: i64 = 20;
 pub const LIMIT_MAX: i64 = 100;
+/// Bytes of the HMAC-SHA256 tag a cursor carries.
+const TAG_LEN: usize = 16;
 
 const SCALARS: [&str; 7] = [
     "min_score",
@@ -115,6 +117,9 @@ impl ListQuery {
         let bad = || ApiError::bad_parameter("cursor", "is not a cursor this service issued");
         let (payload, tag) = token.split_once('.').ok_or_else(bad)?;
         let tag = URL_SAFE_NO_PAD.decode(tag).map_err(|_| bad())?;
+        if tag.len() != TAG_LEN {
+            return Err(bad());
+        }
         let mut mac = Hmac::<Sha256>::new_from_slice(key).map_err(|_| bad())?;
         mac.update(payload.as_bytes());
         mac.verify_truncated_left(&tag).map_err(|_| bad())?;
@@ -150,7 +155,7 @@ impl ListQuery {
         let mut mac = Hmac::<Sha256>::new_from_slice(key).expect("HMAC takes keys of any length");
         mac.update(payload.as_bytes());
         let tag = mac.finalize().into_bytes();
-        format!("{payload}.{}", URL_SAFE_NO_PAD.encode(&tag[..16]))
+        format!("{payload}.{}", URL_SAFE_NO_PAD.encode(&tag[..TAG_LEN]))
     }
 
     /// Identifies the filters and sort (not the page size) a cursor was made for.

@@ -1,0 +1,151 @@
+//! The embedded default: with DATABASE_URL unset, `signals serve` runs its own PostgreSQL.
+
+use std::net::TcpListener;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use serde_json::Value;
+
+use crate::cli::BIN;
+
+fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+fn command(data_dir: &Path) -> Command {
+    let mut cmd = Command::new(BIN);
+    cmd.env_remove("DATABASE_URL")
+        .env("SIGNALS_DATA_DIR", data_dir)
+        .env_remove("RUST_LOG");
+    cmd
+}
+
+fn start(data_dir: &Path, port: u16) -> Child {
+    command(data_dir)
+        .env("SIGNALS_BIND", format!("127.0.0.1:{port}"))
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap()
+}
+
+async fn wait_ready(client: &awc::Client, base: &str, child: &mut Child) {
+    let started = Instant::now();
+    while started.elapsed() < Duration::from_secs(90) {
+        if let Ok(res) = client.get(format!("{base}/readyz")).send().await {
+            if res.status() == 200 {
+                return;
+            }
+        }
+        assert!(
+            child.try_wait().unwrap().is_none(),
+            "signals serve exited early"
+        );
+        actix_web::rt::time::sleep(Duration::from_millis(200)).await;
+    }
+    panic!("signals serve did not become ready");
+}
+
+fn terminate(child: &mut Child) {
+    // SAFETY: sending a signal to our own child process.
+    unsafe { libc::kill(child.id() as i32, libc::SIGTERM) };
+    let status = child.wait().unwrap();
+    assert!(status.success(), "graceful shutdown exits 0, got {status}");
+}
+
+struct TempDir(PathBuf);
+
+impl Drop for TempDir {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
+#[actix_web::test]
+async fn serve_without_database_url_runs_stops_and_restarts_its_own_postgres() {
+    // Under /tmp so the unprivileged postgres user can reach it when tests run as root.
+    let dir = TempDir(std::env::temp_dir().join(format!(
+        "signals-embedded-{}",
+        uuid::Uuid::now_v7().simple()
+    )));
+    let data_dir = dir.0.join("pg");
+    let port = free_port();
+    let base = format!("http://127.0.0.1:{port}");
+    let client = awc::Client::builder()
+        .timeout(Duration::from_secs(10))
+        .finish();
+
+    let mut serve = start(&data_dir, port);
+    wait_ready(&client, &base, &mut serve).await;
+    assert!(
+        data_dir.join("PG_VERSION").exists(),
+        "the cluster was created in the data folder"
+    );
+
+    // The CLI reaches the same database while the service runs.
+    let out = command(&data_dir)
+        .args(["keys", "create", "--name", "embedded", "--scope", "write"])
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let key = String::from_utf8(out.stdout).unwrap().trim().to_owned();
+    let mut res = client
+        .post(format!("{base}/v1/signals"))
+        .insert_header(("Authorization", format!("Bearer {key}")))
+        .send_json(&crate::helpers::signal(
+            serde_json::json!({"slug": "kept-across-restarts"}),
+        ))
+        .await
+        .unwrap();
+    assert_eq!(res.status(), 201, "{:?}", res.body().await);
+
+    terminate(&mut serve);
+    assert!(
+        !data_dir.join("postmaster.pid").exists(),
+        "PostgreSQL stopped with the service"
+    );
+
+    // A second start reuses the data.
+    let mut serve = start(&data_dir, port);
+    wait_ready(&client, &base, &mut serve).await;
+    let mut res = client
+        .get(format!("{base}/v1/signals/kept-across-restarts"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), 200);
+    let body: Value = serde_json::from_slice(&res.body().await.unwrap()).unwrap();
+    assert_eq!(body["slug"], "kept-across-restarts");
+    terminate(&mut serve);
+    assert!(!data_dir.join("postmaster.pid").exists());
+}
+
+#[test]
+fn without_server_programs_one_clear_message_and_a_failing_exit() {
+    let dir = std::env::temp_dir().join("signals-no-programs");
+    let out = command(&dir.join("pg"))
+        .env("SIGNALS_PG_BIN", "/nonexistent/bin")
+        .arg("migrate")
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains("PostgreSQL server programs were not found"),
+        "{stderr}"
+    );
+    assert!(
+        stderr.contains("apt-get install postgresql") && stderr.contains("DATABASE_URL"),
+        "{stderr}"
+    );
+    assert!(!dir.join("pg").exists(), "nothing was created");
+}

@@ -1,0 +1,271 @@
+use std::time::{Duration, Instant};
+
+use awc::http::Method;
+use serde_json::json;
+use signals::domain::key::Scope;
+
+use crate::helpers::{assert_problem, header, json_body, signal, TestApp};
+
+#[actix_web::test]
+async fn every_bad_field_is_reported_at_once_with_422() {
+    let app = TestApp::spawn().await;
+    let key = app.key(Scope::Write).await;
+    let mut res = app
+        .request(Method::POST, "/v1/signals", &key)
+        .send_json(&json!({
+            "title": "   ", "score": 11, "category": "x".repeat(65), "slug": "Not A Slug",
+            "published_at": "2026-05-06 18:02", "tags": ["ok", ""], "sections": [{"heading": "h"}],
+            "source_url": "javascript:alert(1)", "id": "mine", "colour": "red"
+        }))
+        .await
+        .unwrap();
+    let problem = assert_problem(&mut res, 422).await;
+    assert_eq!(problem["type"], "/problems/validation");
+    let mut fields: Vec<&str> = problem["errors"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| e["field"].as_str().unwrap())
+        .collect();
+    fields.sort();
+    assert_eq!(
+        fields,
+        [
+            "category",
+            "colour",
+            "id",
+            "published_at",
+            "score",
+            "sections[0].body",
+            "slug",
+            "source_url",
+            "tags[1]",
+            "title"
+        ]
+    );
+    assert_eq!(problem["detail"], "10 fields are invalid");
+    // Nothing was written.
+    let mut res = app.get("/v1/signals").send().await.unwrap();
+    assert_eq!(json_body(&mut res).await["items"], json!([]));
+}
+
+#[actix_web::test]
+async fn malformed_json_is_400() {
+    let app = TestApp::spawn().await;
+    let key = app.key(Scope::Write).await;
+    let mut res = app
+        .request(Method::POST, "/v1/signals", &key)
+        .content_type("application/json")
+        .send_body(r#"{"title": "x", "score": 7,"#)
+        .await
+        .unwrap();
+    let problem = assert_problem(&mut res, 400).await;
+    assert!(problem["detail"]
+        .as_str()
+        .unwrap()
+        .contains("not valid JSON"));
+}
+
+#[actix_web::test]
+async fn a_body_that_is_not_json_is_415() {
+    let app = TestApp::spawn().await;
+    let key = app.key(Scope::Write).await;
+    let mut res = app
+        .request(Method::POST, "/v1/signals", &key)
+        .content_type("text/plain")
+        .send_body("title=x")
+        .await
+        .unwrap();
+    assert_problem(&mut res, 415).await;
+    let mut res = app
+        .request(Method::POST, "/v1/signals", &key)
+        .send_body("{}")
+        .await
+        .unwrap();
+    assert_problem(&mut res, 415).await;
+}
+
+#[actix_web::test]
+async fn a_body_over_1_mib_is_413() {
+    let app = TestApp::spawn().await;
+    let key = app.key(Scope::Write).await;
+    let huge = signal(json!({"body": "x".repeat(1024 * 1024 + 1)}));
+    let mut res = app
+        .request(Method::POST, "/v1/signals", &key)
+        .send_json(&huge)
+        .await
+        .unwrap();
+    assert_problem(&mut res, 413).await;
+}
+
+#[actix_web::test]
+async fn unknown_routes_are_404_and_wrong_methods_405_with_allow() {
+    let app = TestApp::spawn().await;
+    let mut res = app.get("/v2/nothing").send().await.unwrap();
+    assert_problem(&mut res, 404).await;
+    let key = app.key(Scope::Write).await;
+    let mut res = app
+        .request(Method::DELETE, "/v1/signals", &key)
+        .send()
+        .await
+        .unwrap();
+    assert_problem(&mut res, 405).await;
+    assert_eq!(header(&res, "allow").as_deref(), Some("GET, POST, OPTIONS"));
+    let mut res = app
+        .request(Method::POST, "/v1/signals/some-slug", &key)
+        .send()
+        .await
+        .unwrap();
+    assert_problem(&mut res, 405).await;
+    assert_eq!(
+        header(&res, "allow").as_deref(),
+        Some("GET, PUT, PATCH, DELETE, OPTIONS")
+    );
+}
+
+#[actix_web::test]
+async fn bad_path_and_query_parameters_are_400() {
+    let app = TestApp::spawn().await;
+    let key = app.key(Scope::Write).await;
+    let mut res = app
+        .request(Method::PUT, "/v1/signals/not-a-uuid", &key)
+        .send_json(&signal(json!({})))
+        .await
+        .unwrap();
+    assert_problem(&mut res, 400).await;
+    for query in [
+        "min_score=eleven",
+        "min_score=11",
+        "limit=0",
+        "limit=1000",
+        "sort=best",
+        "since=yesterday",
+        "min_score=1&min_score=2",
+        "colour=red",
+    ] {
+        let mut res = app
+            .get(&format!("/v1/signals?{query}"))
+            .send()
+            .await
+            .unwrap();
+        let problem = assert_problem(&mut res, 400).await;
+        assert!(!problem["errors"].as_array().unwrap().is_empty(), "{query}");
+    }
+}
+
+#[actix_web::test]
+async fn the_request_id_is_echoed_or_made() {
+    let app = TestApp::spawn().await;
+    let res = app
+        .get("/healthz")
+        .insert_header(("X-Request-Id", "abc-123"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(header(&res, "x-request-id").as_deref(), Some("abc-123"));
+    let res = app.get("/healthz").send().await.unwrap();
+    assert!(header(&res, "x-request-id").is_some_and(|id| id.len() == 36));
+}
+
+#[actix_web::test]
+async fn a_lost_database_gives_503_not_a_hang() {
+    let app = TestApp::spawn_with(|_, db| db.db_timeout_ms = 500).await;
+    let res = app.get("/readyz").send().await.unwrap();
+    assert_eq!(res.status(), 200);
+    app.db.drop_now().await;
+    let started = Instant::now();
+    let mut res = app.get("/v1/signals").send().await.unwrap();
+    assert_problem(&mut res, 503).await;
+    assert!(header(&res, "retry-after").is_some());
+    let mut res = app.get("/readyz").send().await.unwrap();
+    assert_problem(&mut res, 503).await;
+    assert!(started.elapsed() < Duration::from_secs(10));
+    let res = app.get("/healthz").send().await.unwrap();
+    assert_eq!(
+        res.status(),
+        200,
+        "liveness does not depend on the database"
+    );
+}
+
+#[actix_web::test]
+async fn an_exhausted_pool_gives_503_after_the_wait_timeout() {
+    let app = TestApp::spawn_with(|_, db| {
+        db.pool_size = 1;
+        db.db_timeout_ms = 300;
+    })
+    .await;
+    let _held = signals::db::conn(&app.pool).await.unwrap();
+    let started = Instant::now();
+    let mut res = app.get("/v1/signals").send().await.unwrap();
+    assert_problem(&mut res, 503).await;
+    assert!(started.elapsed() < Duration::from_secs(5));
+}
+
+#[actix_web::test]
+async fn health_metrics_and_docs_are_served() {
+    let app = TestApp::spawn().await;
+    app.get("/v1/signals?min_score=7").send().await.unwrap();
+    app.get("/nowhere").send().await.unwrap();
+    let mut res = app.get("/metrics").send().await.unwrap();
+    assert_eq!(res.status(), 200);
+    let text = String::from_utf8(res.body().await.unwrap().to_vec()).unwrap();
+    assert!(
+        text.contains(
+            r#"signals_http_requests_total{method="GET",route="/v1/signals",status="200"} 1"#
+        ),
+        "{text}"
+    );
+    assert!(text.contains(r#"route="unmatched",status="404""#), "{text}");
+    assert!(
+        text.contains("signals_http_request_duration_seconds_bucket{"),
+        "{text}"
+    );
+    assert!(text.contains("signals_db_pool_max_size 4"), "{text}");
+
+    let res = app.get("/docs").send().await.unwrap();
+    assert_eq!(res.status(), 308);
+    let mut res = app.get("/docs/").send().await.unwrap();
+    assert_eq!(res.status(), 200);
+    let page = String::from_utf8(res.body().await.unwrap().to_vec()).unwrap();
+    assert!(
+        !page.contains("src=\"http") && !page.contains("href=\"http"),
+        "the docs page loads nothing from elsewhere"
+    );
+    let mut res = app
+        .get("/docs/swagger-initializer.js")
+        .send()
+        .await
+        .unwrap();
+    let init = String::from_utf8(res.body().await.unwrap().to_vec()).unwrap();
+    assert!(
+        init.contains("/openapi.json") && init.contains("validatorUrl"),
+        "{init}"
+    );
+    let res = app.get("/docs/swagger-ui-bundle.js").send().await.unwrap();
+    assert_eq!(res.status(), 200);
+}
+
+#[actix_web::test]
+async fn cors_allows_reads_anywhere_and_writes_from_configured_origins() {
+    let app = TestApp::spawn().await;
+    let preflight = |origin: &'static str, method: &'static str| {
+        app.client
+            .request(Method::OPTIONS, app.url("/v1/signals"))
+            .insert_header(("Origin", origin))
+            .insert_header(("Access-Control-Request-Method", method))
+            .send()
+    };
+    let res = preflight("https://any.example", "GET").await.unwrap();
+    assert_eq!(
+        header(&res, "access-control-allow-origin").as_deref(),
+        Some("https://any.example")
+    );
+    let res = preflight("https://admin.example", "POST").await.unwrap();
+    assert_eq!(
+        header(&res, "access-control-allow-origin").as_deref(),
+        Some("https://admin.example")
+    );
+    let res = preflight("https://any.example", "POST").await.unwrap();
+    assert!(header(&res, "access-control-allow-origin").is_none());
+}

@@ -1,0 +1,11 @@
+//! One integration-test binary: the real service over HTTP, each test on its own database.
+
+mod auth;
+mod cli;
+mod embedded;
+mod errors;
+mod helpers;
+mod listing;
+mod migrations;
+mod openapi;
+mod signals_crud;
