@@ -10,7 +10,7 @@ use uuid::Uuid;
 
 use super::problem::ApiError;
 use crate::db::signals::{After, ListFilter, Sort};
-use crate::domain::signal::{parse_timestamp, SCORE_MAX};
+use crate::domain::signal::{check_length, parse_timestamp, SCORE_MAX};
 
 pub const LIMIT_DEFAULT: i64 = 20;
 pub const LIMIT_MAX: i64 = 100;
@@ -192,9 +192,7 @@ fn time(name: &str, value: &str) -> Result<DateTime<Utc>, ApiError> {
 }
 
 fn word(name: &str, value: &str) -> Result<String, ApiError> {
-    if value.is_empty() || value.chars().count() > 64 {
-        return Err(ApiError::bad_parameter(name, "must be 1 to 64 characters"));
-    }
+    check_length(value, 1, 64).map_err(|m| ApiError::bad_parameter(name, m))?;
     Ok(value.to_lowercase())
 }
 
@@ -248,6 +246,7 @@ mod tests {
             "min_score=8&max_score=7",
             "colour=red",
             "tag=",
+            "category=a%00b",
         ] {
             assert!(ListQuery::parse(bad).is_err(), "{bad}");
         }

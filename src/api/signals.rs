@@ -198,12 +198,12 @@ enum SortParam {
 #[utoipa::path(
     operation_id = "create_signal",
     tag = "signals",
-    request_body(content = SignalInput, content_type = "application/json"),
+    request_body(content = SignalInput, content_type = "application/json", example = json!(example_input())),
     responses(
         (status = 201, description = "Created", body = Signal, headers(
             ("Location" = String, description = "The new signal's URL: /v1/signals/{id}"),
             ("ETag" = String, description = "Strong validator of the representation"),
-        )),
+        ), example = json!(example_signal())),
         (status = 400, response = responses::BadRequest),
         (status = 401, response = responses::Unauthorized),
         (status = 403, response = responses::Forbidden),
@@ -250,7 +250,7 @@ pub async fn create_signal(
         (status = 200, description = "The signal", body = Signal, headers(
             ("ETag" = String, description = "Strong validator of the representation"),
             ("Cache-Control" = String),
-        )),
+        ), example = json!(example_signal())),
         (status = 304, description = "Not modified: the ETag in If-None-Match is current"),
         (status = 401, response = responses::Unauthorized),
         (status = 404, response = responses::NotFound),
@@ -265,8 +265,9 @@ pub async fn get_signal(
     _reader: Reader,
     path: web::Path<String>,
 ) -> Result<HttpResponse, ApiError> {
+    let signal_ref = SignalRef::parse(&path).ok_or_else(not_found)?;
     let mut conn = db::conn(&state.pool).await?;
-    let row = store::find(&mut conn, &SignalRef::parse(&path))
+    let row = store::find(&mut conn, &signal_ref)
         .await?
         .ok_or_else(not_found)?;
     Ok(cacheable_json(
@@ -289,9 +290,9 @@ pub async fn get_signal(
         ("id" = Uuid, Path, description = "The signal's id"),
         ("If-Match" = Option<String>, Header, description = "Change only if the ETag still matches"),
     ),
-    request_body(content = SignalInput, content_type = "application/json"),
+    request_body(content = SignalInput, content_type = "application/json", example = json!(example_input())),
     responses(
-        (status = 200, description = "Replaced", body = Signal, headers(("ETag" = String))),
+        (status = 200, description = "Replaced", body = Signal, headers(("ETag" = String)), example = json!(example_signal())),
         (status = 400, response = responses::BadRequest),
         (status = 401, response = responses::Unauthorized),
         (status = 403, response = responses::Forbidden),
@@ -341,7 +342,7 @@ pub async fn replace_signal(
         description = "Fields to change; null resets a field to its default"
     ),
     responses(
-        (status = 200, description = "Patched", body = Signal, headers(("ETag" = String))),
+        (status = 200, description = "Patched", body = Signal, headers(("ETag" = String)), example = json!(example_signal())),
         (status = 400, response = responses::BadRequest),
         (status = 401, response = responses::Unauthorized),
         (status = 403, response = responses::Forbidden),
@@ -433,7 +434,7 @@ pub async fn delete_signal(
         (status = 200, description = "A page of signals", body = SignalPage, headers(
             ("Link" = String, description = "`<next page URL>; rel=\"next\"` when there is a next page"),
             ("ETag" = String),
-        )),
+        ), example = json!({"items": [example_signal()], "next_cursor": "eyJxIjoi...Ifp2eQ"})),
         (status = 304, description = "Not modified: the ETag in If-None-Match is current"),
         (status = 400, response = responses::BadRequest),
         (status = 401, response = responses::Unauthorized),

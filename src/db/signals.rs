@@ -12,7 +12,7 @@ use diesel_async::{AsyncPgConnection, RunQueryDsl};
 use uuid::Uuid;
 
 use super::schema::signals;
-use crate::domain::signal::{slug_from_title, SignalDraft};
+use crate::domain::signal::{check_slug, slug_from_title, SignalDraft};
 
 /// A signal as stored.
 #[derive(Debug, Clone, Queryable, Selectable)]
@@ -42,11 +42,12 @@ pub enum SignalRef {
 }
 
 impl SignalRef {
-    /// Slugs can never be UUID-shaped, so the text decides which one it is.
-    pub fn parse(s: &str) -> SignalRef {
+    /// Slugs can never be UUID-shaped, so the text decides which one it is; `None` when it is
+    /// neither an id nor a well-formed slug (so nothing can exist under it).
+    pub fn parse(s: &str) -> Option<SignalRef> {
         match Uuid::try_parse(s) {
-            Ok(id) => SignalRef::Id(id),
-            Err(_) => SignalRef::Slug(s.to_owned()),
+            Ok(id) => Some(SignalRef::Id(id)),
+            Err(_) => check_slug(s).ok().map(|()| SignalRef::Slug(s.to_owned())),
         }
     }
 }

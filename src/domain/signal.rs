@@ -321,7 +321,11 @@ impl<'a> Parser<'a> {
     }
 }
 
-fn check_length(s: &str, min: usize, max: usize) -> Result<(), String> {
+/// Length in characters, and no NUL (PostgreSQL text cannot hold it).
+pub fn check_length(s: &str, min: usize, max: usize) -> Result<(), String> {
+    if s.contains('\0') {
+        return Err("must not contain NUL characters".into());
+    }
     let n = s.chars().count();
     if n < min {
         Err("must not be empty".into())
@@ -495,6 +499,18 @@ mod tests {
                 "sections[1]",
                 "sections[2].body"
             ]
+        );
+    }
+
+    #[test]
+    fn nul_characters_are_refused_everywhere() {
+        let mut v = minimal();
+        v["title"] = json!("a\0b");
+        v["tags"] = json!(["x\0"]);
+        v["sections"] = json!([{"heading": "h", "body": "\0"}]);
+        assert_eq!(
+            fields(&SignalDraft::parse(&v).unwrap_err()),
+            ["title", "sections[0].body", "tags[0]"]
         );
     }
 

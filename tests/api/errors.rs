@@ -134,6 +134,7 @@ async fn bad_path_and_query_parameters_are_400() {
         .unwrap();
     assert_problem(&mut res, 400).await;
     for query in [
+        "category=a%00b",
         "min_score=eleven",
         "min_score=11",
         "limit=0",

@@ -93,6 +93,7 @@ async fn an_unknown_signal_is_404() {
     for path in [
         "/v1/signals/no-such-slug",
         "/v1/signals/01968a4e-1c40-7cc3-9a51-4b1f0e6e2d10",
+        "/v1/signals/Bad%00Slug",
     ] {
         let mut res = app.get(path).send().await.unwrap();
         assert_problem(&mut res, 404).await;
