@@ -1,6 +1,7 @@
 //! The HTTP API: routes, handlers, request parsing and the OpenAPI document they generate.
 
 pub mod auth;
+pub mod facets;
 pub mod middleware;
 pub mod problem;
 pub mod query;
@@ -40,6 +41,8 @@ pub fn configure(cfg: &mut ServiceConfig) {
         .service(signals::replace_signal)
         .service(signals::patch_signal)
         .service(signals::delete_signal)
+        .service(facets::list_categories)
+        .service(facets::list_tags)
         .service(system::healthz)
         .service(system::readyz)
         .service(system::metrics)

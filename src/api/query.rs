@@ -9,7 +9,7 @@ use sha2::{Digest, Sha256};
 use uuid::Uuid;
 
 use super::problem::ApiError;
-use crate::db::signals::{After, ListFilter, Sort};
+use crate::db::signals::{After, FacetFilter, ListFilter, Sort};
 use crate::domain::signal::{check_length, parse_timestamp, SCORE_MAX};
 
 pub const LIMIT_DEFAULT: i64 = 20;
@@ -17,16 +17,23 @@ pub const LIMIT_MAX: i64 = 100;
 /// Bytes of the HMAC-SHA256 tag a cursor carries.
 const TAG_LEN: usize = 16;
 
-const SCALARS: [&str; 7] = [
-    "min_score",
-    "max_score",
-    "since",
-    "until",
-    "sort",
-    "limit",
-    "cursor",
+/// The top-level fields of a signal, for `fields`.
+pub const SIGNAL_FIELDS: [&str; 13] = [
+    "id",
+    "slug",
+    "title",
+    "summary",
+    "body",
+    "score",
+    "category",
+    "published_at",
+    "sections",
+    "tags",
+    "source_url",
+    "created_at",
+    "updated_at",
 ];
-const REPEATABLE: [&str; 3] = ["category", "tag", "any_tag"];
+pub const Q_MAX: usize = 256;
 
 /// A parsed list request.
 #[derive(Debug, Clone, PartialEq)]
@@ -36,56 +43,102 @@ pub struct ListQuery {
     pub limit: i64,
     /// The raw cursor; checked against the filter with [`ListQuery::after`].
     pub cursor: Option<String>,
+    /// Only these top-level fields (always with `id`).
+    pub fields: Option<Vec<String>>,
+    pub include_total: bool,
+}
+
+/// The name-value pairs of a query string, refusing unknown names and repeated single values.
+fn pairs(
+    query_string: &str,
+    scalars: &[&str],
+    repeatable: &[&str],
+) -> Result<Vec<(String, String)>, ApiError> {
+    let mut out: Vec<(String, String)> = Vec::new();
+    for (name, value) in form_urlencoded::parse(query_string.as_bytes()) {
+        if scalars.contains(&name.as_ref()) {
+            if out.iter().any(|(n, _)| *n == name) {
+                return Err(ApiError::bad_parameter(&name, "must be given at most once"));
+            }
+        } else if !repeatable.contains(&name.as_ref()) {
+            let known: Vec<&str> = scalars.iter().chain(repeatable).copied().collect();
+            return Err(ApiError::bad_parameter(
+                &name,
+                format!(
+                    "is not a parameter of this endpoint (known: {})",
+                    known.join(", ")
+                ),
+            ));
+        }
+        out.push((name.into_owned(), value.trim().to_owned()));
+    }
+    Ok(out)
 }
 
 impl ListQuery {
     /// Parses a query string; any unknown, repeated or malformed parameter is a 400.
     pub fn parse(query_string: &str) -> Result<ListQuery, ApiError> {
-        let mut seen: Vec<String> = Vec::new();
+        const SCALARS: [&str; 10] = [
+            "min_score",
+            "max_score",
+            "since",
+            "until",
+            "q",
+            "sort",
+            "limit",
+            "cursor",
+            "fields",
+            "include_total",
+        ];
         let mut q = ListQuery {
             filter: ListFilter::default(),
             sort: Sort::PublishedDesc,
             limit: LIMIT_DEFAULT,
             cursor: None,
+            fields: None,
+            include_total: false,
         };
-        for (name, value) in form_urlencoded::parse(query_string.as_bytes()) {
-            let name = name.as_ref();
-            if SCALARS.contains(&name) {
-                if seen.iter().any(|s| s == name) {
-                    return Err(ApiError::bad_parameter(name, "must be given at most once"));
-                }
-                seen.push(name.to_owned());
-            } else if !REPEATABLE.contains(&name) {
-                return Err(ApiError::bad_parameter(
-                    name,
-                    format!(
-                        "is not a parameter of this endpoint (known: {}, {})",
-                        SCALARS.join(", "),
-                        REPEATABLE.join(", ")
-                    ),
-                ));
-            }
-            let value = value.trim();
+        let mut sort_given = false;
+        for (name, value) in pairs(query_string, &SCALARS, &["category", "tag", "any_tag"])? {
+            let name = name.as_str();
+            let value = value.as_str();
             match name {
                 "min_score" => q.filter.min_score = Some(score(name, value)?),
                 "max_score" => q.filter.max_score = Some(score(name, value)?),
                 "since" => q.filter.since = Some(time(name, value)?),
                 "until" => q.filter.until = Some(time(name, value)?),
-                "limit" => {
-                    q.limit = value
-                        .parse()
-                        .ok()
-                        .filter(|n| (1..=LIMIT_MAX).contains(n))
-                        .ok_or_else(|| {
-                            ApiError::bad_parameter(name, "must be an integer from 1 to 100")
-                        })?
+                "limit" => q.limit = limit(name, value, LIMIT_MAX)?,
+                "q" => {
+                    check_length(value, 1, Q_MAX).map_err(|m| ApiError::bad_parameter(name, m))?;
+                    q.filter.q = Some(value.to_owned());
                 }
-                "sort" => q.sort = sort(value)?,
+                "sort" => {
+                    q.sort = sort(value)?;
+                    sort_given = true;
+                }
                 "cursor" => q.cursor = Some(value.to_owned()),
+                "fields" => q.fields = Some(fields(value)?),
+                "include_total" => {
+                    q.include_total = match value {
+                        "true" => true,
+                        "false" => false,
+                        _ => return Err(ApiError::bad_parameter(name, "must be true or false")),
+                    }
+                }
                 "category" => q.filter.categories.push(word(name, value)?),
                 "tag" => q.filter.tags_all.push(word(name, value)?),
                 _ => q.filter.tags_any.push(word(name, value)?),
             }
+        }
+        match (q.sort, q.filter.q.is_some()) {
+            (Sort::Relevance, false) => {
+                return Err(ApiError::bad_parameter(
+                    "sort",
+                    "relevance needs a text query q",
+                ))
+            }
+            (_, true) if !sort_given => q.sort = Sort::Relevance,
+            _ => {}
         }
         let f = &mut q.filter;
         if let (Some(min), Some(max)) = (f.min_score, f.max_score) {
@@ -96,11 +149,7 @@ impl ListQuery {
                 ));
             }
         }
-        if let (Some(since), Some(until)) = (f.since, f.until) {
-            if since > until {
-                return Err(ApiError::bad_parameter("since", "must not be after until"));
-            }
-        }
+        check_window(f.since, f.until)?;
         // Sets, not lists: a canonical order makes equal filters produce equal cursors.
         for list in [&mut f.categories, &mut f.tags_all, &mut f.tags_any] {
             list.sort();
@@ -136,6 +185,7 @@ impl ListQuery {
                 After::Published(t, id)
             }
             (Sort::ScoreDesc | Sort::ScoreAsc, Key::Score(s, t, id)) => After::Score(s, t, id),
+            (Sort::Relevance, Key::Relevance(r, t, id)) => After::Relevance(r, t, id),
             _ => return Err(bad()),
         };
         Ok(Some(after))
@@ -146,6 +196,7 @@ impl ListQuery {
         let k = match after {
             After::Published(t, id) => Key::Published(*t, *id),
             After::Score(s, t, id) => Key::Score(*s, *t, *id),
+            After::Relevance(r, t, id) => Key::Relevance(*r, *t, *id),
         };
         let payload = CursorPayload {
             q: self.fingerprint(),
@@ -177,6 +228,83 @@ enum Key {
     Published(DateTime<Utc>, Uuid),
     #[serde(rename = "s")]
     Score(i16, DateTime<Utc>, Uuid),
+    #[serde(rename = "r")]
+    Relevance(f32, DateTime<Utc>, Uuid),
+}
+
+/// A parsed `GET /v1/categories` or `GET /v1/tags` request.
+#[derive(Debug, Clone, PartialEq)]
+pub struct FacetQuery {
+    pub filter: FacetFilter,
+    pub limit: i64,
+}
+
+pub const FACET_LIMIT_DEFAULT: i64 = 50;
+
+impl FacetQuery {
+    /// `tags` also accepts `prefix` and `limit`.
+    pub fn parse(query_string: &str, tags: bool) -> Result<FacetQuery, ApiError> {
+        let scalars: &[&str] = if tags {
+            &["min_score", "since", "until", "prefix", "limit"]
+        } else {
+            &["min_score", "since", "until"]
+        };
+        let mut q = FacetQuery {
+            filter: FacetFilter::default(),
+            limit: FACET_LIMIT_DEFAULT,
+        };
+        for (name, value) in pairs(query_string, scalars, &[])? {
+            let (name, value) = (name.as_str(), value.as_str());
+            match name {
+                "min_score" => q.filter.min_score = Some(score(name, value)?),
+                "since" => q.filter.since = Some(time(name, value)?),
+                "until" => q.filter.until = Some(time(name, value)?),
+                "limit" => q.limit = limit(name, value, LIMIT_MAX)?,
+                _ => q.filter.prefix = Some(word(name, value)?),
+            }
+        }
+        check_window(q.filter.since, q.filter.until)?;
+        Ok(q)
+    }
+}
+
+fn check_window(
+    since: Option<DateTime<Utc>>,
+    until: Option<DateTime<Utc>>,
+) -> Result<(), ApiError> {
+    match (since, until) {
+        (Some(since), Some(until)) if since > until => {
+            Err(ApiError::bad_parameter("since", "must not be after until"))
+        }
+        _ => Ok(()),
+    }
+}
+
+fn limit(name: &str, value: &str, max: i64) -> Result<i64, ApiError> {
+    value
+        .parse()
+        .ok()
+        .filter(|n| (1..=max).contains(n))
+        .ok_or_else(|| ApiError::bad_parameter(name, format!("must be an integer from 1 to {max}")))
+}
+
+fn fields(value: &str) -> Result<Vec<String>, ApiError> {
+    let mut out = vec!["id".to_owned()];
+    for field in value.split(',').map(str::trim) {
+        if !SIGNAL_FIELDS.contains(&field) {
+            return Err(ApiError::bad_parameter(
+                "fields",
+                format!(
+                    "names an unknown field {field:?} (known: {})",
+                    SIGNAL_FIELDS.join(", ")
+                ),
+            ));
+        }
+        if !out.iter().any(|f| f == field) {
+            out.push(field.to_owned());
+        }
+    }
+    Ok(out)
 }
 
 fn score(name: &str, value: &str) -> Result<i16, ApiError> {
@@ -202,9 +330,10 @@ fn sort(value: &str) -> Result<Sort, ApiError> {
         "published_at" => Ok(Sort::PublishedAsc),
         "-score" => Ok(Sort::ScoreDesc),
         "score" => Ok(Sort::ScoreAsc),
+        "relevance" => Ok(Sort::Relevance),
         _ => Err(ApiError::bad_parameter(
             "sort",
-            "must be one of -published_at, published_at, -score, score",
+            "must be one of -published_at, published_at, -score, score, relevance",
         )),
     }
 }
@@ -247,9 +376,37 @@ mod tests {
             "colour=red",
             "tag=",
             "category=a%00b",
+            "sort=relevance",
+            "q=",
+            "fields=id,colour",
+            "include_total=yes",
+            "q=a&q=b",
         ] {
             assert!(ListQuery::parse(bad).is_err(), "{bad}");
         }
+    }
+
+    #[test]
+    fn a_text_query_defaults_to_relevance_and_is_bounded() {
+        let q = ListQuery::parse("q=deepseek%20-funding&fields=title,score,title").unwrap();
+        assert_eq!(q.sort, Sort::Relevance);
+        assert_eq!(q.filter.q.as_deref(), Some("deepseek -funding"));
+        assert_eq!(q.fields.unwrap(), ["id", "title", "score"]);
+        assert_eq!(
+            ListQuery::parse("q=x&sort=-score").unwrap().sort,
+            Sort::ScoreDesc
+        );
+        assert!(ListQuery::parse(&format!("q={}", "a".repeat(256))).is_ok());
+        assert!(ListQuery::parse(&format!("q={}", "a".repeat(257))).is_err());
+    }
+
+    #[test]
+    fn facet_parameters_depend_on_the_facet() {
+        let t = FacetQuery::parse("prefix=LL&limit=5&min_score=3", true).unwrap();
+        assert_eq!(t.filter.prefix.as_deref(), Some("ll"));
+        assert_eq!(t.limit, 5);
+        assert!(FacetQuery::parse("prefix=LL", false).is_err());
+        assert!(FacetQuery::parse("limit=101", true).is_err());
     }
 
     #[test]

@@ -139,6 +139,9 @@ pub struct SignalPage {
     pub items: Vec<Signal>,
     /// Pass as `cursor` for the next page; null on the last page.
     pub next_cursor: Option<String>,
+    /// The number of all matching signals; only with `include_total=true`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub total: Option<i64>,
 }
 
 /// Documents the query parameters of `GET /v1/signals`; they are parsed by `ListQuery::parse`.
@@ -167,7 +170,16 @@ pub struct ListParams {
     /// RFC 3339; `published_at < until`. Must not be before `since`.
     #[param(example = "2026-06-01T00:00:00Z")]
     until: Option<DateTime<Utc>>,
-    /// Order; ties break by `published_at`, then `id`, in the same direction.
+    /// Full-text search in web-search syntax (words, "quoted phrases", -exclusions, `or`) over
+    /// title, tags, summary, body and sections; title and tags weigh most.
+    #[param(
+        min_length = 1,
+        max_length = 256,
+        example = "deepseek \"valuation\" -rumor"
+    )]
+    q: Option<String>,
+    /// Order; ties break by `published_at`, then `id`, in the same direction (`relevance`: newest
+    /// first). Default `-published_at`, or `relevance` when `q` is given; `relevance` needs `q`.
     #[param(inline, example = "-published_at")]
     sort: Option<SortParam>,
     /// Page size.
@@ -175,6 +187,12 @@ pub struct ListParams {
     limit: Option<i64>,
     /// Opaque, from `next_cursor`; only valid with the filters and sort that made it.
     cursor: Option<String>,
+    /// Comma-separated top-level fields to return; `id` is always included.
+    #[param(pattern = "^[a-z_]+(,[a-z_]+)*$", example = "title,score,published_at")]
+    fields: Option<String>,
+    /// `true` adds `total`, the count of all matching signals.
+    #[param(example = false)]
+    include_total: Option<bool>,
 }
 
 #[derive(Debug, Deserialize, ToSchema)]
@@ -188,6 +206,8 @@ enum SortParam {
     ScoreDesc,
     #[serde(rename = "score")]
     ScoreAsc,
+    #[serde(rename = "relevance")]
+    Relevance,
 }
 
 /// Create a signal
@@ -466,13 +486,29 @@ pub async fn list_signals(
     } else {
         None
     };
-    let page = SignalPage {
-        items: rows.into_iter().map(Signal::from).collect(),
-        next_cursor,
+    let total = match query.include_total {
+        true => Some(store::count(&mut conn, &query.filter).await?),
+        false => None,
     };
-    let body = serde_json::to_vec(&page).unwrap_or_default();
+    let items = rows.into_iter().map(|r| Signal::from(r.row));
+    let body = match &query.fields {
+        None => serde_json::to_vec(&SignalPage {
+            items: items.collect(),
+            next_cursor: next_cursor.clone(),
+            total,
+        }),
+        Some(fields) => {
+            let items: Vec<Value> = items.map(|s| only_fields(&s, fields)).collect();
+            let mut page = json!({"items": items, "next_cursor": next_cursor});
+            if let Some(total) = total {
+                page["total"] = json!(total);
+            }
+            serde_json::to_vec(&page)
+        }
+    }
+    .unwrap_or_default();
     let mut response = cacheable_json(&req, body, state.public_read);
-    if let Some(cursor) = &page.next_cursor {
+    if let Some(cursor) = &next_cursor {
         if let Ok(link) =
             header::HeaderValue::from_str(&format!("<{}>; rel=\"next\"", next_url(&req, cursor)))
         {
@@ -480,6 +516,15 @@ pub async fn list_signals(
         }
     }
     Ok(response)
+}
+
+/// The signal as JSON with only these top-level fields.
+fn only_fields(signal: &Signal, fields: &[String]) -> Value {
+    let mut value = serde_json::to_value(signal).unwrap_or_default();
+    if let Some(object) = value.as_object_mut() {
+        object.retain(|k, _| fields.iter().any(|f| f == k));
+    }
+    value
 }
 
 /// The absolute URL of the next page: the same query with the new cursor.

@@ -2,11 +2,14 @@
 
 use chrono::{DateTime, Utc};
 use diesel::dsl::sql;
+use diesel::expression::{is_aggregate, BoxableExpression};
 use diesel::pg::Pg;
-use diesel::sql_types::{Array, Bool, SmallInt, Text, Timestamptz, Uuid as SqlUuid};
+use diesel::sql_types::{
+    Array, BigInt, Bool, Float, Nullable, SmallInt, Text, Timestamptz, Uuid as SqlUuid,
+};
 use diesel::{
     ExpressionMethods, OptionalExtension, PgArrayExpressionMethods, QueryDsl, Queryable,
-    Selectable, SelectableHelper,
+    QueryableByName, Selectable, SelectableHelper,
 };
 use diesel_async::{AsyncPgConnection, RunQueryDsl};
 use uuid::Uuid;
@@ -191,6 +194,8 @@ pub struct ListFilter {
     pub tags_any: Vec<String>,
     pub since: Option<DateTime<Utc>>,
     pub until: Option<DateTime<Utc>>,
+    /// Web-search syntax: words, "phrases", -exclusions, or.
+    pub q: Option<String>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -199,6 +204,14 @@ pub enum Sort {
     PublishedAsc,
     ScoreDesc,
     ScoreAsc,
+    /// Best text match first (needs `q`); ties newest first.
+    Relevance,
+}
+
+impl Sort {
+    fn descending(self) -> bool {
+        !matches!(self, Sort::PublishedAsc | Sort::ScoreAsc)
+    }
 }
 
 /// Where the previous page ended: the sort key of its last row.
@@ -206,15 +219,79 @@ pub enum Sort {
 pub enum After {
     Published(DateTime<Utc>, Uuid),
     Score(i16, DateTime<Utc>, Uuid),
+    Relevance(f32, DateTime<Utc>, Uuid),
+}
+
+/// A row of a list page with its text-search rank (0 unless sorting by relevance).
+pub struct Ranked {
+    pub row: SignalRow,
+    pub rank: f32,
 }
 
 impl After {
-    pub fn of(sort: Sort, row: &SignalRow) -> After {
+    pub fn of(sort: Sort, last: &Ranked) -> After {
+        let row = &last.row;
         match sort {
             Sort::PublishedDesc | Sort::PublishedAsc => After::Published(row.published_at, row.id),
             Sort::ScoreDesc | Sort::ScoreAsc => After::Score(row.score, row.published_at, row.id),
+            Sort::Relevance => After::Relevance(last.rank, row.published_at, row.id),
         }
     }
+}
+
+const TSQUERY: &str = "websearch_to_tsquery('english'::regconfig, ";
+const RANK: &str = "ts_rank_cd(search, websearch_to_tsquery('english'::regconfig, ";
+
+type RankExpr =
+    Box<dyn BoxableExpression<signals::table, Pg, (), is_aggregate::Never, SqlType = Float>>;
+
+/// The text-search rank of a row for `q`; 0 without a query.
+fn rank(q: Option<&str>) -> RankExpr {
+    match q {
+        Some(q) => Box::new(sql::<Float>(RANK).bind::<Text, _>(q.to_owned()).sql("))")),
+        None => Box::new(sql::<Float>("0::real")),
+    }
+}
+
+/// Adds every filter of `f` to a query, whatever it selects.
+fn filtered<'a, ST: 'a>(
+    mut query: signals::BoxedQuery<'a, Pg, ST>,
+    f: &'a ListFilter,
+) -> signals::BoxedQuery<'a, Pg, ST> {
+    if let Some(min) = f.min_score {
+        query = query.filter(signals::score.ge(min));
+    }
+    if let Some(max) = f.max_score {
+        query = query.filter(signals::score.le(max));
+    }
+    if !f.categories.is_empty() {
+        // The expression of signals_category_published_idx, so the index serves it.
+        query = query.filter(
+            sql::<Bool>("lower(category) = ANY(")
+                .bind::<Array<Text>, _>(&f.categories)
+                .sql(")"),
+        );
+    }
+    if !f.tags_all.is_empty() {
+        query = query.filter(signals::tag_keys.contains(&f.tags_all));
+    }
+    if !f.tags_any.is_empty() {
+        query = query.filter(signals::tag_keys.overlaps_with(&f.tags_any));
+    }
+    if let Some(since) = f.since {
+        query = query.filter(signals::published_at.ge(since));
+    }
+    if let Some(until) = f.until {
+        query = query.filter(signals::published_at.lt(until));
+    }
+    if let Some(q) = &f.q {
+        query = query.filter(
+            sql::<Bool>(&format!("search @@ {TSQUERY}"))
+                .bind::<Text, _>(q)
+                .sql(")"),
+        );
+    }
+    query
 }
 
 /// One page in keyset order: `limit + 1` rows are read so the caller knows whether more follow.
@@ -224,39 +301,17 @@ pub async fn list(
     sort: Sort,
     after: Option<&After>,
     limit: i64,
-) -> diesel::QueryResult<Vec<SignalRow>> {
-    let mut query = signals::table
-        .select(SignalRow::as_select())
-        .into_boxed::<Pg>();
-    if let Some(min) = filter.min_score {
-        query = query.filter(signals::score.ge(min));
-    }
-    if let Some(max) = filter.max_score {
-        query = query.filter(signals::score.le(max));
-    }
-    if !filter.categories.is_empty() {
-        query = query.filter(
-            sql::<Bool>("lower(category) = ANY(")
-                .bind::<Array<Text>, _>(filter.categories.clone())
-                .sql(")"),
-        );
-    }
-    if !filter.tags_all.is_empty() {
-        query = query.filter(signals::tag_keys.contains(filter.tags_all.clone()));
-    }
-    if !filter.tags_any.is_empty() {
-        query = query.filter(signals::tag_keys.overlaps_with(filter.tags_any.clone()));
-    }
-    if let Some(since) = filter.since {
-        query = query.filter(signals::published_at.ge(since));
-    }
-    if let Some(until) = filter.until {
-        query = query.filter(signals::published_at.lt(until));
-    }
-    let descending = matches!(sort, Sort::PublishedDesc | Sort::ScoreDesc);
-    let cmp = if descending { "<" } else { ">" };
+) -> diesel::QueryResult<Vec<Ranked>> {
+    let q = filter.q.as_deref();
+    let mut query = filtered(
+        signals::table
+            .select((SignalRow::as_select(), rank(q)))
+            .into_boxed::<Pg>(),
+        filter,
+    );
+    let cmp = if sort.descending() { "<" } else { ">" };
     if let Some(after) = after {
-        // Row comparison, so the composite index serves the keyset condition directly.
+        // Row comparisons, so a composite index serves the keyset condition directly.
         query = match after {
             After::Published(t, id) => query.filter(
                 sql::<Bool>(&format!("(published_at, id) {cmp} ("))
@@ -268,6 +323,17 @@ pub async fn list(
             After::Score(s, t, id) => query.filter(
                 sql::<Bool>(&format!("(score, published_at, id) {cmp} ("))
                     .bind::<SmallInt, _>(*s)
+                    .sql(", ")
+                    .bind::<Timestamptz, _>(*t)
+                    .sql(", ")
+                    .bind::<SqlUuid, _>(*id)
+                    .sql(")"),
+            ),
+            After::Relevance(r, t, id) => query.filter(
+                sql::<Bool>(&format!("({RANK}"))
+                    .bind::<Text, _>(q.unwrap_or_default().to_owned())
+                    .sql(")), published_at, id) < (")
+                    .bind::<Float, _>(*r)
                     .sql(", ")
                     .bind::<Timestamptz, _>(*t)
                     .sql(", ")
@@ -289,6 +355,95 @@ pub async fn list(
             signals::published_at.asc(),
             signals::id.asc(),
         )),
+        Sort::Relevance => query.order((
+            rank(q).desc(),
+            signals::published_at.desc(),
+            signals::id.desc(),
+        )),
     };
-    query.limit(limit + 1).load(conn).await
+    let rows: Vec<(SignalRow, f32)> = query.limit(limit + 1).load(conn).await?;
+    Ok(rows
+        .into_iter()
+        .map(|(row, rank)| Ranked { row, rank })
+        .collect())
+}
+
+/// How many signals match the filters (for `include_total`).
+pub async fn count(conn: &mut AsyncPgConnection, filter: &ListFilter) -> diesel::QueryResult<i64> {
+    filtered(
+        signals::table
+            .select(diesel::dsl::count_star())
+            .into_boxed::<Pg>(),
+        filter,
+    )
+    .get_result(conn)
+    .await
+}
+
+/// One name of a facet and how many signals have it.
+#[derive(Debug, Clone, QueryableByName)]
+pub struct FacetCount {
+    #[diesel(sql_type = Text)]
+    pub name: String,
+    #[diesel(sql_type = BigInt)]
+    pub count: i64,
+}
+
+/// The filters the facet endpoints accept.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct FacetFilter {
+    pub min_score: Option<i16>,
+    pub since: Option<DateTime<Utc>>,
+    pub until: Option<DateTime<Utc>>,
+    /// Lower-cased; tags only.
+    pub prefix: Option<String>,
+}
+
+const FACET_WHERE: &str = "($1::smallint IS NULL OR score >= $1) \
+    AND ($2::timestamptz IS NULL OR published_at >= $2) \
+    AND ($3::timestamptz IS NULL OR published_at < $3)";
+
+/// Categories with counts, most frequent first. Spellings that differ only in case are one
+/// category, named by its first spelling in sort order.
+pub async fn categories(
+    conn: &mut AsyncPgConnection,
+    f: &FacetFilter,
+) -> diesel::QueryResult<Vec<FacetCount>> {
+    diesel::sql_query(format!(
+        "SELECT min(category) AS name, count(*) AS count FROM signals WHERE {FACET_WHERE} \
+         GROUP BY lower(category) ORDER BY count(*) DESC, lower(category)"
+    ))
+    .bind::<Nullable<SmallInt>, _>(f.min_score)
+    .bind::<Nullable<Timestamptz>, _>(f.since)
+    .bind::<Nullable<Timestamptz>, _>(f.until)
+    .load(conn)
+    .await
+}
+
+/// Tags with counts, most frequent first, optionally only those starting with a prefix.
+pub async fn tags(
+    conn: &mut AsyncPgConnection,
+    f: &FacetFilter,
+    limit: i64,
+) -> diesel::QueryResult<Vec<FacetCount>> {
+    let pattern = f.prefix.as_ref().map(|p| {
+        let escaped = p
+            .replace('\\', "\\\\")
+            .replace('%', "\\%")
+            .replace('_', "\\_");
+        format!("{escaped}%")
+    });
+    diesel::sql_query(format!(
+        "SELECT min(t.tag) AS name, count(*) AS count \
+         FROM signals CROSS JOIN LATERAL unnest(tags) AS t(tag) WHERE {FACET_WHERE} \
+         AND ($4::text IS NULL OR lower(t.tag) LIKE $4) \
+         GROUP BY lower(t.tag) ORDER BY count(*) DESC, lower(t.tag) LIMIT $5"
+    ))
+    .bind::<Nullable<SmallInt>, _>(f.min_score)
+    .bind::<Nullable<Timestamptz>, _>(f.since)
+    .bind::<Nullable<Timestamptz>, _>(f.until)
+    .bind::<Nullable<Text>, _>(pattern)
+    .bind::<BigInt, _>(limit)
+    .load(conn)
+    .await
 }

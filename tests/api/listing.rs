@@ -131,37 +131,51 @@ async fn category_and_tag_filters_match_case_insensitively() {
 }
 
 #[actix_web::test]
-async fn pages_stay_exact_while_signals_are_inserted() {
+async fn pages_stay_exact_while_signals_are_inserted_concurrently() {
     let app = TestApp::spawn().await;
     let created = seed(&app).await;
     let key = app.key(Scope::Write).await;
-    let mut res = app.get("/v1/signals?limit=10").send().await.unwrap();
-    let page = json_body(&mut res).await;
-    let mut seen = ids(page["items"].as_array().unwrap());
-    // New signals, newer and older than the cursor, arrive between pages.
-    for published_at in ["2027-01-01T00:00:00Z", "2025-01-01T00:00:00Z"] {
-        app.create(
-            &key,
-            &json!({"title": "Late", "score": 5, "category": "AI", "published_at": published_at}),
-        )
-        .await;
+    // A writer keeps inserting signals, newer and older than any page, while a reader walks.
+    let client = app.client.clone();
+    let url = app.url("/v1/signals");
+    let writer = actix_web::rt::spawn(async move {
+        for i in 0..30 {
+            let year = if i % 2 == 0 { 2027 } else { 2025 };
+            let body = json!({"title": format!("Late {i}"), "score": 5, "category": "AI",
+                              "published_at": format!("{year}-01-{:02}T00:00:00Z", 1 + i % 28)});
+            let res = client
+                .post(&url)
+                .insert_header(("Authorization", format!("Bearer {key}")))
+                .send_json(&body)
+                .await
+                .unwrap();
+            assert_eq!(res.status(), 201);
+        }
+    });
+    let mut seen = Vec::new();
+    let mut path = "/v1/signals?limit=3&sort=published_at".to_owned();
+    loop {
+        let mut res = app.get(&path).send().await.unwrap();
+        let page = json_body(&mut res).await;
+        seen.extend(ids(page["items"].as_array().unwrap()));
+        match page["next_cursor"].as_str() {
+            Some(c) => path = format!("/v1/signals?limit=3&sort=published_at&cursor={c}"),
+            None => break,
+        }
+        actix_web::rt::task::yield_now().await;
     }
-    let rest = walk(
-        &app,
-        &format!(
-            "/v1/signals?limit=10&cursor={}",
-            page["next_cursor"].as_str().unwrap()
-        ),
-    )
-    .await;
-    seen.extend(ids(&rest));
+    writer.await.unwrap();
     let unique: HashSet<&String> = seen.iter().collect();
     assert_eq!(unique.len(), seen.len(), "no signal twice");
-    // Every original signal was seen; the older newcomer is after the cursor, so it shows too.
     for s in &created {
-        assert!(unique.contains(&s["id"].as_str().unwrap().to_owned()));
+        assert!(
+            unique.contains(&s["id"].as_str().unwrap().to_owned()),
+            "every original signal once"
+        );
     }
-    assert_eq!(seen.len(), created.len() + 1);
+    // Oldest first: the 2025 newcomers sort before every page already read unless they arrived
+    // first, and the 2027 ones after, so only late ones may be missing, never an original.
+    assert!(seen.len() >= created.len());
 }
 
 #[actix_web::test]
@@ -212,4 +226,244 @@ async fn lists_have_etags_and_answer_304() {
         .await
         .unwrap();
     assert_eq!(res.status(), 304);
+}
+
+/// Signals whose words are known, for the text-search tests.
+async fn seed_texts(app: &TestApp) -> Vec<Value> {
+    let key = app.key(Scope::Write).await;
+    let texts = [
+        (
+            "DeepSeek raises funding",
+            "Markets",
+            "A summary.",
+            "Plain body.",
+            json!(["LLM"]),
+        ),
+        (
+            "Chip export rules",
+            "Policy",
+            "DeepSeek is mentioned here.",
+            "Body text.",
+            json!(["Chips"]),
+        ),
+        (
+            "Quantum error correction",
+            "Research",
+            "Nothing related.",
+            "The deepseek name appears in the body.",
+            json!([]),
+        ),
+        (
+            "Robotics startup",
+            "Industry",
+            "Another one.",
+            "Warehouse robots.",
+            json!(["DeepSeek"]),
+        ),
+        (
+            "Open weights release",
+            "Research",
+            "Weights out.",
+            "Mixture of experts model weights.",
+            json!(["MoE"]),
+        ),
+    ];
+    let mut out = Vec::new();
+    for (i, (title, category, summary, body, tags)) in texts.into_iter().enumerate() {
+        let s = json!({"title": title, "score": 3 + i, "category": category, "summary": summary, "body": body,
+                       "tags": tags, "published_at": format!("2026-03-0{}T10:00:00Z", i + 1),
+                       "sections": [{"heading": "Context", "body": if i == 4 { "Sparse routing of experts." } else { "Other." }}]});
+        out.push(app.create(&key, &s).await);
+    }
+    out
+}
+
+fn titles(items: &[Value]) -> Vec<&str> {
+    items.iter().map(|s| s["title"].as_str().unwrap()).collect()
+}
+
+#[actix_web::test]
+async fn text_search_ranks_title_and_tags_first_and_pages_by_relevance() {
+    let app = TestApp::spawn().await;
+    seed_texts(&app).await;
+    let all = walk(&app, "/v1/signals?q=deepseek&limit=1").await;
+    let t = titles(&all);
+    assert_eq!(t.len(), 4, "{t:?}");
+    // Title and tag matches weigh most; the body-only match comes last.
+    let mut top = t[..2].to_vec();
+    top.sort();
+    assert_eq!(top, ["DeepSeek raises funding", "Robotics startup"]);
+    assert_eq!(t[3], "Quantum error correction");
+
+    let mut res = app
+        .get("/v1/signals?q=deepseek%20-funding&sort=-score")
+        .send()
+        .await
+        .unwrap();
+    let page = json_body(&mut res).await;
+    assert_eq!(
+        titles(page["items"].as_array().unwrap()),
+        [
+            "Robotics startup",
+            "Quantum error correction",
+            "Chip export rules"
+        ]
+    );
+    let mut res = app
+        .get("/v1/signals?q=%22mixture%20of%20experts%22%20or%20robots")
+        .send()
+        .await
+        .unwrap();
+    let page = json_body(&mut res).await;
+    let mut found = titles(page["items"].as_array().unwrap());
+    found.sort();
+    assert_eq!(found, ["Open weights release", "Robotics startup"]);
+    // Section bodies and headings are searched too, and filters combine with the text.
+    let mut res = app
+        .get("/v1/signals?q=sparse%20routing&min_score=7&category=research")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(
+        titles(json_body(&mut res).await["items"].as_array().unwrap()),
+        ["Open weights release"]
+    );
+}
+
+#[actix_web::test]
+async fn bad_text_queries_are_400() {
+    let app = TestApp::spawn().await;
+    for bad in [
+        "/v1/signals?sort=relevance".to_owned(),
+        format!("/v1/signals?q={}", "a".repeat(257)),
+        "/v1/signals?q=".to_owned(),
+    ] {
+        let mut res = app.get(&bad).send().await.unwrap();
+        assert_problem(&mut res, 400).await;
+    }
+}
+
+#[actix_web::test]
+async fn fields_trim_items_and_include_total_counts_all_matches() {
+    let app = TestApp::spawn().await;
+    seed(&app).await;
+    let mut res = app
+        .get("/v1/signals?fields=title,score&min_score=5&limit=2&include_total=true")
+        .send()
+        .await
+        .unwrap();
+    let page = json_body(&mut res).await;
+    assert_eq!(page["total"], 10, "{page}");
+    let item = page["items"][0].as_object().unwrap();
+    let mut keys: Vec<&str> = item.keys().map(String::as_str).collect();
+    keys.sort();
+    assert_eq!(keys, ["id", "score", "title"]);
+    assert!(page["next_cursor"].is_string());
+    let mut res = app.get("/v1/signals?limit=2").send().await.unwrap();
+    assert!(json_body(&mut res).await.get("total").is_none());
+    let mut res = app
+        .get("/v1/signals?fields=title,colour")
+        .send()
+        .await
+        .unwrap();
+    let problem = assert_problem(&mut res, 400).await;
+    assert_eq!(problem["errors"][0]["field"], "fields");
+}
+
+type Matcher = dyn Fn(&Value) -> bool;
+
+#[actix_web::test]
+async fn any_tag_and_combined_filters_walk_to_the_exact_set() {
+    let app = TestApp::spawn().await;
+    let created = seed(&app).await;
+    let cases: [(&str, &Matcher); 3] = [
+        ("any_tag=funding&any_tag=nothing&max_score=6", &|s| {
+            s["tags"].as_array().unwrap().len() == 2 && s["score"].as_i64().unwrap() <= 6
+        }),
+        (
+            "category=Research&category=INDUSTRY&min_score=8&sort=-score",
+            &|s| s["score"].as_i64().unwrap() >= 8,
+        ),
+        (
+            "tag=llm&since=2026-01-05T00:00:00Z&sort=published_at",
+            &|s| s["published_at"].as_str().unwrap() >= "2026-01-05",
+        ),
+    ];
+    for (query, matches) in cases {
+        let items = walk(&app, &format!("/v1/signals?{query}&limit=2")).await;
+        let expected: HashSet<String> = created
+            .iter()
+            .filter(|s| matches(s))
+            .map(|s| s["id"].as_str().unwrap().to_owned())
+            .collect();
+        assert!(!expected.is_empty(), "{query}");
+        assert_eq!(items.len(), expected.len(), "{query}");
+        assert_eq!(
+            ids(&items).into_iter().collect::<HashSet<_>>(),
+            expected,
+            "{query}"
+        );
+    }
+}
+
+#[actix_web::test]
+async fn categories_and_tags_are_counted() {
+    let app = TestApp::spawn().await;
+    let key = app.key(Scope::Write).await;
+    seed(&app).await;
+    // A second spelling of a category counts with the first.
+    app.create(
+        &key,
+        &json!({"title": "x", "score": 9, "category": "industry", "tags": ["llm", "LLaMA"]}),
+    )
+    .await;
+    let mut res = app.get("/v1/categories").send().await.unwrap();
+    let etag = header(&res, "etag").unwrap();
+    let cats = json_body(&mut res).await;
+    assert_eq!(
+        cats,
+        json!({"items": [{"name": "Research", "count": 16}, {"name": "Industry", "count": 10}]})
+    );
+    let res = app
+        .get("/v1/categories")
+        .insert_header(("If-None-Match", etag))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), 304);
+    let mut res = app.get("/v1/categories?min_score=9").send().await.unwrap();
+    assert_eq!(
+        json_body(&mut res).await["items"][0],
+        json!({"name": "Industry", "count": 2})
+    );
+
+    let mut res = app.get("/v1/tags").send().await.unwrap();
+    assert_eq!(
+        json_body(&mut res).await,
+        json!({"items": [{"name": "LLM", "count": 26}, {"name": "Funding", "count": 13}, {"name": "LLaMA", "count": 1}]})
+    );
+    let mut res = app.get("/v1/tags?prefix=ll&limit=1").send().await.unwrap();
+    assert_eq!(
+        json_body(&mut res).await,
+        json!({"items": [{"name": "LLM", "count": 26}]})
+    );
+    let mut res = app
+        .get("/v1/tags?since=2026-01-13T00:00:00Z&until=2026-02-01T00:00:00Z")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(
+        json_body(&mut res).await,
+        json!({"items": [{"name": "Funding", "count": 1}, {"name": "LLM", "count": 1}]}),
+        "ties by name"
+    );
+    for bad in [
+        "/v1/tags?limit=0",
+        "/v1/tags?prefix=",
+        "/v1/categories?prefix=a",
+        "/v1/categories?since=x",
+    ] {
+        let mut res = app.get(bad).send().await.unwrap();
+        assert_problem(&mut res, 400).await;
+    }
 }
