@@ -7,7 +7,7 @@ use utoipa::{IntoParams, ToSchema};
 use super::auth::Reader;
 use super::problem::{responses, ApiError};
 use super::query::FacetQuery;
-use super::{cacheable_json, AppState};
+use super::{cacheable_json, etag_of, AppState};
 use crate::db::{self, signals::FacetCount};
 
 /// A name and the number of signals that have it.
@@ -66,7 +66,8 @@ fn page(req: &HttpRequest, items: Vec<FacetCount>, public: bool) -> HttpResponse
             })
             .collect(),
     };
-    cacheable_json(req, serde_json::to_vec(&page).unwrap_or_default(), public)
+    let body = serde_json::to_vec(&page).unwrap_or_default();
+    cacheable_json(req, etag_of(&body), public, || body)
 }
 
 /// List categories

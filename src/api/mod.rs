@@ -171,7 +171,30 @@ pub async fn read_json(
 
 /// A strong ETag of a response body.
 pub fn etag_of(body: &[u8]) -> String {
-    let digest = Sha256::digest(body);
+    etag_from(Sha256::digest(body).as_slice())
+}
+
+/// Bumped whenever the JSON shape of a signal changes, so old ETags stop matching.
+const REPRESENTATION: &[u8] = b"signal-v1";
+
+/// A strong ETag for a representation made only of these signal versions (and `extra`: the
+/// page's cursor, total, field list). Every change to a signal moves its `updated_at` forward,
+/// so this changes exactly when the representation does, without hashing the body.
+pub fn version_etag(
+    versions: &[(uuid::Uuid, chrono::DateTime<chrono::Utc>)],
+    extra: &str,
+) -> String {
+    let mut hasher = Sha256::new();
+    hasher.update(REPRESENTATION);
+    for (id, updated_at) in versions {
+        hasher.update(id.as_bytes());
+        hasher.update(updated_at.timestamp_micros().to_le_bytes());
+    }
+    hasher.update(extra.as_bytes());
+    etag_from(hasher.finalize().as_slice())
+}
+
+fn etag_from(digest: &[u8]) -> String {
     format!("\"{}\"", URL_SAFE_NO_PAD.encode(&digest[..16]))
 }
 
@@ -206,9 +229,14 @@ pub fn check_if_match(headers: &HeaderMap, etag: &str) -> Result<(), ApiError> {
     }
 }
 
-/// A JSON response with a strong ETag, or 304 when the client already has it.
-pub fn cacheable_json(req: &HttpRequest, body: Vec<u8>, public: bool) -> HttpResponse {
-    let etag = etag_of(&body);
+/// A JSON response with a strong ETag, or 304 (without making the body) when the client
+/// already has it.
+pub fn cacheable_json(
+    req: &HttpRequest,
+    etag: String,
+    public: bool,
+    body: impl FnOnce() -> Vec<u8>,
+) -> HttpResponse {
     let cache = if public {
         "public, max-age=0, must-revalidate"
     } else {
@@ -224,7 +252,7 @@ pub fn cacheable_json(req: &HttpRequest, body: Vec<u8>, public: bool) -> HttpRes
         .content_type(mime_json())
         .insert_header((header::ETAG, etag))
         .insert_header((header::CACHE_CONTROL, cache))
-        .body(body)
+        .body(body())
 }
 
 fn mime_json() -> &'static str {

@@ -12,7 +12,7 @@ use uuid::Uuid;
 use super::auth::{Principal, Reader, Writer};
 use super::problem::{responses, ApiError};
 use super::query::ListQuery;
-use super::{cacheable_json, check_if_match, etag_of, read_json, AppState};
+use super::{cacheable_json, check_if_match, read_json, version_etag, AppState};
 use crate::db::signals::{self as store, After, SignalRef, SignalRow};
 use crate::db::{self, PgConn};
 use crate::domain::signal::{Section, SignalDraft};
@@ -74,8 +74,7 @@ impl From<SignalRow> for Signal {
             score: row.score,
             category: row.category,
             published_at: row.published_at,
-            // Written only from validated sections, so it always reads back.
-            sections: serde_json::from_value(row.sections).unwrap_or_default(),
+            sections: row.sections.0,
             tags: row.tags,
             source_url: row.source_url,
             created_at: row.created_at,
@@ -97,6 +96,11 @@ impl Signal {
 
     fn to_json(&self) -> Vec<u8> {
         serde_json::to_vec(self).unwrap_or_default()
+    }
+
+    /// The strong ETag of this version of the signal: every change moves `updated_at` forward.
+    fn etag(&self) -> String {
+        version_etag(&[(self.id, self.updated_at)], "")
     }
 }
 
@@ -250,7 +254,7 @@ pub async fn create_signal(
     let body = signal.to_json();
     Ok(HttpResponse::Created()
         .insert_header((header::LOCATION, format!("/v1/signals/{}", signal.id)))
-        .insert_header((header::ETAG, etag_of(&body)))
+        .insert_header((header::ETAG, signal.etag()))
         .content_type("application/json")
         .body(body))
 }
@@ -290,10 +294,12 @@ pub async fn get_signal(
     let row = store::find(&mut conn, &signal_ref)
         .await?
         .ok_or_else(not_found)?;
+    let signal = Signal::from(row);
     Ok(cacheable_json(
         &req,
-        Signal::from(row).to_json(),
+        signal.etag(),
         state.public_read,
+        || signal.to_json(),
     ))
 }
 
@@ -432,7 +438,7 @@ pub async fn delete_signal(
             .await?
             .ok_or_else(not_found)?;
         principal.may_change(current.created_by)?;
-        check_if_match(headers, &etag_of(&Signal::from(current).to_json()))?;
+        check_if_match(headers, &Signal::from(current).etag())?;
         store::delete(conn, id).await?;
         Ok(())
     })
@@ -490,24 +496,31 @@ pub async fn list_signals(
         true => Some(store::count(&mut conn, &query.filter).await?),
         false => None,
     };
+    let versions: Vec<_> = rows.iter().map(|r| (r.row.id, r.row.updated_at)).collect();
+    let etag = version_etag(
+        &versions,
+        &format!("{:?}|{next_cursor:?}|{total:?}", query.fields),
+    );
     let items = rows.into_iter().map(|r| Signal::from(r.row));
-    let body = match &query.fields {
-        None => serde_json::to_vec(&SignalPage {
-            items: items.collect(),
-            next_cursor: next_cursor.clone(),
-            total,
-        }),
-        Some(fields) => {
-            let items: Vec<Value> = items.map(|s| only_fields(&s, fields)).collect();
-            let mut page = json!({"items": items, "next_cursor": next_cursor});
-            if let Some(total) = total {
-                page["total"] = json!(total);
+    let make_body = || {
+        match &query.fields {
+            None => serde_json::to_vec(&SignalPage {
+                items: items.collect(),
+                next_cursor: next_cursor.clone(),
+                total,
+            }),
+            Some(fields) => {
+                let items: Vec<Value> = items.map(|s| only_fields(&s, fields)).collect();
+                let mut page = json!({"items": items, "next_cursor": next_cursor});
+                if let Some(total) = total {
+                    page["total"] = json!(total);
+                }
+                serde_json::to_vec(&page)
             }
-            serde_json::to_vec(&page)
         }
-    }
-    .unwrap_or_default();
-    let mut response = cacheable_json(&req, body, state.public_read);
+        .unwrap_or_default()
+    };
+    let mut response = cacheable_json(&req, etag, state.public_read, make_body);
     if let Some(cursor) = &next_cursor {
         if let Ok(link) =
             header::HeaderValue::from_str(&format!("<{}>; rel=\"next\"", next_url(&req, cursor)))
@@ -561,7 +574,7 @@ async fn change(
             .ok_or_else(not_found)?;
         principal.may_change(current.created_by)?;
         let signal = Signal::from(current.clone());
-        check_if_match(headers, &etag_of(&signal.to_json()))?;
+        check_if_match(headers, &signal.etag())?;
         let draft = draft(&signal)?;
         Ok(store::replace(conn, &current, &draft).await?)
     })
@@ -569,11 +582,10 @@ async fn change(
 }
 
 fn json_with_etag(signal: &Signal) -> HttpResponse {
-    let body = signal.to_json();
     HttpResponse::Ok()
-        .insert_header((header::ETAG, etag_of(&body)))
+        .insert_header((header::ETAG, signal.etag()))
         .content_type("application/json")
-        .body(body)
+        .body(signal.to_json())
 }
 
 /// RFC 7396 JSON Merge Patch.

@@ -208,42 +208,47 @@ fn init(bin: &Path, data_dir: &Path, run_as: Option<(u32, u32)>) -> Result<(), F
             .unwrap_or("pg"),
         std::process::id()
     ));
-    let _ = fs::remove_dir_all(&scratch);
-    make_private_dir(&scratch, run_as)?;
     let password = random_hex(24);
     let pwfile = scratch.with_extension("pw");
     write_private_file(&pwfile, &password, run_as)?;
 
     tracing::info!(data_dir = %data_dir.display(), "creating the embedded PostgreSQL cluster");
-    let mut cmd = Command::new(bin.join("initdb"));
-    if let Some((uid, gid)) = run_as {
-        cmd.uid(uid).gid(gid);
-    }
-    let output = cmd
-        .current_dir("/")
-        .arg("-D")
-        .arg(&scratch)
-        .args([
-            "-U",
-            SUPERUSER,
-            "-A",
-            "scram-sha-256",
-            "-E",
-            "UTF8",
-            "--locale=C",
-        ])
-        .arg(format!("--pwfile={}", pwfile.display()))
-        .output()
-        .map_err(|e| Fatal(format!("cannot run initdb: {e}")));
-    let _ = fs::remove_file(&pwfile);
-    let output = output?;
-    if !output.status.success() {
+    // C.UTF-8 sorts like C but lower() knows all of Unicode (filters match case-insensitively);
+    // plain C is the fallback where that locale is missing.
+    let mut outcome = Err(Fatal("initdb did not run".into()));
+    for locale in ["C.UTF-8", "C"] {
         let _ = fs::remove_dir_all(&scratch);
-        return Err(Fatal(format!(
-            "initdb failed for {}: {}",
-            data_dir.display(),
-            String::from_utf8_lossy(&output.stderr).trim()
-        )));
+        make_private_dir(&scratch, run_as)?;
+        let mut cmd = Command::new(bin.join("initdb"));
+        if let Some((uid, gid)) = run_as {
+            cmd.uid(uid).gid(gid);
+        }
+        let output = cmd
+            .current_dir("/")
+            .arg("-D")
+            .arg(&scratch)
+            .args(["-U", SUPERUSER, "-A", "scram-sha-256", "-E", "UTF8"])
+            .arg(format!("--locale={locale}"))
+            .arg(format!("--pwfile={}", pwfile.display()))
+            .output()
+            .map_err(|e| Fatal(format!("cannot run initdb: {e}")));
+        outcome = match output {
+            Ok(o) if o.status.success() => Ok(()),
+            Ok(o) => Err(Fatal(format!(
+                "initdb failed for {}: {}",
+                data_dir.display(),
+                String::from_utf8_lossy(&o.stderr).trim()
+            ))),
+            Err(e) => Err(e),
+        };
+        if outcome.is_ok() {
+            break;
+        }
+    }
+    let _ = fs::remove_file(&pwfile);
+    if let Err(e) = outcome {
+        let _ = fs::remove_dir_all(&scratch);
+        return Err(e);
     }
     // Only TCP on the loopback address; no socket file to place or clean up.
     let mut conf = fs::OpenOptions::new()

@@ -1,21 +1,22 @@
 //! Queries on the `signals` table.
 
 use chrono::{DateTime, Utc};
+use diesel::deserialize::{self, FromSql, FromSqlRow};
 use diesel::dsl::sql;
 use diesel::expression::{is_aggregate, BoxableExpression};
-use diesel::pg::Pg;
+use diesel::pg::{Pg, PgValue};
 use diesel::sql_types::{
-    Array, BigInt, Bool, Float, Nullable, SmallInt, Text, Timestamptz, Uuid as SqlUuid,
+    Array, BigInt, Bool, Float, Jsonb, Nullable, SmallInt, Text, Timestamptz, Uuid as SqlUuid,
 };
 use diesel::{
-    ExpressionMethods, OptionalExtension, PgArrayExpressionMethods, QueryDsl, Queryable,
-    QueryableByName, Selectable, SelectableHelper,
+    ExpressionMethods, OptionalExtension, QueryDsl, Queryable, QueryableByName, Selectable,
+    SelectableHelper,
 };
 use diesel_async::{AsyncPgConnection, RunQueryDsl};
 use uuid::Uuid;
 
 use super::schema::signals;
-use crate::domain::signal::{check_slug, slug_from_title, SignalDraft};
+use crate::domain::signal::{check_slug, slug_from_title, Section, SignalDraft};
 
 /// A signal as stored.
 #[derive(Debug, Clone, Queryable, Selectable)]
@@ -29,12 +30,27 @@ pub struct SignalRow {
     pub score: i16,
     pub category: String,
     pub published_at: DateTime<Utc>,
-    pub sections: serde_json::Value,
+    pub sections: Sections,
     pub tags: Vec<String>,
     pub source_url: Option<String>,
     pub created_by: Option<Uuid>,
     pub created_at: DateTime<Utc>,
     pub updated_at: DateTime<Utc>,
+}
+
+/// The `sections` column, decoded straight from jsonb into sections (no intermediate
+/// `serde_json::Value`: this runs for every row of every page).
+#[derive(Debug, Clone, Default, FromSqlRow)]
+pub struct Sections(pub Vec<Section>);
+
+impl FromSql<Jsonb, Pg> for Sections {
+    fn from_sql(value: PgValue<'_>) -> deserialize::Result<Self> {
+        // jsonb's binary format: a version byte (1), then the JSON text.
+        match value.as_bytes().split_first() {
+            Some((1, json)) => Ok(Sections(serde_json::from_slice(json)?)),
+            _ => Err("unsupported jsonb format".into()),
+        }
+    }
 }
 
 /// How `/v1/signals/{id_or_slug}` names a signal.
@@ -59,12 +75,31 @@ pub async fn find(
     conn: &mut AsyncPgConnection,
     r: &SignalRef,
 ) -> diesel::QueryResult<Option<SignalRow>> {
+    find_query(r).first(conn).await.optional()
+}
+
+/// The SQL text `find` sends (with `$n` placeholders), as [`list_sql`] does for lists.
+pub fn find_sql(r: &SignalRef) -> String {
+    let query = find_query(r).limit(1);
+    sql_text(&query)
+}
+
+type FindQuery<'a> = signals::BoxedQuery<'a, Pg, diesel::dsl::AsSelect<SignalRow, Pg>>;
+
+fn find_query(r: &SignalRef) -> FindQuery<'_> {
     let query = signals::table.select(SignalRow::as_select()).into_boxed();
-    let query = match r {
+    match r {
         SignalRef::Id(id) => query.filter(signals::id.eq(*id)),
         SignalRef::Slug(slug) => query.filter(signals::slug.eq(slug)),
-    };
-    query.first(conn).await.optional()
+    }
+}
+
+fn sql_text<T: diesel::query_builder::QueryFragment<Pg>>(query: &T) -> String {
+    let text = diesel::debug_query::<Pg, _>(query).to_string();
+    text.split(" -- binds: ")
+        .next()
+        .unwrap_or_default()
+        .to_owned()
 }
 
 /// The row, locked until the end of the caller's transaction.
@@ -143,7 +178,9 @@ pub async fn replace(
         .set((
             signals::slug.eq(slug),
             fields(draft, published_at),
-            signals::updated_at.eq(Utc::now().max(current.updated_at)),
+            // Strictly later than the current version: ETags are derived from it.
+            signals::updated_at
+                .eq(Utc::now().max(current.updated_at + chrono::Duration::microseconds(1))),
         ))
         .returning(SignalRow::as_returning())
         .get_result(conn)
@@ -184,7 +221,7 @@ pub async fn delete(conn: &mut AsyncPgConnection, id: Uuid) -> diesel::QueryResu
     Ok(n > 0)
 }
 
-/// The filters of a list request. Text filters are already lower-cased.
+/// The filters of a list request. Text filters are matched case-insensitively by PostgreSQL.
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct ListFilter {
     pub min_score: Option<i16>,
@@ -264,19 +301,29 @@ fn filtered<'a, ST: 'a>(
     if let Some(max) = f.max_score {
         query = query.filter(signals::score.le(max));
     }
+    // Both sides are lower-cased by PostgreSQL, so the match is the same whatever the
+    // database's locale (Rust's Unicode lowercasing differs from lower() under the C locale).
     if !f.categories.is_empty() {
         // The expression of signals_category_published_idx, so the index serves it.
         query = query.filter(
-            sql::<Bool>("lower(category) = ANY(")
+            sql::<Bool>("lower(category) = ANY(ARRAY(SELECT lower(x) FROM unnest(")
                 .bind::<Array<Text>, _>(&f.categories)
-                .sql(")"),
+                .sql(") AS x))"),
         );
     }
     if !f.tags_all.is_empty() {
-        query = query.filter(signals::tag_keys.contains(&f.tags_all));
+        query = query.filter(
+            sql::<Bool>("tag_keys @> ARRAY(SELECT lower(x) FROM unnest(")
+                .bind::<Array<Text>, _>(&f.tags_all)
+                .sql(") AS x)"),
+        );
     }
     if !f.tags_any.is_empty() {
-        query = query.filter(signals::tag_keys.overlaps_with(&f.tags_any));
+        query = query.filter(
+            sql::<Bool>("tag_keys && ARRAY(SELECT lower(x) FROM unnest(")
+                .bind::<Array<Text>, _>(&f.tags_any)
+                .sql(") AS x)"),
+        );
     }
     if let Some(since) = f.since {
         query = query.filter(signals::published_at.ge(since));
@@ -302,6 +349,27 @@ pub async fn list(
     after: Option<&After>,
     limit: i64,
 ) -> diesel::QueryResult<Vec<Ranked>> {
+    let rows: Vec<(SignalRow, f32)> = list_query(filter, sort, after, limit).load(conn).await?;
+    Ok(rows
+        .into_iter()
+        .map(|(row, rank)| Ranked { row, rank })
+        .collect())
+}
+
+/// The SQL text `list` sends for these arguments, with `$n` placeholders (for benchmarks and
+/// `EXPLAIN`: the statement as PostgreSQL sees it).
+pub fn list_sql(filter: &ListFilter, sort: Sort, after: Option<&After>, limit: i64) -> String {
+    sql_text(&list_query(filter, sort, after, limit))
+}
+
+type ListQuery<'a> = signals::BoxedQuery<'a, Pg, (diesel::dsl::AsSelect<SignalRow, Pg>, Float)>;
+
+fn list_query<'a>(
+    filter: &'a ListFilter,
+    sort: Sort,
+    after: Option<&After>,
+    limit: i64,
+) -> ListQuery<'a> {
     let q = filter.q.as_deref();
     let mut query = filtered(
         signals::table
@@ -361,11 +429,7 @@ pub async fn list(
             signals::id.desc(),
         )),
     };
-    let rows: Vec<(SignalRow, f32)> = query.limit(limit + 1).load(conn).await?;
-    Ok(rows
-        .into_iter()
-        .map(|(row, rank)| Ranked { row, rank })
-        .collect())
+    query.limit(limit + 1)
 }
 
 /// How many signals match the filters (for `include_total`).
@@ -395,7 +459,7 @@ pub struct FacetFilter {
     pub min_score: Option<i16>,
     pub since: Option<DateTime<Utc>>,
     pub until: Option<DateTime<Utc>>,
-    /// Lower-cased; tags only.
+    /// Tags only; matched case-insensitively.
     pub prefix: Option<String>,
 }
 
@@ -436,7 +500,7 @@ pub async fn tags(
     diesel::sql_query(format!(
         "SELECT min(t.tag) AS name, count(*) AS count \
          FROM signals CROSS JOIN LATERAL unnest(tags) AS t(tag) WHERE {FACET_WHERE} \
-         AND ($4::text IS NULL OR lower(t.tag) LIKE $4) \
+         AND ($4::text IS NULL OR lower(t.tag) LIKE lower($4)) \
          GROUP BY lower(t.tag) ORDER BY count(*) DESC, lower(t.tag) LIMIT $5"
     ))
     .bind::<Nullable<SmallInt>, _>(f.min_score)

@@ -3,7 +3,7 @@
 //! Parsing walks the JSON object by hand instead of through `serde::Deserialize` so that every bad
 //! field is reported in one answer (serde stops at the first) and unknown fields are named.
 
-use chrono::{DateTime, SubsecRound, Utc};
+use chrono::{DateTime, Datelike, SubsecRound, Utc};
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 use utoipa::ToSchema;
@@ -386,6 +386,10 @@ fn check_url(s: &str) -> Result<(), String> {
     if s.chars().count() > SOURCE_URL_MAX {
         return Err(format!("must be at most {SOURCE_URL_MAX} characters"));
     }
+    // The URL parser would quietly drop or encode these; what is stored is the text as sent.
+    if s.chars().any(char::is_control) {
+        return Err("must not contain control characters".into());
+    }
     match url::Url::parse(s) {
         Ok(u) if (u.scheme() == "http" || u.scheme() == "https") && u.host().is_some() => Ok(()),
         _ => Err("must be an absolute http or https URL".into()),
@@ -393,12 +397,15 @@ fn check_url(s: &str) -> Result<(), String> {
 }
 
 /// RFC 3339 with an explicit offset, normalised to UTC at PostgreSQL's microsecond precision.
+/// Years 1 to 9999 in UTC: what RFC 3339 can write back (an offset can push a valid input out).
 pub fn parse_timestamp(s: &str) -> Result<DateTime<Utc>, String> {
-    DateTime::parse_from_rfc3339(s)
+    let t = DateTime::parse_from_rfc3339(s)
         .map(|t| t.with_timezone(&Utc).trunc_subsecs(6))
-        .map_err(|_| {
-            "must be an RFC 3339 date-time with an offset, like 2026-05-06T18:02:00Z".into()
-        })
+        .map_err(|_| "must be an RFC 3339 date-time with an offset, like 2026-05-06T18:02:00Z")?;
+    if !(1..=9999).contains(&t.year()) {
+        return Err("must be between the years 1 and 9999 in UTC".into());
+    }
+    Ok(t)
 }
 
 #[cfg(test)]
@@ -529,6 +536,8 @@ mod tests {
         assert_eq!(t.to_rfc3339(), "2026-05-06T18:02:00.123456+00:00");
         assert!(parse_timestamp("2026-05-06T18:02:00").is_err());
         assert!(parse_timestamp("2026-05-06").is_err());
+        assert!(parse_timestamp("9999-12-31T23:00:00-05:00").is_err());
+        assert!(parse_timestamp("0000-01-01T00:30:00+01:00").is_err());
     }
 
     #[test]
@@ -567,7 +576,14 @@ mod tests {
         assert!(SignalDraft::parse(&v).is_ok());
         v["source_url"] = json!(null);
         assert_eq!(SignalDraft::parse(&v).unwrap().source_url, None);
-        for bad in ["/relative", "mailto:x@y.z", "https://", "not a url"] {
+        for bad in [
+            "/relative",
+            "mailto:x@y.z",
+            "https://",
+            "not a url",
+            "https://e.com/a\0",
+            "https://exa\nmple.com",
+        ] {
             v["source_url"] = json!(bad);
             assert_eq!(
                 fields(&SignalDraft::parse(&v).unwrap_err()),

@@ -173,9 +173,32 @@ async fn pages_stay_exact_while_signals_are_inserted_concurrently() {
             "every original signal once"
         );
     }
-    // Oldest first: the 2025 newcomers sort before every page already read unless they arrived
-    // first, and the 2027 ones after, so only late ones may be missing, never an original.
-    assert!(seen.len() >= created.len());
+    // And in order: oldest first, ties by id.
+    let mut res = app
+        .get("/v1/signals?limit=100&sort=published_at")
+        .send()
+        .await
+        .unwrap();
+    let all = json_body(&mut res).await["items"]
+        .as_array()
+        .unwrap()
+        .clone();
+    let position: std::collections::HashMap<String, usize> = ids(&all)
+        .into_iter()
+        .enumerate()
+        .map(|(i, id)| (id, i))
+        .collect();
+    let order: Vec<usize> = seen.iter().map(|id| position[id]).collect();
+    assert!(
+        order.windows(2).all(|w| w[0] < w[1]),
+        "pages are in keyset order"
+    );
+    // The 2027 newcomers sort after every page, so the last one written before the walk ended
+    // at the newest end must have been seen.
+    assert!(
+        seen.iter().any(|id| position[id] >= created.len()),
+        "newcomers after the cursor are seen"
+    );
 }
 
 #[actix_web::test]

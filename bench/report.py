@@ -1,0 +1,57 @@
+"""Turns wrk and pgbench outputs into the benchmark table (used by bench/run.sh)."""
+import json
+import re
+import sys
+from pathlib import Path
+
+
+def wrk(path):
+    text = Path(path).read_text()
+    rps = float(re.search(r"Requests/sec:\s+([\d.]+)", text).group(1))
+    def pct(p):
+        m = re.search(rf"^\s+{p}%\s+([\d.]+)(us|ms|s)\s*$", text, re.M)
+        value, unit = float(m.group(1)), m.group(2)
+        return value * {"us": 0.001, "ms": 1.0, "s": 1000.0}[unit]
+    non2xx = re.search(r"Non-2xx or 3xx responses:\s+(\d+)", text)
+    errors = re.search(r"Socket errors:.*", text)
+    return {"rps": rps, "p50": pct(50), "p99": pct(99),
+            "bad": int(non2xx.group(1)) if non2xx else 0, "errors": errors.group(0) if errors else ""}
+
+
+def pgbench(out_path, log_glob_dir, prefix):
+    text = Path(out_path).read_text()
+    tps = float(re.search(r"tps = ([\d.]+) \(without initial connection time\)", text).group(1))
+    latencies = []
+    for log in Path(log_glob_dir).glob(prefix + "*"):
+        for line in log.read_text().splitlines():
+            fields = line.split()
+            if len(fields) >= 3:
+                latencies.append(int(fields[2]) / 1000.0)  # microseconds -> ms
+    latencies.sort()
+    def pct(p):
+        return latencies[min(len(latencies) - 1, int(len(latencies) * p / 100))] if latencies else float("nan")
+    return {"tps": tps, "p50": pct(50), "p99": pct(99)}
+
+
+def main():
+    results = json.loads(Path(sys.argv[1]).read_text())
+    print()
+    print(f"{'query':<34} {'API req/s':>10} {'p50 ms':>8} {'p99 ms':>8} | {'pgbench tps':>11} {'p50 ms':>8} {'p99 ms':>8} | {'ratio':>6} {'p99 x':>6}")
+    print("-" * 112)
+    for r in results["queries"]:
+        a, p = r["api"], r["pgbench"]
+        ratio = a["rps"] / p["tps"] if p["tps"] else float("nan")
+        p99x = a["p99"] / p["p99"] if p["p99"] else float("nan")
+        flag = "" if not a["bad"] else f"  ({a['bad']} non-2xx!)"
+        print(f"{r['name']:<34} {a['rps']:>10.0f} {a['p50']:>8.2f} {a['p99']:>8.2f} | {p['tps']:>11.0f} {p['p50']:>8.2f} {p['p99']:>8.2f} | {ratio:>6.2f} {p99x:>6.2f}{flag}")
+    print()
+    print(f"service peak RSS: {results['peak_rss_kb'] / 1024:.1f} MB")
+
+
+if __name__ == "__main__":
+    if sys.argv[1] == "wrk":
+        print(json.dumps(wrk(sys.argv[2])))
+    elif sys.argv[1] == "pgbench":
+        print(json.dumps(pgbench(sys.argv[2], sys.argv[3], sys.argv[4])))
+    else:
+        main()

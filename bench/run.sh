@@ -1,0 +1,124 @@
+#!/usr/bin/env bash
+# The read benchmark of issue 3: the release build under wrk against pgbench running the very SQL
+# statements the service sends, in the same run, on the same machine and data.
+#
+#   bench/run.sh                       # 1,000,000 signals in the database signals_bench
+#   BENCH_ROWS=100000 bench/run.sh     # smaller, for a quick look
+#
+# Q1 min_score=7 newest 20 | Q2 one signal by random id | Q3 one tag + min_score=7 |
+# Q4 a text search | Q5 page 500 of a cursor walk (newest first).
+# Prints req/s, p50/p99 and the API/pgbench ratio per query, and the service's peak RSS.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+DB=${BENCH_DATABASE_URL:-postgres://postgres@127.0.0.1:5432/signals_bench}
+ROWS=${BENCH_ROWS:-1000000}
+DURATION=${BENCH_DURATION:-15}
+WARMUP=${BENCH_WARMUP:-5}
+CONNECTIONS=${BENCH_CONNECTIONS:-32}
+THREADS=${BENCH_THREADS:-2}
+PORT=${BENCH_PORT:-18090}
+Q4_TEXT=${BENCH_QUERY_TEXT:-quantization lidar}
+WORK=$(mktemp -d /tmp/signals-bench.XXXXXX)
+BASE="http://127.0.0.1:$PORT"
+
+say() { printf '== %s\n' "$*" >&2; }
+
+for tool in psql pgbench python3 curl; do
+  command -v "$tool" >/dev/null || { echo "bench: $tool is needed" >&2; exit 1; }
+done
+if ! command -v wrk >/dev/null; then
+  say "installing wrk"
+  apt-get install -y wrk >/dev/null 2>&1 || { apt-get update >/dev/null && apt-get install -y wrk >/dev/null; }
+fi
+
+# The database: created, migrated and filled up to ROWS signals when it has fewer.
+ADMIN="${DB%/*}/postgres"
+DBNAME="${DB##*/}"; DBNAME="${DBNAME%%\?*}"
+if [ -z "$(psql "$ADMIN" -Atc "SELECT 1 FROM pg_database WHERE datname = '$DBNAME'")" ]; then
+  psql "$ADMIN" -qc "CREATE DATABASE $DBNAME"
+fi
+say "building the release binary"
+cargo build --release --quiet --bin signals --example service_sql
+SIGNALS=./target/release/signals
+SQL=./target/release/examples/service_sql
+DATABASE_URL=$DB $SIGNALS migrate 2>/dev/null
+have=$(psql "$DB" -Atc "SELECT count(*) FROM signals")
+if [ "$have" -lt "$ROWS" ]; then
+  say "generating signals $((have + 1))..$ROWS (bench/generate.sql, two sessions in parallel)"
+  mid=$(( (have + 1 + ROWS) / 2 ))
+  psql "$DB" -q -v first=$((have + 1)) -v last=$mid -f bench/generate.sql &
+  psql "$DB" -q -v first=$((mid + 1)) -v last="$ROWS" -f bench/generate.sql &
+  wait
+  psql "$DB" -qc "VACUUM (ANALYZE) signals"
+fi
+say "$(psql "$DB" -Atc "SELECT count(*) FROM signals") signals"
+
+# The service, as deployed: release build, default settings, quiet logs.
+DATABASE_URL=$DB SIGNALS_BIND=127.0.0.1:$PORT RUST_LOG=warn $SIGNALS serve 2>"$WORK/serve.log" &
+SERVER=$!
+trap 'kill $SERVER 2>/dev/null || true; wait $SERVER 2>/dev/null || true' EXIT
+for _ in $(seq 100); do curl -fs "$BASE/readyz" >/dev/null && break; sleep 0.2; done
+
+# Parameters: the most common tag, random ids, and the cursor of page 500.
+TAG=$(psql "$DB" -Atc "SELECT t FROM (SELECT unnest(tag_keys) t FROM signals TABLESAMPLE SYSTEM (2)) x GROUP BY t ORDER BY count(*) DESC LIMIT 1")
+psql "$DB" -Atc "SELECT id FROM signals TABLESAMPLE SYSTEM (2) LIMIT 10000" > "$WORK/ids.txt"
+ONE_ID=$(head -1 "$WORK/ids.txt")
+say "walking 499 pages for Q5"
+cursor=""
+for _ in $(seq 499); do
+  cursor=$(curl -fs "$BASE/v1/signals?limit=20${cursor:+&cursor=$cursor}" | python3 -c 'import json,sys; print(json.load(sys.stdin)["next_cursor"])')
+done
+# The keyset position inside the (signed) cursor, for pgbench.
+read -r DEEP_T DEEP_ID < <(python3 - "$cursor" <<'EOF'
+import base64, json, sys
+payload = sys.argv[1].split(".")[0]
+key = json.loads(base64.urlsafe_b64decode(payload + "=" * (-len(payload) % 4)))["k"]["p"]
+print(key[0], key[1])
+EOF
+)
+Q4_URL=$(python3 -c 'import sys, urllib.parse; print(urllib.parse.quote(sys.argv[1]))' "$Q4_TEXT")
+
+# Per query: its name, the path wrk requests, the arguments of examples/service_sql (which prints
+# the statement the service sends) and the values of that statement's $1, $2, ... separated by ';'.
+NAMES=("Q1 min_score=7 newest 20" "Q2 one signal by random id" "Q3 tag=$TAG + min_score=7"
+       "Q4 q=\"$Q4_TEXT\"" "Q5 page 500 of a cursor walk")
+PATHS=("/v1/signals?min_score=7" RANDOM_ID "/v1/signals?tag=$TAG&min_score=7"
+       "/v1/signals?q=$Q4_URL" "/v1/signals?limit=20&cursor=$cursor")
+SQLARGS=("list min_score=7" "get $ONE_ID" "list tag=$TAG&min_score=7" "list q=$Q4_URL"
+         "list limit=20 $DEEP_T $DEEP_ID")
+VALUES=("7;21" "$ONE_ID;1" "7;{$TAG};21" "$Q4_TEXT;$Q4_TEXT;$Q4_TEXT;21" "$DEEP_T;$DEEP_ID;21")
+
+echo '{"queries": [' > "$WORK/results.json"
+first=1
+for q in "${!NAMES[@]}"; do
+  name=${NAMES[$q]}; path=${PATHS[$q]}
+  say "$name"
+  # wrk against the service: a warm-up, then the measured run.
+  if [ "$path" = RANDOM_ID ]; then
+    script=(-s bench/random_id.lua); url="$BASE/"
+  else
+    script=(); url="$BASE$path"
+  fi
+  curl -fs -o /dev/null "$url" || [ "$path" = RANDOM_ID ] || { echo "bench: $url fails" >&2; exit 1; }
+  BENCH_IDS_FILE="$WORK/ids.txt" wrk -t"$THREADS" -c"$CONNECTIONS" -d"${WARMUP}s" "${script[@]}" "$url" >/dev/null
+  BENCH_IDS_FILE="$WORK/ids.txt" wrk -t"$THREADS" -c"$CONNECTIONS" -d"${DURATION}s" --latency "${script[@]}" "$url" > "$WORK/wrk.txt"
+
+  # pgbench running the statement the service sends, prepared, with the same values.
+  read -r -a sqlargv <<<"${SQLARGS[$q]}"
+  $SQL "${sqlargv[@]}" | python3 -c 'import re,sys; print(re.sub(r"\$(\d+)", r":p\1", sys.stdin.read().strip()) + ";")' > "$WORK/query.sql"
+  defines=()
+  IFS=';' read -r -a values <<<"${VALUES[$q]}"
+  for i in "${!values[@]}"; do defines+=(-D "p$((i + 1))=${values[$i]}"); done
+  (cd "$WORK" && rm -f pgbench_log.* && pgbench -n -M prepared -c "$CONNECTIONS" -j "$THREADS" -T "$WARMUP" "${defines[@]}" -f query.sql "$DB" >/dev/null 2>&1)
+  (cd "$WORK" && rm -f pgbench_log.* && pgbench -n -M prepared -c "$CONNECTIONS" -j "$THREADS" -T "$DURATION" -l "${defines[@]}" -f query.sql "$DB" > pgbench.txt 2>&1)
+
+  [ $first = 1 ] || echo ',' >> "$WORK/results.json"; first=0
+  printf '{"name": %s, "api": %s, "pgbench": %s}\n' \
+    "$(python3 -c 'import json,sys; print(json.dumps(sys.argv[1]))' "$name")" \
+    "$(python3 bench/report.py wrk "$WORK/wrk.txt")" \
+    "$(python3 bench/report.py pgbench "$WORK/pgbench.txt" "$WORK" pgbench_log)" >> "$WORK/results.json"
+done
+echo "], \"peak_rss_kb\": $(awk '/VmHWM/ {print $2}' /proc/$SERVER/status)}" >> "$WORK/results.json"
+python3 bench/report.py "$WORK/results.json"
+echo "(raw outputs in $WORK)"

@@ -1,0 +1,40 @@
+//! Prints the SQL statement the service sends for a request, with `$n` placeholders, so that
+//! pgbench can run exactly that statement (see `bench/run.sh`).
+//!
+//!     cargo run --release --example service_sql -- list 'min_score=7'
+//!     cargo run --release --example service_sql -- list '' 2026-01-01T00:00:00Z <uuid>
+//!     cargo run --release --example service_sql -- get <uuid>
+
+use signals::api::query::ListQuery;
+use signals::db::signals::{find_sql, list_sql, After, SignalRef, Sort};
+
+fn main() {
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    let sql = match args.first().map(String::as_str) {
+        Some("get") => {
+            let r = SignalRef::parse(args.get(1).expect("an id or slug")).expect("an id or slug");
+            find_sql(&r)
+        }
+        Some("list") => {
+            let query =
+                ListQuery::parse(args.get(1).map_or("", String::as_str)).expect("a valid query");
+            let after = match (args.get(2), args.get(3)) {
+                (Some(t), Some(id)) => {
+                    let t = signals::domain::signal::parse_timestamp(t).expect("an RFC 3339 time");
+                    let id = id.parse().expect("a UUID");
+                    match query.sort {
+                        Sort::PublishedDesc | Sort::PublishedAsc => Some(After::Published(t, id)),
+                        _ => panic!("the after position is supported for time sorts only"),
+                    }
+                }
+                _ => None,
+            };
+            list_sql(&query.filter, query.sort, after.as_ref(), query.limit)
+        }
+        _ => {
+            eprintln!("usage: service_sql list QUERY [PUBLISHED_AT ID] | get ID");
+            std::process::exit(2);
+        }
+    };
+    println!("{sql}");
+}
