@@ -1,8 +1,8 @@
 -- Generates realistic signals straight in SQL (the documented generator until the batch
 -- ingest of issue 4 lands): skewed scores 0-10, 12 categories, 200 tags with 3-6 a signal
 -- (frequent ones much more common), 3 sections of about 400 characters, two years of times.
--- The rows go through the table's trigger, so tag_keys and the search document are computed
--- exactly as for signals posted through the API.
+-- The rows go through the table's trigger, so the search document is computed exactly as for
+-- signals posted through the API; the lower-cased keys (which the service writes) are lower().
 --   psql "$DATABASE_URL" -v first=1 -v last=1000000 -f bench/generate.sql
 -- Run VACUUM ANALYZE afterwards.
 \set ON_ERROR_STOP on
@@ -37,8 +37,8 @@ UPDATE pool SET tags = ARRAY(SELECT DISTINCT v.t[1 + floor(power(random(), 2.2) 
                                FROM vocab v, generate_series(1, 3 + floor(random() * 4)::int + (id % 1)));
 ANALYZE pool;
 
-INSERT INTO signals (id, slug, title, summary, body, score, category, published_at, sections, tags,
-                     source_url, created_at, updated_at)
+INSERT INTO signals (id, slug, title, summary, body, score, category, category_key, published_at,
+                     sections, tags, tag_keys, source_url, created_at, updated_at)
 SELECT
     -- UUIDv7 from the publication time: 48-bit milliseconds, version 7, variant 8, random rest.
     (lpad(to_hex((extract(epoch FROM s.p) * 1000)::bigint), 12, '0') || '7'
@@ -51,21 +51,25 @@ SELECT
     initcap(left(b.words, 380)) || '.',
     -- skewed: about 5 on average, 9 and 10 rare; min_score=7 matches roughly one in five
     least(10, greatest(0, round(5 + 1.9 * sqrt(-2 * ln(1 - random())) * cos(2 * pi() * random()))))::smallint,
-    (SELECT c[1 + floor(power(random(), 1.5) * 12)::int + (s.g % 1)::int] FROM vocab),
+    cat.c,
+    lower(cat.c),
     s.p,
     jsonb_build_array(
         jsonb_build_object('heading', 'Technical Context', 'body', initcap(left(x1.words, 400)) || '.'),
         jsonb_build_object('heading', 'Why It Matters', 'body', initcap(left(x2.words, 400)) || '.'),
         jsonb_build_object('heading', 'What to Watch Next', 'body', initcap(left(x3.words, 400)) || '.')),
     tg.tags,
+    ARRAY(SELECT lower(t) FROM unnest(tg.tags) AS t),
     'https://example.com/story/' || s.g,
     s.p, s.p
 FROM (SELECT g, now() - random() * interval '730 days' AS p,
              1 + floor(random() * 20000)::int AS r1, 1 + floor(random() * 20000)::int AS r2,
              1 + floor(random() * 20000)::int AS r3, 1 + floor(random() * 20000)::int AS r4,
              1 + floor(random() * 20000)::int AS r5, 1 + floor(random() * 20000)::int AS r6,
-             1 + floor(random() * 20000)::int AS r7
+             1 + floor(random() * 20000)::int AS r7,
+             1 + floor(power(random(), 1.5) * 12)::int AS rc
         FROM generate_series(:first, :last) AS g) AS s
+JOIN (SELECT i, c[i] AS c FROM vocab, generate_series(1, 12) AS i) AS cat ON cat.i = s.rc
 JOIN pool t ON t.id = s.r1
 JOIN pool su ON su.id = s.r2
 JOIN pool b ON b.id = s.r3

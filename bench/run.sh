@@ -18,7 +18,7 @@ WARMUP=${BENCH_WARMUP:-5}
 CONNECTIONS=${BENCH_CONNECTIONS:-32}
 THREADS=${BENCH_THREADS:-2}
 PORT=${BENCH_PORT:-18090}
-Q4_TEXT=${BENCH_QUERY_TEXT:-quantization lidar}
+Q4_TEXT=${BENCH_QUERY_TEXT:-dralun miriv}
 WORK=$(mktemp -d /tmp/signals-bench.XXXXXX)
 BASE="http://127.0.0.1:$PORT"
 
@@ -110,8 +110,10 @@ for q in "${!NAMES[@]}"; do
   defines=()
   IFS=';' read -r -a values <<<"${VALUES[$q]}"
   for i in "${!values[@]}"; do defines+=(-D "p$((i + 1))=${values[$i]}"); done
-  (cd "$WORK" && rm -f pgbench_log.* && pgbench -n -M prepared -c "$CONNECTIONS" -j "$THREADS" -T "$WARMUP" "${defines[@]}" -f query.sql "$DB" >/dev/null 2>&1)
-  (cd "$WORK" && rm -f pgbench_log.* && pgbench -n -M prepared -c "$CONNECTIONS" -j "$THREADS" -T "$DURATION" -l "${defines[@]}" -f query.sql "$DB" > pgbench.txt 2>&1)
+  if ! (cd "$WORK" && rm -f pgbench_log.* && pgbench -n -M prepared -c "$CONNECTIONS" -j "$THREADS" -T "$WARMUP" "${defines[@]}" -f query.sql "$DB" > pgbench.txt 2>&1) ||
+     ! (cd "$WORK" && rm -f pgbench_log.* && pgbench -n -M prepared -c "$CONNECTIONS" -j "$THREADS" -T "$DURATION" -l "${defines[@]}" -f query.sql "$DB" > pgbench.txt 2>&1); then
+    echo "bench: pgbench failed for $name:" >&2; tail -5 "$WORK/pgbench.txt" >&2; exit 1
+  fi
 
   [ $first = 1 ] || echo ',' >> "$WORK/results.json"; first=0
   printf '{"name": %s, "api": %s, "pgbench": %s}\n' \

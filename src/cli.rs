@@ -109,9 +109,8 @@ async fn serve_until_stopped(
     let listener = TcpListener::bind(&settings.bind)
         .map_err(|e| Fatal(format!("cannot listen on {}: {e}", settings.bind)))?;
     let mut database = Database::open(db_settings).await?;
-    let pool = db::pool(&database.url, db_settings)?;
     let addr = listener.local_addr().map_err(|e| Fatal(e.to_string()))?;
-    let server = startup::run(listener, pool, db_settings, settings).await?;
+    let server = startup::run(listener, &database.url, db_settings, settings).await?;
     tracing::info!(%addr, embedded = database.cluster.is_some(), "listening");
     // actix stops on SIGTERM/SIGINT after in-flight requests finish (up to the shutdown timeout).
     let outcome = server

@@ -17,7 +17,7 @@ use crate::api::middleware::{observe, Metrics};
 use crate::api::system::OpenApiJson;
 use crate::api::{self, AppState, RouteTable};
 use crate::config::{DatabaseSettings, ServeSettings};
-use crate::db::{self, schema::server_secrets, PgPool};
+use crate::db::{self, schema::server_secrets, PoolFactory, PoolRegistry};
 use crate::Fatal;
 
 /// A database that is reachable and migrated: what the server needs to start.
@@ -48,16 +48,19 @@ impl Database {
 }
 
 /// Starts serving on `listener`; the returned server runs until stopped or signalled.
+///
+/// Each HTTP worker gets a pool of its own (`pool_size` split between the workers): a
+/// connection's I/O then runs on the thread that uses it, sparing a cross-thread wake-up on every
+/// query.
 pub async fn run(
     listener: TcpListener,
-    pool: PgPool,
+    database_url: &str,
     db_settings: &DatabaseSettings,
     settings: &ServeSettings,
 ) -> Result<Server, Fatal> {
+    let pools = PoolFactory::new(database_url, db_settings)?;
     let cursor_key = {
-        let mut conn = db::conn(&pool)
-            .await
-            .map_err(|e| Fatal(format!("cannot reach the database: {e}")))?;
+        let mut conn = db::connect_once(database_url, db_settings).await?;
         server_secrets::table
             .filter(server_secrets::name.eq("cursor_hmac"))
             .select(server_secrets::value)
@@ -65,12 +68,14 @@ pub async fn run(
             .await
             .map_err(|e| Fatal(format!("cannot read the cursor key: {e}")))?
     };
-    let state = web::Data::new(AppState {
-        pool,
-        public_read: settings.public_read,
-        cursor_key,
-        db_timeout: db_settings.db_timeout(),
-    });
+    let workers = match settings.workers {
+        0 => std::thread::available_parallelism().map_or(1, |n| n.get()),
+        n => n,
+    };
+    let per_worker = db_settings.pool_size.div_ceil(workers);
+    let registry = web::Data::new(PoolRegistry::default());
+    let cursor_key = Arc::new(cursor_key);
+    let (public_read, db_timeout) = (settings.public_read, db_settings.db_timeout());
     let openapi = api::openapi();
     let routes = web::Data::new(RouteTable::from_openapi(&openapi));
     let openapi_json =
@@ -80,9 +85,17 @@ pub async fn run(
     let metrics = web::Data::new(Metrics::default());
     let write_origins = Arc::new(settings.cors_origins());
 
-    let mut server = HttpServer::new(move || {
+    let server = HttpServer::new(move || {
+        let pool = pools.pool(per_worker);
+        registry.add(pool.clone());
         App::new()
-            .app_data(state.clone())
+            .app_data(web::Data::new(AppState {
+                pool,
+                public_read,
+                cursor_key: cursor_key.clone(),
+                db_timeout,
+            }))
+            .app_data(registry.clone())
             .app_data(routes.clone())
             .app_data(openapi_json.clone())
             .app_data(metrics.clone())
@@ -110,10 +123,8 @@ pub async fn run(
             )
             .default_service(web::to(api::no_route))
     })
-    .shutdown_timeout(settings.shutdown_timeout_s);
-    if settings.workers > 0 {
-        server = server.workers(settings.workers);
-    }
+    .shutdown_timeout(settings.shutdown_timeout_s)
+    .workers(workers);
     Ok(server
         .listen(listener)
         .map_err(|e| Fatal(format!("cannot listen: {e}")))?

@@ -28,7 +28,7 @@ pub struct AppState {
     pub pool: PgPool,
     pub public_read: bool,
     /// Signs pagination cursors; shared by every instance on one database.
-    pub cursor_key: Vec<u8>,
+    pub cursor_key: std::sync::Arc<Vec<u8>>,
     pub db_timeout: Duration,
 }
 

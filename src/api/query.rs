@@ -9,7 +9,7 @@ use sha2::{Digest, Sha256};
 use uuid::Uuid;
 
 use super::problem::ApiError;
-use crate::db::signals::{After, FacetFilter, ListFilter, Sort};
+use crate::db::signals::{case_key, After, FacetFilter, ListFilter, Sort};
 use crate::domain::signal::{check_length, parse_timestamp, SCORE_MAX};
 
 pub const LIMIT_DEFAULT: i64 = 20;
@@ -152,8 +152,8 @@ impl ListQuery {
         check_window(f.since, f.until)?;
         // Sets, not lists: a canonical order makes equal filters produce equal cursors.
         for list in [&mut f.categories, &mut f.tags_all, &mut f.tags_any] {
-            list.sort_by_cached_key(|v| v.to_lowercase());
-            list.dedup_by_key(|v| v.to_lowercase());
+            list.sort();
+            list.dedup();
         }
         Ok(q)
     }
@@ -319,10 +319,10 @@ fn time(name: &str, value: &str) -> Result<DateTime<Utc>, ApiError> {
     parse_timestamp(value).map_err(|m| ApiError::bad_parameter(name, m))
 }
 
-/// A category, tag or prefix: compared case-insensitively by the database, so kept as given.
+/// A category, tag or prefix, as the key it is compared by.
 fn word(name: &str, value: &str) -> Result<String, ApiError> {
     check_length(value, 1, 64).map_err(|m| ApiError::bad_parameter(name, m))?;
-    Ok(value.to_owned())
+    Ok(case_key(value))
 }
 
 fn sort(value: &str) -> Result<Sort, ApiError> {
@@ -356,8 +356,8 @@ mod tests {
         )
         .unwrap();
         assert_eq!(q.filter.min_score, Some(7));
-        assert_eq!(q.filter.categories, ["AI", "Industry"]);
-        assert_eq!(q.filter.tags_all, ["LLM"]);
+        assert_eq!(q.filter.categories, ["ai", "industry"]);
+        assert_eq!(q.filter.tags_all, ["llm"]);
         assert_eq!(q.limit, 5);
         assert_eq!(q.sort, Sort::PublishedDesc);
     }
@@ -404,7 +404,7 @@ mod tests {
     #[test]
     fn facet_parameters_depend_on_the_facet() {
         let t = FacetQuery::parse("prefix=LL&limit=5&min_score=3", true).unwrap();
-        assert_eq!(t.filter.prefix.as_deref(), Some("LL"));
+        assert_eq!(t.filter.prefix.as_deref(), Some("ll"));
         assert_eq!(t.limit, 5);
         assert!(FacetQuery::parse("prefix=LL", false).is_err());
         assert!(FacetQuery::parse("limit=101", true).is_err());

@@ -6,7 +6,7 @@ use std::sync::Arc;
 use super::middleware::Metrics;
 use super::problem::{responses, ApiError};
 use super::AppState;
-use crate::db;
+use crate::db::{self, PoolRegistry};
 
 /// The generated OpenAPI document, serialised once at start-up.
 pub struct OpenApiJson(pub Arc<String>);
@@ -56,25 +56,25 @@ pub async fn readyz(state: web::Data<AppState>) -> Result<HttpResponse, ApiError
         example = "signals_http_requests_total{method=\"GET\",route=\"/v1/signals\",status=\"200\"} 42\n"))
 )]
 #[get("/metrics")]
-pub async fn metrics(state: web::Data<AppState>, metrics: web::Data<Metrics>) -> HttpResponse {
-    let status = state.pool.status();
+pub async fn metrics(pools: web::Data<PoolRegistry>, metrics: web::Data<Metrics>) -> HttpResponse {
+    let (max_size, size, available, waiting) = pools.totals();
     let mut text = metrics.render();
     let gauges = [
         (
             "signals_db_pool_max_size",
-            "Most connections the pool holds",
-            status.max_size,
+            "Most connections the pools hold",
+            max_size,
         ),
-        ("signals_db_pool_size", "Connections open now", status.size),
+        ("signals_db_pool_size", "Connections open now", size),
         (
             "signals_db_pool_available",
             "Open connections not in use",
-            status.available,
+            available,
         ),
         (
             "signals_db_pool_waiting",
             "Requests waiting for a connection",
-            status.waiting,
+            waiting,
         ),
     ];
     for (name, help, value) in gauges {

@@ -25,24 +25,50 @@ pub const MIGRATIONS: EmbeddedMigrations = embed_migrations!("migrations");
 pub type PgPool = Pool<AsyncPgConnection>;
 pub type PgConn = Object<AsyncPgConnection>;
 
-/// Builds the pool. Nothing connects until the first checkout; a checkout waits at most
-/// `db_timeout` for a free or new connection, so a stuck database answers instead of hanging.
+/// Makes connection pools for one database: the URL is checked once, so making a pool (one per
+/// HTTP worker) cannot fail afterwards.
+#[derive(Clone)]
+pub struct PoolFactory {
+    config: tokio_postgres::Config,
+    url: String,
+    settings: DatabaseSettings,
+}
+
+impl PoolFactory {
+    pub fn new(url: &str, settings: &DatabaseSettings) -> Result<Self, Fatal> {
+        Ok(PoolFactory {
+            config: connect_config(url, settings)?,
+            url: url.to_owned(),
+            settings: settings.clone(),
+        })
+    }
+
+    /// A pool of at most `max_size` connections. Nothing connects until the first checkout; a
+    /// checkout waits at most `db_timeout` for a free or new connection, so a stuck database
+    /// answers instead of hanging.
+    pub fn pool(&self, max_size: usize) -> PgPool {
+        let config = self.config.clone();
+        let mut manager_config = ManagerConfig::<AsyncPgConnection>::default();
+        // Checking a connection with a query on every checkout would double the round trips of
+        // a read; a broken connection is detected by the driver and dropped instead.
+        manager_config.recycling_method = RecyclingMethod::Fast;
+        manager_config.custom_setup = Box::new(move |_url| connect(config.clone()));
+        let manager = AsyncDieselConnectionManager::new_with_config(&self.url, manager_config);
+        let timeout = Some(self.settings.db_timeout());
+        Pool::builder(manager)
+            .max_size(max_size.max(1))
+            .wait_timeout(timeout)
+            .create_timeout(timeout)
+            .recycle_timeout(timeout)
+            .runtime(deadpool::Runtime::Tokio1)
+            .build()
+            .expect("a pool with a runtime for its timeouts always builds")
+    }
+}
+
+/// One pool of `pool_size` connections (for the CLI, tests and tools).
 pub fn pool(url: &str, settings: &DatabaseSettings) -> Result<PgPool, Fatal> {
-    let config = connect_config(url, settings)?;
-    let mut manager_config = ManagerConfig::<AsyncPgConnection>::default();
-    // Checking a connection with a query on every checkout would double the round trips of a
-    // read; a broken connection is detected by the driver and dropped instead.
-    manager_config.recycling_method = RecyclingMethod::Fast;
-    manager_config.custom_setup = Box::new(move |_url| connect(config.clone()));
-    let manager = AsyncDieselConnectionManager::new_with_config(url, manager_config);
-    Pool::builder(manager)
-        .max_size(settings.pool_size)
-        .wait_timeout(Some(settings.db_timeout()))
-        .create_timeout(Some(settings.db_timeout()))
-        .recycle_timeout(Some(settings.db_timeout()))
-        .runtime(deadpool::Runtime::Tokio1)
-        .build()
-        .map_err(|e| Fatal(format!("cannot build the connection pool: {e}")))
+    Ok(PoolFactory::new(url, settings)?.pool(settings.pool_size))
 }
 
 fn connect_config(url: &str, settings: &DatabaseSettings) -> Result<tokio_postgres::Config, Fatal> {
@@ -81,10 +107,24 @@ pub async fn connect_once(
         .map_err(|e| Fatal(format!("cannot connect to the database: {e}")))
 }
 
+/// A connection for migrations: no statement timeout, since a migration of a large table may
+/// rightly take long.
+async fn migration_connection(
+    url: &str,
+    settings: &DatabaseSettings,
+) -> Result<AsyncPgConnection, Fatal> {
+    use diesel_async::SimpleAsyncConnection;
+    let mut conn = connect_once(url, settings).await?;
+    conn.batch_execute("SET statement_timeout = 0")
+        .await
+        .map_err(|e| Fatal(format!("cannot prepare the migration connection: {e}")))?;
+    Ok(conn)
+}
+
 /// Runs pending migrations. diesel's harness is synchronous, so it runs on a blocking thread
 /// through the async connection wrapper (diesel-async's async harness panics on actix's runtime).
 pub async fn migrate(url: &str, settings: &DatabaseSettings) -> Result<Vec<String>, Fatal> {
-    let conn = connect_once(url, settings).await?;
+    let conn = migration_connection(url, settings).await?;
     tokio::task::spawn_blocking(move || {
         let mut wrapper: AsyncConnectionWrapper<AsyncPgConnection> =
             AsyncConnectionWrapper::from(conn);
@@ -99,7 +139,7 @@ pub async fn migrate(url: &str, settings: &DatabaseSettings) -> Result<Vec<Strin
 
 /// Reverts every applied migration (used by the round-trip test and by `signals migrate --revert-all`).
 pub async fn revert_all(url: &str, settings: &DatabaseSettings) -> Result<usize, Fatal> {
-    let conn = connect_once(url, settings).await?;
+    let conn = migration_connection(url, settings).await?;
     tokio::task::spawn_blocking(move || {
         let mut wrapper: AsyncConnectionWrapper<AsyncPgConnection> =
             AsyncConnectionWrapper::from(conn);
@@ -138,6 +178,29 @@ impl DbError {
             }
             _ => None,
         }
+    }
+}
+
+/// The pools of every HTTP worker, for the pool gauges of `/metrics`.
+#[derive(Default)]
+pub struct PoolRegistry(std::sync::Mutex<Vec<PgPool>>);
+
+impl PoolRegistry {
+    pub fn add(&self, pool: PgPool) {
+        self.0.lock().unwrap_or_else(|e| e.into_inner()).push(pool);
+    }
+
+    /// (max size, open, idle, waiting) summed over all pools.
+    pub fn totals(&self) -> (usize, usize, usize, usize) {
+        let pools = self.0.lock().unwrap_or_else(|e| e.into_inner());
+        pools.iter().map(|p| p.status()).fold((0, 0, 0, 0), |t, s| {
+            (
+                t.0 + s.max_size,
+                t.1 + s.size,
+                t.2 + s.available,
+                t.3 + s.waiting,
+            )
+        })
     }
 }
 

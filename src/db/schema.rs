@@ -30,9 +30,12 @@ diesel::table! {
         body -> Text,
         score -> SmallInt,
         category -> Text,
+        /// `category` lower-cased by the service: what category filters compare.
+        category_key -> Text,
         published_at -> Timestamptz,
         sections -> Jsonb,
         tags -> Array<Text>,
+        /// `tags` lower-cased by the service: what tag filters compare.
         tag_keys -> Array<Text>,
         source_url -> Nullable<Text>,
         created_by -> Nullable<Uuid>,

@@ -6,11 +6,11 @@ use diesel::dsl::sql;
 use diesel::expression::{is_aggregate, BoxableExpression};
 use diesel::pg::{Pg, PgValue};
 use diesel::sql_types::{
-    Array, BigInt, Bool, Float, Jsonb, Nullable, SmallInt, Text, Timestamptz, Uuid as SqlUuid,
+    BigInt, Bool, Float, Jsonb, Nullable, SmallInt, Text, Timestamptz, Uuid as SqlUuid,
 };
 use diesel::{
-    ExpressionMethods, OptionalExtension, QueryDsl, Queryable, QueryableByName, Selectable,
-    SelectableHelper,
+    ExpressionMethods, OptionalExtension, PgArrayExpressionMethods, QueryDsl, Queryable,
+    QueryableByName, Selectable, SelectableHelper,
 };
 use diesel_async::{AsyncPgConnection, RunQueryDsl};
 use uuid::Uuid;
@@ -188,6 +188,8 @@ pub async fn replace(
 }
 
 type Fields<'a> = (
+    diesel::dsl::Eq<signals::category_key, String>,
+    diesel::dsl::Eq<signals::tag_keys, Vec<String>>,
     diesel::dsl::Eq<signals::title, &'a str>,
     diesel::dsl::Eq<signals::summary, &'a str>,
     diesel::dsl::Eq<signals::body, &'a str>,
@@ -202,6 +204,8 @@ type Fields<'a> = (
 /// The client-set columns of a draft; `default_published_at` when the draft has no time.
 fn fields(draft: &SignalDraft, default_published_at: DateTime<Utc>) -> Fields<'_> {
     (
+        signals::category_key.eq(case_key(&draft.category)),
+        signals::tag_keys.eq(draft.tags.iter().map(|t| case_key(t)).collect::<Vec<_>>()),
         signals::title.eq(draft.title.as_str()),
         signals::summary.eq(draft.summary.as_str()),
         signals::body.eq(draft.body.as_str()),
@@ -221,7 +225,13 @@ pub async fn delete(conn: &mut AsyncPgConnection, id: Uuid) -> diesel::QueryResu
     Ok(n > 0)
 }
 
-/// The filters of a list request. Text filters are matched case-insensitively by PostgreSQL.
+/// The key case-insensitive filters compare: the same lower-casing for stored values and for
+/// filter values, done here rather than by the database so it does not depend on its locale.
+pub fn case_key(s: &str) -> String {
+    s.to_lowercase()
+}
+
+/// The filters of a list request. Category and tag values are already [`case_key`]s.
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct ListFilter {
     pub min_score: Option<i16>,
@@ -301,29 +311,15 @@ fn filtered<'a, ST: 'a>(
     if let Some(max) = f.max_score {
         query = query.filter(signals::score.le(max));
     }
-    // Both sides are lower-cased by PostgreSQL, so the match is the same whatever the
-    // database's locale (Rust's Unicode lowercasing differs from lower() under the C locale).
+    // The keys were lower-cased by `case_key` when written and the filter values when parsed.
     if !f.categories.is_empty() {
-        // The expression of signals_category_published_idx, so the index serves it.
-        query = query.filter(
-            sql::<Bool>("lower(category) = ANY(ARRAY(SELECT lower(x) FROM unnest(")
-                .bind::<Array<Text>, _>(&f.categories)
-                .sql(") AS x))"),
-        );
+        query = query.filter(signals::category_key.eq_any(&f.categories));
     }
     if !f.tags_all.is_empty() {
-        query = query.filter(
-            sql::<Bool>("tag_keys @> ARRAY(SELECT lower(x) FROM unnest(")
-                .bind::<Array<Text>, _>(&f.tags_all)
-                .sql(") AS x)"),
-        );
+        query = query.filter(signals::tag_keys.contains(&f.tags_all));
     }
     if !f.tags_any.is_empty() {
-        query = query.filter(
-            sql::<Bool>("tag_keys && ARRAY(SELECT lower(x) FROM unnest(")
-                .bind::<Array<Text>, _>(&f.tags_any)
-                .sql(") AS x)"),
-        );
+        query = query.filter(signals::tag_keys.overlaps_with(&f.tags_any));
     }
     if let Some(since) = f.since {
         query = query.filter(signals::published_at.ge(since));
@@ -459,7 +455,7 @@ pub struct FacetFilter {
     pub min_score: Option<i16>,
     pub since: Option<DateTime<Utc>>,
     pub until: Option<DateTime<Utc>>,
-    /// Tags only; matched case-insensitively.
+    /// Tags only; a [`case_key`].
     pub prefix: Option<String>,
 }
 
@@ -475,7 +471,7 @@ pub async fn categories(
 ) -> diesel::QueryResult<Vec<FacetCount>> {
     diesel::sql_query(format!(
         "SELECT min(category) AS name, count(*) AS count FROM signals WHERE {FACET_WHERE} \
-         GROUP BY lower(category) ORDER BY count(*) DESC, lower(category)"
+         GROUP BY category_key ORDER BY count(*) DESC, category_key"
     ))
     .bind::<Nullable<SmallInt>, _>(f.min_score)
     .bind::<Nullable<Timestamptz>, _>(f.since)
@@ -499,9 +495,9 @@ pub async fn tags(
     });
     diesel::sql_query(format!(
         "SELECT min(t.tag) AS name, count(*) AS count \
-         FROM signals CROSS JOIN LATERAL unnest(tags) AS t(tag) WHERE {FACET_WHERE} \
-         AND ($4::text IS NULL OR lower(t.tag) LIKE lower($4)) \
-         GROUP BY lower(t.tag) ORDER BY count(*) DESC, lower(t.tag) LIMIT $5"
+         FROM signals CROSS JOIN LATERAL unnest(tags, tag_keys) AS t(tag, key) WHERE {FACET_WHERE} \
+         AND ($4::text IS NULL OR t.key LIKE $4) \
+         GROUP BY t.key ORDER BY count(*) DESC, t.key LIMIT $5"
     ))
     .bind::<Nullable<SmallInt>, _>(f.min_score)
     .bind::<Nullable<Timestamptz>, _>(f.since)

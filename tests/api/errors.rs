@@ -190,17 +190,33 @@ async fn a_lost_database_gives_503_not_a_hang() {
 }
 
 #[actix_web::test]
-async fn an_exhausted_pool_gives_503_after_the_wait_timeout() {
+async fn a_stuck_database_gives_503_after_the_wait_timeout() {
     let app = TestApp::spawn_with(|_, db| {
         db.pool_size = 1;
         db.db_timeout_ms = 300;
     })
     .await;
-    let _held = signals::db::conn(&app.pool).await.unwrap();
+    // Hold a lock that makes the app's one connection wait inside a query.
+    let (client, conn) = tokio_postgres::connect(&app.db.url, tokio_postgres::NoTls)
+        .await
+        .unwrap();
+    actix_web::rt::spawn(conn);
+    client
+        .batch_execute("BEGIN; LOCK TABLE signals IN ACCESS EXCLUSIVE MODE")
+        .await
+        .unwrap();
+    let stuck = actix_web::rt::spawn(app.get("/v1/signals").send());
+    actix_web::rt::time::sleep(Duration::from_millis(200)).await;
+
     let started = Instant::now();
-    let mut res = app.get("/v1/signals").send().await.unwrap();
+    let mut res = app.get("/v1/signals?min_score=1").send().await.unwrap();
     assert_problem(&mut res, 503).await;
     assert!(started.elapsed() < Duration::from_secs(5));
+
+    // Once the database moves again, so does the first request.
+    client.batch_execute("COMMIT").await.unwrap();
+    let res = stuck.await.unwrap().unwrap();
+    assert_eq!(res.status(), 200);
 }
 
 #[actix_web::test]
@@ -223,6 +239,7 @@ async fn health_metrics_and_docs_are_served() {
         "{text}"
     );
     assert!(text.contains("signals_db_pool_max_size 4"), "{text}");
+    assert!(text.contains("signals_db_pool_size 1"), "{text}");
 
     let res = app.get("/docs").send().await.unwrap();
     assert_eq!(res.status(), 308);

@@ -228,6 +228,7 @@ impl Drop for TestDb {
 /// The real app on a free port, over its own database.
 pub struct TestApp {
     pub address: String,
+    /// A pool of the test's own on the app's database (the app's pools are its workers').
     pub pool: PgPool,
     pub client: awc::Client,
     handle: ServerHandle,
@@ -262,8 +263,9 @@ impl TestApp {
         configure(&mut serve, &mut database);
         let listener = TcpListener::bind("127.0.0.1:0").unwrap();
         let address = format!("http://{}", listener.local_addr().unwrap());
-        let pool = db::pool(&db.url, &database).unwrap();
-        let server = signals::startup::run(listener, pool.clone(), &database, &serve)
+        // The test's own connections, beside the app's (which live in its workers).
+        let pool = db::pool(&db.url, &db_settings(&db.url)).unwrap();
+        let server = signals::startup::run(listener, &db.url, &database, &serve)
             .await
             .expect("the app starts");
         let handle = server.handle();
