@@ -19,7 +19,7 @@ TEXT=${BENCH_QUERY_TEXT:-dralun miriv}
 # name ; query string (for service_sql) ; values of $1.. separated by |
 SHAPES=(
   "score threshold (Q1);min_score=7;7|21"
-  "category;category=Research;{Research}|21"
+  "category;category=Research;{research}|21"
   "one tag;tag=$TAG;{$TAG}|21"
   "rare tag;tag=$RARE_TAG;{$RARE_TAG}|21"
   "tag + score (Q3);tag=$TAG&min_score=7;7|{$TAG}|21"

@@ -6,7 +6,8 @@
 #   BENCH_ROWS=100000 bench/run.sh     # smaller, for a quick look
 #
 # Q1 min_score=7 newest 20 | Q2 one signal by random id | Q3 one tag + min_score=7 |
-# Q4 a text search | Q5 page 500 of a cursor walk (newest first).
+# Q4 a text search | Q5 page 500 of a cursor walk (newest first). Q2 draws from 128 random ids on
+# both sides.
 # Prints req/s, p50/p99 and the API/pgbench ratio per query, and the service's peak RSS.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -62,7 +63,8 @@ for _ in $(seq 100); do curl -fs "$BASE/readyz" >/dev/null && break; sleep 0.2; 
 
 # Parameters: the most common tag, random ids, and the cursor of page 500.
 TAG=$(psql "$DB" -Atc "SELECT t FROM (SELECT unnest(tag_keys) t FROM signals TABLESAMPLE SYSTEM (2)) x GROUP BY t ORDER BY count(*) DESC LIMIT 1")
-psql "$DB" -Atc "SELECT id FROM signals TABLESAMPLE SYSTEM (2) LIMIT 10000" > "$WORK/ids.txt"
+# 128 random ids (pgbench takes at most 128 scripts: one per id, so both sides draw from the same ids).
+psql "$DB" -Atc "SELECT id FROM signals TABLESAMPLE SYSTEM (1) ORDER BY random() LIMIT 128" > "$WORK/ids.txt"
 ONE_ID=$(head -1 "$WORK/ids.txt")
 say "walking 499 pages for Q5"
 cursor=""
@@ -110,8 +112,19 @@ for q in "${!NAMES[@]}"; do
   defines=()
   IFS=';' read -r -a values <<<"${VALUES[$q]}"
   for i in "${!values[@]}"; do defines+=(-D "p$((i + 1))=${values[$i]}"); done
-  if ! (cd "$WORK" && rm -f pgbench_log.* && pgbench -n -M prepared -c "$CONNECTIONS" -j "$THREADS" -T "$WARMUP" "${defines[@]}" -f query.sql "$DB" > pgbench.txt 2>&1) ||
-     ! (cd "$WORK" && rm -f pgbench_log.* && pgbench -n -M prepared -c "$CONNECTIONS" -j "$THREADS" -T "$DURATION" -l "${defines[@]}" -f query.sql "$DB" > pgbench.txt 2>&1); then
+  scripts=(-f query.sql)
+  if [ "$path" = RANDOM_ID ]; then
+    # One script per id, each the same statement with its own id variable; pgbench picks one at
+    # random for every transaction.
+    scripts=(); n=0
+    while read -r id; do
+      n=$((n + 1))
+      sed "s/:p1/:id$n/" "$WORK/query.sql" > "$WORK/query_$n.sql"
+      scripts+=(-f "query_$n.sql"); defines+=(-D "id$n=$id")
+    done < "$WORK/ids.txt"
+  fi
+  if ! (cd "$WORK" && rm -f pgbench_log.* && pgbench -n -M prepared -c "$CONNECTIONS" -j "$THREADS" -T "$WARMUP" "${defines[@]}" "${scripts[@]}" "$DB" > pgbench.txt 2>&1) ||
+     ! (cd "$WORK" && rm -f pgbench_log.* && pgbench -n -M prepared -c "$CONNECTIONS" -j "$THREADS" -T "$DURATION" -l "${defines[@]}" "${scripts[@]}" "$DB" > pgbench.txt 2>&1); then
     echo "bench: pgbench failed for $name:" >&2; tail -5 "$WORK/pgbench.txt" >&2; exit 1
   fi
 
