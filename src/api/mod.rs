@@ -107,12 +107,19 @@ impl RouteTable {
     }
 }
 
-/// Every request no route took: 405 when the path exists with other methods, else 404.
+/// Every request no route took: 405 when the path exists with other methods (OPTIONS: 204 with
+/// `Allow`), else 404.
 pub async fn no_route(
     req: HttpRequest,
     table: web::Data<RouteTable>,
 ) -> Result<HttpResponse, ApiError> {
     match table.allowed(req.path()) {
+        // A plain OPTIONS (CORS preflights are answered before routing) lists the methods.
+        Some(allow) if req.method() == actix_web::http::Method::OPTIONS => {
+            Ok(HttpResponse::NoContent()
+                .insert_header((header::ALLOW, allow))
+                .finish())
+        }
         Some(allow) => Err(ApiError::MethodNotAllowed {
             method: req.method().to_string(),
             allow,

@@ -121,6 +121,13 @@ async fn unknown_routes_are_404_and_wrong_methods_405_with_allow() {
         header(&res, "allow").as_deref(),
         Some("GET, PUT, PATCH, DELETE, OPTIONS")
     );
+    let res = app
+        .request(Method::OPTIONS, "/v1/signals", &key)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), 204);
+    assert_eq!(header(&res, "allow").as_deref(), Some("GET, POST, OPTIONS"));
 }
 
 #[actix_web::test]
