@@ -10,29 +10,13 @@ use uuid::Uuid;
 
 use super::problem::ApiError;
 use crate::db::signals::{case_key, After, FacetFilter, ListFilter, Sort};
-use crate::domain::signal::{check_length, parse_timestamp, SCORE_MAX};
+use crate::domain::signal::{check_length, parse_timestamp, ALL_FIELDS, SCORE_MAX};
 
 pub const LIMIT_DEFAULT: i64 = 20;
 pub const LIMIT_MAX: i64 = 100;
 /// Bytes of the HMAC-SHA256 tag a cursor carries.
 const TAG_LEN: usize = 16;
 
-/// The top-level fields of a signal, for `fields`.
-pub const SIGNAL_FIELDS: [&str; 13] = [
-    "id",
-    "slug",
-    "title",
-    "summary",
-    "body",
-    "score",
-    "category",
-    "published_at",
-    "sections",
-    "tags",
-    "source_url",
-    "created_at",
-    "updated_at",
-];
 pub const Q_MAX: usize = 256;
 
 /// A parsed list request.
@@ -291,12 +275,12 @@ fn limit(name: &str, value: &str, max: i64) -> Result<i64, ApiError> {
 fn fields(value: &str) -> Result<Vec<String>, ApiError> {
     let mut out = vec!["id".to_owned()];
     for field in value.split(',').map(str::trim) {
-        if !SIGNAL_FIELDS.contains(&field) {
+        if !ALL_FIELDS.contains(&field) {
             return Err(ApiError::bad_parameter(
                 "fields",
                 format!(
                     "names an unknown field {field:?} (known: {})",
-                    SIGNAL_FIELDS.join(", ")
+                    ALL_FIELDS.join(", ")
                 ),
             ));
         }

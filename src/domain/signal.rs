@@ -38,6 +38,22 @@ pub const CLIENT_FIELDS: [&str; 10] = [
 ];
 /// Fields the server sets; sending one is an error, not silently ignored.
 pub const SERVER_FIELDS: [&str; 3] = ["id", "created_at", "updated_at"];
+/// Every top-level field of a signal as returned (what `fields` may name).
+pub const ALL_FIELDS: [&str; 13] = [
+    "id",
+    "slug",
+    "title",
+    "summary",
+    "body",
+    "score",
+    "category",
+    "published_at",
+    "sections",
+    "tags",
+    "source_url",
+    "created_at",
+    "updated_at",
+];
 
 /// One titled section of a signal's body, in the order given.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
@@ -507,6 +523,19 @@ mod tests {
                 "sections[2].body"
             ]
         );
+    }
+
+    #[test]
+    fn all_fields_are_the_client_and_server_fields() {
+        let mut all: Vec<&str> = ALL_FIELDS.to_vec();
+        let mut parts: Vec<&str> = CLIENT_FIELDS
+            .iter()
+            .chain(&SERVER_FIELDS)
+            .copied()
+            .collect();
+        all.sort();
+        parts.sort();
+        assert_eq!(all, parts);
     }
 
     #[test]
