@@ -166,7 +166,7 @@ pub struct ListParams {
     #[param(style = Form, explode, max_length = 64, example = json!(["LLM"]))]
     tag: Option<Vec<String>>,
     /// Repeatable; the signal has at least one of them (case-insensitive).
-    #[param(style = Form, explode, max_length = 64)]
+    #[param(style = Form, explode, max_length = 64, example = json!(["DeepSeek", "OpenAI"]))]
     any_tag: Option<Vec<String>>,
     /// RFC 3339; `since <= published_at`.
     #[param(example = "2026-05-01T00:00:00Z")]
@@ -190,6 +190,9 @@ pub struct ListParams {
     #[param(minimum = 1, maximum = 100, example = 20)]
     limit: Option<i64>,
     /// Opaque, from `next_cursor`; only valid with the filters and sort that made it.
+    #[param(
+        example = "eyJxIjoiMkV6cVFTb0NZR0Y0TWxvViIsImsiOnsicCI6WyIyMDI2LTAxLTEwVDEyOjAwOjAwWiIsIjAxYTIyMjY1LTI5Y2UtNzVkYi1iZDI2LThjYzQ2NTgzMGY1MyJdfX0.hijuC_AiOc-AL6Hqp9LNBg"
+    )]
     cursor: Option<String>,
     /// Comma-separated top-level fields to return; `id` is always included.
     #[param(pattern = "^[a-z_]+(,[a-z_]+)*$", example = "title,score,published_at")]

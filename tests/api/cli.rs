@@ -106,3 +106,41 @@ async fn migrate_brings_an_empty_database_up_to_date() {
     let out = signals(&db.url, &["keys", "list"]);
     assert!(out.status.success());
 }
+
+#[actix_web::test]
+async fn json_logs_carry_the_request_id_of_each_request() {
+    let db = crate::helpers::TestDb::new().await;
+    let port = crate::embedded::free_port();
+    let log = std::env::temp_dir().join(format!(
+        "signals-log-{}.json",
+        uuid::Uuid::now_v7().simple()
+    ));
+    let mut serve = Command::new(BIN)
+        .env("DATABASE_URL", &db.url)
+        .env("SIGNALS_BIND", format!("127.0.0.1:{port}"))
+        .env("SIGNALS_LOG_FORMAT", "json")
+        .env_remove("RUST_LOG")
+        .stderr(std::fs::File::create(&log).unwrap())
+        .spawn()
+        .unwrap();
+    let base = format!("http://127.0.0.1:{port}");
+    let client = awc::Client::default();
+    crate::embedded::wait_ready(&client, &base, &mut serve).await;
+    let res = client
+        .get(format!("{base}/v1/signals?min_score=3"))
+        .insert_header(("X-Request-Id", "log-check-7"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.headers().get("x-request-id").unwrap(), "log-check-7");
+    crate::embedded::terminate(&mut serve);
+    let text = std::fs::read_to_string(&log).unwrap();
+    let _ = std::fs::remove_file(&log);
+    let line = text
+        .lines()
+        .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
+        .find(|l| l["span"]["request_id"] == "log-check-7")
+        .unwrap_or_else(|| panic!("no JSON log line with the request id in:\n{text}"));
+    assert_eq!(line["fields"]["path"], "/v1/signals");
+    assert_eq!(line["fields"]["status"], 200);
+}

@@ -9,7 +9,7 @@ use serde_json::Value;
 
 use crate::cli::BIN;
 
-fn free_port() -> u16 {
+pub fn free_port() -> u16 {
     TcpListener::bind("127.0.0.1:0")
         .unwrap()
         .local_addr()
@@ -34,7 +34,7 @@ fn start(data_dir: &Path, port: u16) -> Child {
         .unwrap()
 }
 
-async fn wait_ready(client: &awc::Client, base: &str, child: &mut Child) {
+pub async fn wait_ready(client: &awc::Client, base: &str, child: &mut Child) {
     let started = Instant::now();
     while started.elapsed() < Duration::from_secs(90) {
         if let Ok(res) = client.get(format!("{base}/readyz")).send().await {
@@ -51,7 +51,7 @@ async fn wait_ready(client: &awc::Client, base: &str, child: &mut Child) {
     panic!("signals serve did not become ready");
 }
 
-fn terminate(child: &mut Child) {
+pub fn terminate(child: &mut Child) {
     // SAFETY: sending a signal to our own child process.
     unsafe { libc::kill(child.id() as i32, libc::SIGTERM) };
     let status = child.wait().unwrap();

@@ -141,6 +141,8 @@ async fn bad_path_and_query_parameters_are_400() {
         .unwrap();
     assert_problem(&mut res, 400).await;
     for query in [
+        "since=2026-02-01T00:00:00Z&until=2026-01-01T00:00:00Z",
+        "since=2026-02-01",
         "category=a%00b",
         "min_score=eleven",
         "min_score=11",
