@@ -1,6 +1,7 @@
 //! The HTTP API: routes, handlers, request parsing and the OpenAPI document they generate.
 
 pub mod auth;
+pub mod batch;
 pub mod facets;
 pub mod middleware;
 pub mod problem;
@@ -36,6 +37,7 @@ pub struct AppState {
 /// so the document and the routes cannot drift apart.
 pub fn configure(cfg: &mut ServiceConfig) {
     cfg.service(signals::create_signal)
+        .service(batch::batch_signals)
         .service(signals::list_signals)
         .service(signals::get_signal)
         .service(signals::replace_signal)

@@ -507,3 +507,94 @@ pub async fn tags(
     .load(conn)
     .await
 }
+
+/// What a batch does with an item whose explicit slug another signal already has.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum OnConflict {
+    /// Reject the whole batch.
+    Error,
+    /// Leave the existing signal as it is.
+    Skip,
+    /// Replace the existing signal's fields.
+    Update,
+}
+
+/// What happened to one item of a batch.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum BatchOutcome {
+    Created(Uuid),
+    Updated(Uuid),
+    Skipped(Uuid),
+}
+
+/// Why a batch was rejected as a whole.
+#[derive(Debug, thiserror::Error)]
+pub enum BatchError {
+    /// Items (by index) whose slug is taken, with `on_conflict = error`.
+    #[error("slugs taken")]
+    Conflict(Vec<usize>),
+    /// Items (by index) that would update a signal this key may not change.
+    #[error("not allowed")]
+    Forbidden(Vec<usize>),
+    #[error(transparent)]
+    Query(#[from] diesel::result::Error),
+}
+
+/// Writes a batch, item by item in input order, inside the caller's transaction: any error
+/// leaves nothing written. `may_change` says whether the caller may update a signal created by
+/// the given key.
+pub async fn write_batch(
+    conn: &mut AsyncPgConnection,
+    drafts: &[SignalDraft],
+    on_conflict: OnConflict,
+    created_by: Option<Uuid>,
+    may_change: impl Fn(Option<Uuid>) -> bool,
+) -> Result<Vec<BatchOutcome>, BatchError> {
+    let slugs: Vec<&str> = drafts.iter().filter_map(|d| d.slug.as_deref()).collect();
+    // Locked, so a concurrent batch cannot change them between this check and the writes.
+    let existing: Vec<SignalRow> = signals::table
+        .select(SignalRow::as_select())
+        .filter(signals::slug.eq_any(&slugs))
+        .for_update()
+        .load(conn)
+        .await?;
+    let existing_for = |d: &SignalDraft| {
+        d.slug
+            .as_deref()
+            .and_then(|slug| existing.iter().find(|row| row.slug == slug))
+    };
+    let taken: Vec<usize> = (0..drafts.len())
+        .filter(|&i| existing_for(&drafts[i]).is_some())
+        .collect();
+    match on_conflict {
+        OnConflict::Error if !taken.is_empty() => return Err(BatchError::Conflict(taken)),
+        OnConflict::Update => {
+            let forbidden: Vec<usize> = taken
+                .iter()
+                .copied()
+                .filter(|&i| {
+                    existing_for(&drafts[i]).is_some_and(|row| !may_change(row.created_by))
+                })
+                .collect();
+            if !forbidden.is_empty() {
+                return Err(BatchError::Forbidden(forbidden));
+            }
+        }
+        _ => {}
+    }
+    let mut outcomes = Vec::with_capacity(drafts.len());
+    for (index, draft) in drafts.iter().enumerate() {
+        let outcome = match (existing_for(draft), on_conflict) {
+            (Some(row), OnConflict::Skip) => BatchOutcome::Skipped(row.id),
+            (Some(row), _) => BatchOutcome::Updated(replace(conn, row, draft).await?.id),
+            (None, _) => match insert(conn, draft, created_by).await {
+                Ok(row) => BatchOutcome::Created(row.id),
+                // Taken by a signal committed after the check above (or earlier in this batch).
+                Err(InsertError::SlugTaken(_)) => return Err(BatchError::Conflict(vec![index])),
+                Err(InsertError::Query(e)) => return Err(e.into()),
+            },
+        };
+        outcomes.push(outcome);
+    }
+    Ok(outcomes)
+}

@@ -1,6 +1,7 @@
 //! One integration-test binary: the real service over HTTP, each test on its own database.
 
 mod auth;
+mod batch;
 mod cli;
 mod embedded;
 mod errors;

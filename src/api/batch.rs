@@ -1,0 +1,189 @@
+//! `POST /v1/signals/batch`: create or upsert up to 1,000 signals in one transaction.
+
+use actix_web::{post, web, HttpRequest, HttpResponse};
+use diesel_async::AsyncConnection;
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+use utoipa::ToSchema;
+use uuid::Uuid;
+
+use super::auth::Writer;
+use super::problem::{responses, ApiError};
+use super::read_json;
+use super::signals::{example_input, SignalInput};
+use super::AppState;
+use crate::db::{
+    self,
+    signals::{BatchError, BatchOutcome, OnConflict},
+};
+use crate::domain::signal::SignalDraft;
+use crate::domain::FieldError;
+
+pub const BATCH_BODY_LIMIT: usize = 16 * 1024 * 1024;
+pub const BATCH_MAX_ITEMS: usize = 1000;
+
+/// A batch of signals. Unknown fields are rejected.
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+#[schema(example = json!({"items": [example_input()], "on_conflict": "skip"}))]
+#[allow(dead_code)] // documents the body; bodies are parsed by `parse_batch`
+pub struct BatchRequest {
+    /// 1 to 1,000 signals, each validated like a single create.
+    #[schema(min_items = 1, max_items = 1000)]
+    items: Vec<SignalInput>,
+    /// What an item whose slug another signal already has does: `error` (default) rejects the
+    /// whole batch with 409 naming the items; `skip` leaves the existing signal; `update`
+    /// replaces its fields (only a signal this key created, or any with an admin key).
+    #[schema(inline)]
+    on_conflict: Option<OnConflictParam>,
+}
+
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(rename_all = "lowercase")]
+#[allow(dead_code)]
+enum OnConflictParam {
+    Error,
+    Skip,
+    Update,
+}
+
+/// The ids of the batch's signals by what happened to them, each list in input order.
+#[derive(Debug, Default, Serialize, ToSchema)]
+#[schema(example = json!({"created": ["01968a4e-1c40-7cc3-9a51-4b1f0e6e2d10"], "updated": [], "skipped": []}))]
+pub struct BatchResult {
+    pub created: Vec<Uuid>,
+    pub updated: Vec<Uuid>,
+    pub skipped: Vec<Uuid>,
+}
+
+/// Parses the batch body; every problem of every item is reported, with the item's index.
+fn parse_batch(body: &Value) -> Result<(Vec<SignalDraft>, OnConflict), ApiError> {
+    let invalid =
+        |field: &str, message: &str| ApiError::Validation(vec![FieldError::new(field, message)]);
+    let object = body
+        .as_object()
+        .ok_or_else(|| invalid("", "the body must be a JSON object with items"))?;
+    if let Some(unknown) = object.keys().find(|k| *k != "items" && *k != "on_conflict") {
+        return Err(invalid(unknown, "is not a field of a batch"));
+    }
+    let on_conflict = match object.get("on_conflict") {
+        None | Some(Value::Null) => OnConflict::Error,
+        Some(Value::String(s)) if s == "error" => OnConflict::Error,
+        Some(Value::String(s)) if s == "skip" => OnConflict::Skip,
+        Some(Value::String(s)) if s == "update" => OnConflict::Update,
+        Some(_) => return Err(invalid("on_conflict", "must be one of error, skip, update")),
+    };
+    let items = match object.get("items") {
+        Some(Value::Array(items)) => items,
+        _ => return Err(invalid("items", "is required: an array of signals")),
+    };
+    if items.is_empty() || items.len() > BATCH_MAX_ITEMS {
+        return Err(invalid("items", "must hold 1 to 1000 signals"));
+    }
+    let mut drafts = Vec::with_capacity(items.len());
+    let mut errors = Vec::new();
+    for (index, item) in items.iter().enumerate() {
+        match SignalDraft::parse(item) {
+            Ok(draft) => {
+                // Two items with one slug would conflict with each other.
+                if let Some(slug) = &draft.slug {
+                    if drafts
+                        .iter()
+                        .any(|d: &SignalDraft| d.slug.as_ref() == Some(slug))
+                    {
+                        errors.push(FieldError {
+                            index: Some(index),
+                            ..FieldError::new("slug", "is used by an earlier item of this batch")
+                        });
+                    }
+                }
+                drafts.push(draft);
+            }
+            Err(item_errors) => errors.extend(item_errors.into_iter().map(|e| FieldError {
+                index: Some(index),
+                ..e
+            })),
+        }
+    }
+    if !errors.is_empty() {
+        return Err(ApiError::Validation(errors));
+    }
+    Ok((drafts, on_conflict))
+}
+
+/// Create or upsert signals in one transaction
+///
+/// Up to 1,000 signals, all or nothing: any invalid item rejects the whole batch with 422 and
+/// the errors of every item (`errors[].index` is the item's position). `on_conflict` decides what
+/// an explicit slug that already exists does (`error`: 409 naming the items; `skip`; `update`).
+/// Items without a slug get one derived from the title, made unique. The answer lists the ids
+/// of created, updated and skipped signals, each in input order. The body may be at most 16 MiB.
+#[utoipa::path(
+    operation_id = "batch_signals",
+    tag = "signals",
+    request_body(content = BatchRequest, content_type = "application/json"),
+    responses(
+        (status = 200, description = "Every item written (or skipped)", body = BatchResult),
+        (status = 400, response = responses::BadRequest),
+        (status = 401, response = responses::Unauthorized),
+        (status = 403, response = responses::Forbidden),
+        (status = 409, response = responses::Conflict),
+        (status = 413, response = responses::PayloadTooLarge),
+        (status = 415, response = responses::UnsupportedMediaType),
+        (status = 422, response = responses::Unprocessable),
+        (status = 503, response = responses::Unavailable),
+    ),
+    security(("bearer" = []))
+)]
+#[post("/v1/signals/batch")]
+pub async fn batch_signals(
+    req: HttpRequest,
+    state: web::Data<AppState>,
+    Writer(principal): Writer,
+    payload: web::Payload,
+) -> Result<HttpResponse, ApiError> {
+    let body = read_json(&req, payload, BATCH_BODY_LIMIT, &["application/json"]).await?;
+    let (drafts, on_conflict) = parse_batch(&body)?;
+    let mut conn = db::conn(&state.pool).await?;
+    let may_change = |created_by| principal.may_change(created_by).is_ok();
+    let outcomes = conn
+        .transaction::<_, BatchError, _>(async |conn| {
+            db::signals::write_batch(
+                conn,
+                &drafts,
+                on_conflict,
+                Some(principal.key_id),
+                may_change,
+            )
+            .await
+        })
+        .await
+        .map_err(|e| match e {
+            BatchError::Conflict(indexes) => ApiError::Conflict {
+                detail: format!(
+                    "{} of the batch's slugs are taken; nothing was written",
+                    indexes.len()
+                ),
+                errors: indexes
+                    .into_iter()
+                    .map(|index| FieldError {
+                        index: Some(index),
+                        ..FieldError::new("slug", "is already taken")
+                    })
+                    .collect(),
+            },
+            BatchError::Forbidden(indexes) => ApiError::Forbidden(format!(
+                "items {indexes:?} would update signals created by another key; nothing was written"
+            )),
+            BatchError::Query(e) => e.into(),
+        })?;
+    let mut result = BatchResult::default();
+    for outcome in outcomes {
+        match outcome {
+            BatchOutcome::Created(id) => result.created.push(id),
+            BatchOutcome::Updated(id) => result.updated.push(id),
+            BatchOutcome::Skipped(id) => result.skipped.push(id),
+        }
+    }
+    Ok(HttpResponse::Ok().json(result))
+}

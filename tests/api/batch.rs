@@ -1,0 +1,155 @@
+use awc::http::Method;
+use serde_json::{json, Value};
+use signals::domain::key::Scope;
+
+use crate::helpers::{assert_problem, json_body, signal, TestApp};
+
+async fn post_batch(app: &TestApp, key: &str, body: &Value) -> crate::helpers::Response {
+    app.request(Method::POST, "/v1/signals/batch", key)
+        .send_json(body)
+        .await
+        .unwrap()
+}
+
+async fn count(app: &TestApp) -> usize {
+    let mut res = app.get("/v1/signals?limit=100").send().await.unwrap();
+    json_body(&mut res).await["items"].as_array().unwrap().len()
+}
+
+#[actix_web::test]
+async fn a_batch_creates_every_item_in_order() {
+    let app = TestApp::spawn().await;
+    let key = app.key(Scope::Write).await;
+    let items: Vec<Value> = (0..3)
+        .map(|i| signal(json!({"slug": format!("item-{i}"), "score": i})))
+        .collect();
+    let mut res = post_batch(&app, &key, &json!({"items": items})).await;
+    let body = json_body(&mut res).await;
+    assert_eq!(res.status(), 200, "{body}");
+    let created = body["created"].as_array().unwrap();
+    assert_eq!(created.len(), 3);
+    assert_eq!(body["updated"], json!([]));
+    assert_eq!(body["skipped"], json!([]));
+    for (i, id) in created.iter().enumerate() {
+        let mut res = app
+            .get(&format!("/v1/signals/{}", id.as_str().unwrap()))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(json_body(&mut res).await["slug"], format!("item-{i}"));
+    }
+}
+
+#[actix_web::test]
+async fn one_invalid_item_rejects_the_whole_batch_with_its_index() {
+    let app = TestApp::spawn().await;
+    let key = app.key(Scope::Write).await;
+    let items = json!([signal(json!({"slug": "fine"})), signal(json!({"score": 11})), {"title": "x"},
+                       signal(json!({"slug": "fine"}))]);
+    let mut res = post_batch(&app, &key, &json!({"items": items})).await;
+    let problem = assert_problem(&mut res, 422).await;
+    let pairs: Vec<(u64, &str)> = problem["errors"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| (e["index"].as_u64().unwrap(), e["field"].as_str().unwrap()))
+        .collect();
+    assert_eq!(
+        pairs,
+        [(1, "score"), (2, "score"), (2, "category"), (3, "slug")]
+    );
+    assert_eq!(count(&app).await, 0, "nothing was written");
+}
+
+#[actix_web::test]
+async fn batch_limits_are_422_for_items_and_413_for_size() {
+    let app = TestApp::spawn().await;
+    let key = app.key(Scope::Write).await;
+    let small = json!({"title": "t", "score": 1, "category": "c"});
+    let mut res = post_batch(&app, &key, &json!({"items": vec![small.clone(); 1001]})).await;
+    assert_problem(&mut res, 422).await;
+    for bad in [
+        json!({"items": []}),
+        json!({"items": [small.clone()], "on_conflict": "merge"}),
+        json!({"items": [small.clone()], "extra": 1}),
+        json!([small.clone()]),
+    ] {
+        let mut res = post_batch(&app, &key, &bad).await;
+        assert_problem(&mut res, 422).await;
+    }
+    let big = json!({"items": vec![signal(json!({"body": "x".repeat(19_000)})); 900]});
+    let mut res = post_batch(&app, &key, &big).await;
+    assert_problem(&mut res, 413).await;
+    // 1,000 items are fine.
+    let mut res = post_batch(&app, &key, &json!({"items": vec![small; 1000]})).await;
+    let body = json_body(&mut res).await;
+    assert_eq!(res.status(), 200);
+    assert_eq!(body["created"].as_array().unwrap().len(), 1000);
+}
+
+#[actix_web::test]
+async fn on_conflict_error_skip_and_update() {
+    let app = TestApp::spawn().await;
+    let key = app.key(Scope::Write).await;
+    let existing = app
+        .create(&key, &signal(json!({"slug": "taken", "score": 1})))
+        .await;
+    let items = json!([
+        signal(json!({"slug": "new-one"})),
+        signal(json!({"slug": "taken", "score": 9}))
+    ]);
+
+    let mut res = post_batch(&app, &key, &json!({"items": items, "on_conflict": "error"})).await;
+    let problem = assert_problem(&mut res, 409).await;
+    assert_eq!(problem["errors"][0]["index"], 1);
+    assert_eq!(count(&app).await, 1, "nothing was written");
+
+    let mut res = post_batch(&app, &key, &json!({"items": items, "on_conflict": "skip"})).await;
+    let body = json_body(&mut res).await;
+    assert_eq!(body["skipped"], json!([existing["id"]]));
+    assert_eq!(body["created"].as_array().unwrap().len(), 1);
+
+    let items = json!([signal(json!({"slug": "taken", "score": 9}))]);
+    let mut res = post_batch(
+        &app,
+        &key,
+        &json!({"items": items, "on_conflict": "update"}),
+    )
+    .await;
+    let body = json_body(&mut res).await;
+    assert_eq!(body["updated"], json!([existing["id"]]));
+    let mut res = app.get("/v1/signals/taken").send().await.unwrap();
+    assert_eq!(json_body(&mut res).await["score"], 9);
+
+    // Another write key may not update this key's signal; nothing of its batch is written.
+    let other = app.key(Scope::Write).await;
+    let items = json!([
+        signal(json!({"slug": "by-other"})),
+        signal(json!({"slug": "taken", "score": 2}))
+    ]);
+    let mut res = post_batch(
+        &app,
+        &other,
+        &json!({"items": items, "on_conflict": "update"}),
+    )
+    .await;
+    assert_problem(&mut res, 403).await;
+    let mut res = app.get("/v1/signals/by-other").send().await.unwrap();
+    assert_problem(&mut res, 404).await;
+}
+
+#[actix_web::test]
+async fn a_batch_needs_a_write_key() {
+    let app = TestApp::spawn().await;
+    let body = json!({"items": [signal(json!({}))]});
+    let mut res = app
+        .client
+        .post(app.url("/v1/signals/batch"))
+        .send_json(&body)
+        .await
+        .unwrap();
+    assert_problem(&mut res, 401).await;
+    let key = app.key(Scope::Read).await;
+    let mut res = post_batch(&app, &key, &body).await;
+    assert_problem(&mut res, 403).await;
+}
