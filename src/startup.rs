@@ -85,6 +85,22 @@ pub async fn run(
     let metrics = web::Data::new(Metrics::default());
     let write_origins = Arc::new(settings.cors_origins());
 
+    // Expired idempotency records are deleted by the service itself, at start and then hourly.
+    let janitor = pools.pool(1);
+    actix_web::rt::spawn(async move {
+        let mut every = actix_web::rt::time::interval(std::time::Duration::from_secs(3600));
+        loop {
+            every.tick().await;
+            let Ok(mut conn) = db::conn(&janitor).await else {
+                continue;
+            };
+            match db::idempotency::delete_expired(&mut conn).await {
+                Ok(0) => {}
+                Ok(n) => tracing::info!(deleted = n, "expired idempotency records deleted"),
+                Err(e) => tracing::warn!(error = %e, "cannot delete expired idempotency records"),
+            }
+        }
+    });
     let server = HttpServer::new(move || {
         let pool = pools.pool(per_worker);
         registry.add(pool.clone());

@@ -1,21 +1,18 @@
 //! `POST /v1/signals/batch`: create or upsert up to 1,000 signals in one transaction.
 
 use actix_web::{post, web, HttpRequest, HttpResponse};
-use diesel_async::AsyncConnection;
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 use utoipa::ToSchema;
 use uuid::Uuid;
 
 use super::auth::Writer;
+use super::idempotency::{self, Idempotency, Write};
 use super::problem::{responses, ApiError};
 use super::read_json;
 use super::signals::{example_input, SignalInput};
 use super::AppState;
-use crate::db::{
-    self,
-    signals::{BatchError, BatchOutcome, OnConflict},
-};
+use crate::db::{self, signals::OnConflict};
 use crate::domain::signal::SignalDraft;
 use crate::domain::FieldError;
 
@@ -118,12 +115,22 @@ fn parse_batch(body: &Value) -> Result<(Vec<SignalDraft>, OnConflict), ApiError>
 /// an explicit slug that already exists does (`error`: 409 naming the items; `skip`; `update`).
 /// Items without a slug get one derived from the title, made unique. The answer lists the ids
 /// of created, updated and skipped signals, each in input order. The body may be at most 16 MiB.
+///
+/// With `Idempotency-Key`, the batch is written once: a retry with the same body gets the first
+/// response again (with `Idempotent-Replayed: true`) for 24 hours; the same key with another
+/// body is 422, and while the first request is still in flight 409.
 #[utoipa::path(
     operation_id = "batch_signals",
     tag = "signals",
+    params(
+        ("Idempotency-Key" = Option<String>, Header, max_length = 255, example = "import-2026-05-06-part-3",
+            description = "Makes retries safe: the batch is written once per key and API key (24 hours)"),
+    ),
     request_body(content = BatchRequest, content_type = "application/json"),
     responses(
-        (status = 200, description = "Every item written (or skipped)", body = BatchResult),
+        (status = 200, description = "Every item written (or skipped)", body = BatchResult, headers(
+            ("Idempotent-Replayed" = String, description = "`true` when this is the stored response of an earlier request with the same Idempotency-Key"),
+        )),
         (status = 400, response = responses::BadRequest),
         (status = 401, response = responses::Unauthorized),
         (status = 403, response = responses::Forbidden),
@@ -144,46 +151,13 @@ pub async fn batch_signals(
 ) -> Result<HttpResponse, ApiError> {
     let body = read_json(&req, payload, BATCH_BODY_LIMIT, &["application/json"]).await?;
     let (drafts, on_conflict) = parse_batch(&body)?;
+    let idempotency = Idempotency::from_request(&req, &body)?;
     let mut conn = db::conn(&state.pool).await?;
-    let may_change = |created_by| principal.may_change(created_by).is_ok();
-    let outcomes = conn
-        .transaction::<_, BatchError, _>(async |conn| {
-            db::signals::write_batch(
-                conn,
-                &drafts,
-                on_conflict,
-                Some(principal.key_id),
-                may_change,
-            )
-            .await
-        })
-        .await
-        .map_err(|e| match e {
-            BatchError::Conflict(indexes) => ApiError::Conflict {
-                detail: format!(
-                    "{} of the batch's slugs are taken; nothing was written",
-                    indexes.len()
-                ),
-                errors: indexes
-                    .into_iter()
-                    .map(|index| FieldError {
-                        index: Some(index),
-                        ..FieldError::new("slug", "is already taken")
-                    })
-                    .collect(),
-            },
-            BatchError::Forbidden(indexes) => ApiError::Forbidden(format!(
-                "items {indexes:?} would update signals created by another key; nothing was written"
-            )),
-            BatchError::Query(e) => e.into(),
-        })?;
-    let mut result = BatchResult::default();
-    for outcome in outcomes {
-        match outcome {
-            BatchOutcome::Created(id) => result.created.push(id),
-            BatchOutcome::Updated(id) => result.updated.push(id),
-            BatchOutcome::Skipped(id) => result.skipped.push(id),
-        }
-    }
-    Ok(HttpResponse::Ok().json(result))
+    idempotency::write(
+        &mut conn,
+        principal,
+        idempotency.as_ref(),
+        Write::Batch(&drafts, on_conflict),
+    )
+    .await
 }

@@ -3,6 +3,7 @@
 pub mod auth;
 pub mod batch;
 pub mod facets;
+pub mod idempotency;
 pub mod middleware;
 pub mod problem;
 pub mod query;

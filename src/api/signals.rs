@@ -10,6 +10,7 @@ use utoipa::{IntoParams, ToSchema};
 use uuid::Uuid;
 
 use super::auth::{Principal, Reader, Writer};
+use super::idempotency::{self, Idempotency, Write};
 use super::problem::{responses, ApiError};
 use super::query::ListQuery;
 use super::{cacheable_json, check_if_match, read_json, version_etag, AppState};
@@ -99,7 +100,7 @@ impl Signal {
     }
 
     /// The strong ETag of this version of the signal: every change moves `updated_at` forward.
-    fn etag(&self) -> String {
+    pub fn etag(&self) -> String {
         version_etag(&[(self.id, self.updated_at)], "")
     }
 }
@@ -222,14 +223,23 @@ enum SortParam {
 /// Validates every field at once (422 lists each bad one), derives a unique slug from the title
 /// when none is given, and remembers the key that created it: only that key or an admin key may
 /// change it later. The body may be at most 1 MiB.
+///
+/// With `Idempotency-Key`, the signal is created once: a retry with the same body gets the first
+/// response again (with `Idempotent-Replayed: true`) for 24 hours; the same key with another
+/// body is 422, and while the first request is still in flight 409.
 #[utoipa::path(
     operation_id = "create_signal",
     tag = "signals",
+    params(
+        ("Idempotency-Key" = Option<String>, Header, max_length = 255, example = "cron-2026-05-06T18:00-deepseek",
+            description = "Makes retries safe: the signal is created once per key and API key (24 hours)"),
+    ),
     request_body(content = SignalInput, content_type = "application/json", example = json!(example_input())),
     responses(
         (status = 201, description = "Created", body = Signal, headers(
             ("Location" = String, description = "The new signal's URL: /v1/signals/{id}"),
             ("ETag" = String, description = "Strong validator of the representation"),
+            ("Idempotent-Replayed" = String, description = "`true` when this is the stored response of an earlier request with the same Idempotency-Key"),
         ), example = json!(example_signal())),
         (status = 400, response = responses::BadRequest),
         (status = 401, response = responses::Unauthorized),
@@ -251,15 +261,15 @@ pub async fn create_signal(
 ) -> Result<HttpResponse, ApiError> {
     let body = read_json(&req, payload, BODY_LIMIT, JSON).await?;
     let draft = SignalDraft::parse(&body).map_err(ApiError::Validation)?;
+    let idempotency = Idempotency::from_request(&req, &body)?;
     let mut conn = db::conn(&state.pool).await?;
-    let row = store::insert(&mut conn, &draft, Some(principal.key_id)).await?;
-    let signal = Signal::from(row);
-    let body = signal.to_json();
-    Ok(HttpResponse::Created()
-        .insert_header((header::LOCATION, format!("/v1/signals/{}", signal.id)))
-        .insert_header((header::ETAG, signal.etag()))
-        .content_type("application/json")
-        .body(body))
+    idempotency::write(
+        &mut conn,
+        principal,
+        idempotency.as_ref(),
+        Write::Create(&draft),
+    )
+    .await
 }
 
 /// Get one signal

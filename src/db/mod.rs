@@ -1,6 +1,7 @@
 //! Database access: the connection pool, embedded migrations and the queries per resource.
 
 pub mod embedded;
+pub mod idempotency;
 pub mod keys;
 pub mod schema;
 pub mod signals;

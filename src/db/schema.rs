@@ -44,5 +44,24 @@ diesel::table! {
     }
 }
 
+diesel::table! {
+    idempotency_records (key_id, idempotency_key) {
+        key_id -> Uuid,
+        idempotency_key -> Text,
+        fingerprint -> Bytea,
+        status -> SmallInt,
+        body -> Bytea,
+        location -> Nullable<Text>,
+        etag -> Nullable<Text>,
+        created_at -> Timestamptz,
+    }
+}
+
 diesel::joinable!(signals -> api_keys (created_by));
-diesel::allow_tables_to_appear_in_same_query!(api_keys, server_secrets, signals);
+diesel::joinable!(idempotency_records -> api_keys (key_id));
+diesel::allow_tables_to_appear_in_same_query!(
+    api_keys,
+    idempotency_records,
+    server_secrets,
+    signals
+);

@@ -6,6 +6,7 @@ mod cli;
 mod embedded;
 mod errors;
 mod helpers;
+mod idempotency;
 mod listing;
 mod migrations;
 mod openapi;

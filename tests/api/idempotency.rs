@@ -1,0 +1,150 @@
+use std::collections::HashSet;
+
+use awc::http::Method;
+use serde_json::{json, Value};
+use signals::domain::key::Scope;
+
+use crate::helpers::{assert_problem, header, json_body, signal, TestApp};
+
+async fn post(
+    app: &TestApp,
+    path: &str,
+    key: &str,
+    idem: &str,
+    body: &Value,
+) -> crate::helpers::Response {
+    app.request(Method::POST, path, key)
+        .insert_header(("Idempotency-Key", idem))
+        .send_json(body)
+        .await
+        .unwrap()
+}
+
+async fn signal_count(app: &TestApp) -> usize {
+    let mut res = app.get("/v1/signals?limit=100").send().await.unwrap();
+    json_body(&mut res).await["items"].as_array().unwrap().len()
+}
+
+#[actix_web::test]
+async fn a_retry_with_the_same_key_replays_the_first_response() {
+    let app = TestApp::spawn().await;
+    let key = app.key(Scope::Write).await;
+    let body = signal(json!({}));
+    let mut first = post(&app, "/v1/signals", &key, "cron-1", &body).await;
+    assert_eq!(first.status(), 201);
+    assert!(header(&first, "idempotent-replayed").is_none());
+    let first_body = first.body().await.unwrap();
+    // The same body, spelled differently, is the same request.
+    let respelled: Value =
+        serde_json::from_str(&serde_json::to_string_pretty(&body).unwrap()).unwrap();
+    let mut again = post(&app, "/v1/signals", &key, "cron-1", &respelled).await;
+    assert_eq!(again.status(), 201);
+    assert_eq!(
+        header(&again, "idempotent-replayed").as_deref(),
+        Some("true")
+    );
+    assert_eq!(header(&again, "location"), header(&first, "location"));
+    assert_eq!(header(&again, "etag"), header(&first, "etag"));
+    assert_eq!(again.body().await.unwrap(), first_body);
+    assert_eq!(signal_count(&app).await, 1);
+
+    // Another body under the same key is refused; another API key has its own keys.
+    let mut res = post(
+        &app,
+        "/v1/signals",
+        &key,
+        "cron-1",
+        &signal(json!({"score": 3})),
+    )
+    .await;
+    assert_problem(&mut res, 422).await;
+    let other = app.key(Scope::Write).await;
+    let res = post(&app, "/v1/signals", &other, "cron-1", &body).await;
+    assert_eq!(res.status(), 201);
+    assert!(header(&res, "idempotent-replayed").is_none());
+    assert_eq!(signal_count(&app).await, 2);
+}
+
+#[actix_web::test]
+async fn many_concurrent_requests_with_one_key_create_exactly_one_signal() {
+    let app = TestApp::spawn_with(|_, db| db.pool_size = 8).await;
+    let key = app.key(Scope::Write).await;
+    let body = signal(json!({}));
+    let requests = (0..24).map(|_| {
+        app.request(Method::POST, "/v1/signals", &key)
+            .insert_header(("Idempotency-Key", "same-for-all"))
+            .send_json(&body)
+    });
+    let responses = futures_util::future::join_all(requests).await;
+    let mut bodies = HashSet::new();
+    let mut created = 0;
+    for res in responses {
+        let mut res = res.unwrap();
+        match res.status().as_u16() {
+            201 => {
+                if header(&res, "idempotent-replayed").is_none() {
+                    created += 1;
+                }
+                bodies.insert(res.body().await.unwrap());
+            }
+            409 => {
+                assert_problem(&mut res, 409).await;
+            }
+            other => panic!("unexpected status {other}"),
+        }
+    }
+    assert_eq!(created, 1, "exactly one request did the write");
+    assert_eq!(bodies.len(), 1, "every replay is the first response");
+    assert_eq!(signal_count(&app).await, 1);
+    // Once the first is done, a retry is a replay.
+    let res = post(&app, "/v1/signals", &key, "same-for-all", &body).await;
+    assert_eq!(header(&res, "idempotent-replayed").as_deref(), Some("true"));
+}
+
+#[actix_web::test]
+async fn batches_are_idempotent_too() {
+    let app = TestApp::spawn().await;
+    let key = app.key(Scope::Write).await;
+    let body = json!({"items": [signal(json!({"slug": "a"})), signal(json!({"slug": "b"}))]});
+    let mut first = post(&app, "/v1/signals/batch", &key, "import-7", &body).await;
+    assert_eq!(first.status(), 200);
+    let first_body = json_body(&mut first).await;
+    let mut again = post(&app, "/v1/signals/batch", &key, "import-7", &body).await;
+    assert_eq!(
+        header(&again, "idempotent-replayed").as_deref(),
+        Some("true")
+    );
+    assert_eq!(json_body(&mut again).await, first_body);
+    assert_eq!(signal_count(&app).await, 2);
+}
+
+#[actix_web::test]
+async fn a_failed_write_is_not_recorded_and_bad_keys_are_400() {
+    let app = TestApp::spawn().await;
+    let key = app.key(Scope::Write).await;
+    app.create(&key, &signal(json!({"slug": "taken"}))).await;
+    let mut res = post(
+        &app,
+        "/v1/signals",
+        &key,
+        "k-1",
+        &signal(json!({"slug": "taken"})),
+    )
+    .await;
+    assert_problem(&mut res, 409).await;
+    // The conflict was not stored: the same key works for the corrected request... with the
+    // same body it is tried again (and fails again), not replayed.
+    let mut res = post(
+        &app,
+        "/v1/signals",
+        &key,
+        "k-1",
+        &signal(json!({"slug": "taken"})),
+    )
+    .await;
+    assert_problem(&mut res, 409).await;
+    assert!(header(&res, "idempotent-replayed").is_none());
+    let long = "x".repeat(256);
+    let mut res = post(&app, "/v1/signals", &key, &long, &signal(json!({}))).await;
+    assert_problem(&mut res, 400).await;
+}
