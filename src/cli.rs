@@ -51,6 +51,17 @@ enum Command {
     Keys(KeysCommand),
     /// Print the OpenAPI document.
     Openapi,
+    /// Load signals from a JSON Lines file (one signal a line; `-` for standard input), in
+    /// batches through the batch endpoint's validation and write path.
+    Import {
+        file: std::path::PathBuf,
+        /// What a line whose slug another signal has does; `skip` resumes an interrupted import.
+        #[arg(long, value_enum, default_value = "error")]
+        on_conflict: crate::db::signals::OnConflict,
+        /// Signals per transaction.
+        #[arg(long, default_value_t = 500, value_parser = clap::value_parser!(u16).range(1..=1000))]
+        batch_size: u16,
+    },
 }
 
 #[derive(Debug, Subcommand)]
@@ -98,6 +109,17 @@ async fn run(cli: Cli) -> Result<(), Fatal> {
             Ok(())
         }
         Some(Command::Keys(command)) => keys(&cli.database, command).await,
+        Some(Command::Import {
+            file,
+            on_conflict,
+            batch_size,
+        }) => {
+            let database = Database::open(&cli.database).await?;
+            let mut conn = db::connect_once(&database.url, &cli.database).await?;
+            crate::import::run(&mut conn, &file, on_conflict, batch_size as usize)
+                .await
+                .map(drop)
+        }
     }
 }
 

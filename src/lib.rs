@@ -5,6 +5,7 @@ pub mod cli;
 pub mod config;
 pub mod db;
 pub mod domain;
+pub mod import;
 pub mod openapi;
 pub mod startup;
 pub mod telemetry;

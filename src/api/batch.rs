@@ -53,6 +53,21 @@ pub struct BatchResult {
     pub skipped: Vec<Uuid>,
 }
 
+/// Parses one item of a batch (or one line of `signals import`), validated like a single create;
+/// `earlier` are the batch's items before it, whose slugs it must not repeat.
+pub fn parse_item(item: &Value, earlier: &[SignalDraft]) -> Result<SignalDraft, Vec<FieldError>> {
+    let draft = SignalDraft::parse(item)?;
+    if let Some(slug) = &draft.slug {
+        if earlier.iter().any(|d| d.slug.as_ref() == Some(slug)) {
+            return Err(vec![FieldError::new(
+                "slug",
+                "is used by an earlier item of this batch",
+            )]);
+        }
+    }
+    Ok(draft)
+}
+
 /// Parses the batch body; every problem of every item is reported, with the item's index.
 fn parse_batch(body: &Value) -> Result<(Vec<SignalDraft>, OnConflict), ApiError> {
     let invalid =
@@ -80,22 +95,8 @@ fn parse_batch(body: &Value) -> Result<(Vec<SignalDraft>, OnConflict), ApiError>
     let mut drafts = Vec::with_capacity(items.len());
     let mut errors = Vec::new();
     for (index, item) in items.iter().enumerate() {
-        match SignalDraft::parse(item) {
-            Ok(draft) => {
-                // Two items with one slug would conflict with each other.
-                if let Some(slug) = &draft.slug {
-                    if drafts
-                        .iter()
-                        .any(|d: &SignalDraft| d.slug.as_ref() == Some(slug))
-                    {
-                        errors.push(FieldError {
-                            index: Some(index),
-                            ..FieldError::new("slug", "is used by an earlier item of this batch")
-                        });
-                    }
-                }
-                drafts.push(draft);
-            }
+        match parse_item(item, &drafts) {
+            Ok(draft) => drafts.push(draft),
             Err(item_errors) => errors.extend(item_errors.into_iter().map(|e| FieldError {
                 index: Some(index),
                 ..e

@@ -509,7 +509,7 @@ pub async fn tags(
 }
 
 /// What a batch does with an item whose explicit slug another signal already has.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
 pub enum OnConflict {
     /// Reject the whole batch.
     Error,

@@ -7,6 +7,7 @@ mod embedded;
 mod errors;
 mod helpers;
 mod idempotency;
+mod import;
 mod listing;
 mod migrations;
 mod openapi;

@@ -1,0 +1,157 @@
+//! `signals import FILE.jsonl`: streams one JSON signal a line into the database in batches,
+//! through the batch endpoint's validation (`parse_item`) and write (`write_batch`), each batch
+//! in its own transaction. A bad line stops the import: the batches before it stay, nothing of
+//! its own batch is written, and rerunning with `--on-conflict skip` resumes (for lines that
+//! carry a slug: lines without one would get new, suffixed slugs).
+
+use std::fs::File;
+use std::io::{BufRead, BufReader, IsTerminal};
+use std::path::Path;
+use std::time::Instant;
+
+use diesel_async::{AsyncConnection, AsyncPgConnection};
+use indicatif::{ProgressBar, ProgressStyle};
+use serde_json::Value;
+
+use crate::api::batch::parse_item;
+use crate::db::signals::{write_batch, BatchError, BatchOutcome, OnConflict};
+use crate::domain::signal::SignalDraft;
+use crate::Fatal;
+
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+pub struct Totals {
+    pub created: usize,
+    pub updated: usize,
+    pub skipped: usize,
+}
+
+/// Imports `path` (`-` for standard input); the summary goes to standard error.
+pub async fn run(
+    conn: &mut AsyncPgConnection,
+    path: &Path,
+    on_conflict: OnConflict,
+    batch_size: usize,
+) -> Result<Totals, Fatal> {
+    let (reader, size): (Box<dyn BufRead>, Option<u64>) = if path == Path::new("-") {
+        (Box::new(BufReader::new(std::io::stdin())), None)
+    } else {
+        let file =
+            File::open(path).map_err(|e| Fatal(format!("cannot open {}: {e}", path.display())))?;
+        let size = file.metadata().ok().map(|m| m.len());
+        (Box::new(BufReader::with_capacity(1 << 20, file)), size)
+    };
+    let progress = Progress::new(size);
+    let started = Instant::now();
+    let mut totals = Totals::default();
+    let mut batch: Vec<SignalDraft> = Vec::with_capacity(batch_size);
+    let mut first_line = 1;
+    let mut line_no = 0;
+    let mut bytes = 0u64;
+    for line in reader.lines() {
+        line_no += 1;
+        let line = line.map_err(|e| Fatal(format!("line {line_no}: cannot read: {e}")))?;
+        bytes += line.len() as u64 + 1;
+        if line.trim().is_empty() {
+            continue;
+        }
+        let value: Value = serde_json::from_str(&line)
+            .map_err(|e| Fatal(format!("line {line_no}: not valid JSON: {e}; nothing of lines {first_line}..{line_no} was written")))?;
+        let draft = parse_item(&value, &batch).map_err(|errors| {
+            let what: Vec<String> = errors
+                .iter()
+                .map(|e| format!("{} {}", e.field, e.message))
+                .collect();
+            Fatal(format!(
+                "line {line_no}: {}; nothing of lines {first_line}..{line_no} was written",
+                what.join(", ")
+            ))
+        })?;
+        batch.push(draft);
+        if batch.len() >= batch_size {
+            write(conn, &batch, on_conflict, first_line, &mut totals).await?;
+            batch.clear();
+            first_line = line_no + 1;
+            progress.update(bytes, &totals, started);
+        }
+    }
+    if !batch.is_empty() {
+        write(conn, &batch, on_conflict, first_line, &mut totals).await?;
+    }
+    progress.finish(bytes, &totals, started);
+    let seconds = started.elapsed().as_secs_f64();
+    let rows = totals.created + totals.updated + totals.skipped;
+    eprintln!(
+        "imported {rows} signals in {seconds:.1} s ({:.0} rows/s): {} created, {} updated, {} skipped",
+        rows as f64 / seconds.max(1e-9),
+        totals.created,
+        totals.updated,
+        totals.skipped
+    );
+    Ok(totals)
+}
+
+async fn write(
+    conn: &mut AsyncPgConnection,
+    batch: &[SignalDraft],
+    on_conflict: OnConflict,
+    first_line: usize,
+    totals: &mut Totals,
+) -> Result<(), Fatal> {
+    let outcomes = conn
+        .transaction::<_, BatchError, _>(async |conn| write_batch(conn, batch, on_conflict, None, |_| true).await)
+        .await
+        .map_err(|e| match e {
+            BatchError::Conflict(items) => Fatal(format!(
+                "line {}: the slug is taken (rerun with --on-conflict skip or update); nothing of lines {first_line}.. was written",
+                first_line + items[0]
+            )),
+            BatchError::Forbidden(_) => Fatal("not allowed".into()),
+            BatchError::Query(e) => Fatal(format!("database error: {e}")),
+        })?;
+    for outcome in outcomes {
+        match outcome {
+            BatchOutcome::Created(_) => totals.created += 1,
+            BatchOutcome::Updated(_) => totals.updated += 1,
+            BatchOutcome::Skipped(_) => totals.skipped += 1,
+        }
+    }
+    Ok(())
+}
+
+/// A progress bar on a terminal, a plain line per batch otherwise.
+struct Progress(Option<ProgressBar>);
+
+impl Progress {
+    fn new(size: Option<u64>) -> Self {
+        if !std::io::stderr().is_terminal() {
+            return Progress(None);
+        }
+        let bar = match size {
+            Some(size) => ProgressBar::new(size).with_style(
+                ProgressStyle::with_template("{bar:40} {percent:>3}% {msg}")
+                    .unwrap_or_else(|_| ProgressStyle::default_bar()),
+            ),
+            None => ProgressBar::new_spinner(),
+        };
+        Progress(Some(bar))
+    }
+
+    fn update(&self, bytes: u64, totals: &Totals, started: Instant) {
+        let rows = totals.created + totals.updated + totals.skipped;
+        let rate = rows as f64 / started.elapsed().as_secs_f64().max(1e-9);
+        match &self.0 {
+            Some(bar) => {
+                bar.set_position(bytes);
+                bar.set_message(format!("{rows} signals, {rate:.0}/s"));
+            }
+            None => eprintln!("imported {rows} signals ({rate:.0}/s)"),
+        }
+    }
+
+    fn finish(&self, bytes: u64, totals: &Totals, started: Instant) {
+        if let Some(bar) = &self.0 {
+            self.update(bytes, totals, started);
+            bar.finish();
+        }
+    }
+}

@@ -1,0 +1,142 @@
+//! `signals import`: batches, a bad line, standard input, and a SIGKILL part-way.
+
+use std::io::Write;
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+use crate::cli::BIN;
+use crate::helpers::TestDb;
+
+fn line(i: usize) -> String {
+    serde_json::json!({"slug": format!("imp-{i}"), "title": format!("Imported {i}"), "score": i % 11,
+                       "category": "Import", "tags": ["bulk"], "body": "x".repeat(300)})
+    .to_string()
+}
+
+fn write_file(lines: &[String]) -> std::path::PathBuf {
+    let path = std::env::temp_dir().join(format!(
+        "signals-import-{}.jsonl",
+        uuid::Uuid::now_v7().simple()
+    ));
+    std::fs::write(&path, lines.join("\n") + "\n").unwrap();
+    path
+}
+
+async fn count(db: &TestDb) -> i64 {
+    let (client, conn) = tokio_postgres::connect(&db.url, tokio_postgres::NoTls)
+        .await
+        .unwrap();
+    actix_web::rt::spawn(conn);
+    client
+        .query_one("SELECT count(*) FROM signals", &[])
+        .await
+        .unwrap()
+        .get(0)
+}
+
+fn import(db: &TestDb, args: &[&str]) -> Command {
+    let mut cmd = Command::new(BIN);
+    cmd.arg("import")
+        .args(args)
+        .env("DATABASE_URL", &db.url)
+        .env_remove("RUST_LOG");
+    cmd
+}
+
+#[actix_web::test]
+async fn an_import_killed_part_way_resumes_to_exactly_every_row() {
+    let db = TestDb::new().await;
+    let file = write_file(&(0..10_000).map(line).collect::<Vec<_>>());
+    let mut child = import(&db, &[file.to_str().unwrap(), "--batch-size", "200"])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    // Kill it once some batches are in, long before the end.
+    let started = Instant::now();
+    while count(&db).await < 1000 && started.elapsed() < Duration::from_secs(60) {
+        assert!(
+            child.try_wait().unwrap().is_none(),
+            "the import ended before it could be killed"
+        );
+        actix_web::rt::time::sleep(Duration::from_millis(20)).await;
+    }
+    child.kill().unwrap(); // SIGKILL
+    child.wait().unwrap();
+    let partial = count(&db).await;
+    assert!(partial > 0 && partial < 10_000, "{partial}");
+    assert_eq!(partial % 200, 0, "whole batches or nothing: {partial}");
+
+    let out = import(&db, &[file.to_str().unwrap(), "--on-conflict", "skip"])
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{stderr}");
+    assert!(
+        stderr.contains(&format!("{} created", 10_000 - partial)),
+        "{stderr}"
+    );
+    assert!(stderr.contains(&format!("{partial} skipped")), "{stderr}");
+    assert!(stderr.contains("rows/s"), "{stderr}");
+    assert_eq!(count(&db).await, 10_000);
+    let _ = std::fs::remove_file(file);
+}
+
+#[actix_web::test]
+async fn a_bad_line_stops_the_import_with_its_number_and_keeps_earlier_batches() {
+    let db = TestDb::new().await;
+    let mut lines: Vec<String> = (0..250).map(line).collect();
+    lines.push(r#"{"title": "no score", "category": "x"}"#.into());
+    lines.extend((251..300).map(line));
+    let file = write_file(&lines);
+    let out = import(&db, &[file.to_str().unwrap(), "--batch-size", "100"])
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success());
+    assert!(stderr.contains("line 251: score is required"), "{stderr}");
+    assert_eq!(
+        count(&db).await,
+        200,
+        "lines 1-200 stay, nothing of lines 201-251"
+    );
+    let _ = std::fs::remove_file(file);
+}
+
+#[actix_web::test]
+async fn an_import_reads_standard_input() {
+    let db = TestDb::new().await;
+    let mut child = import(&db, &["-"])
+        .stdin(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(format!("{}\n\n{}\n", line(1), line(2)).as_bytes())
+        .unwrap();
+    let out = child.wait_with_output().unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(count(&db).await, 2);
+    // The same lines again are a conflict by default.
+    let mut child = import(&db, &["-"])
+        .stdin(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(line(1).as_bytes())
+        .unwrap();
+    let out = child.wait_with_output().unwrap();
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("slug is taken"));
+}
