@@ -148,3 +148,83 @@ async fn a_failed_write_is_not_recorded_and_bad_keys_are_400() {
     let mut res = post(&app, "/v1/signals", &key, &long, &signal(json!({}))).await;
     assert_problem(&mut res, 400).await;
 }
+
+/// The server is killed (SIGKILL) while batches with idempotency keys are in flight; after a
+/// restart every batch is retried with its key: each signal exists once, and batches answered
+/// before the kill are replayed with the very same body.
+#[actix_web::test]
+async fn batches_retried_after_the_server_is_killed_are_written_exactly_once() {
+    use std::process::{Command, Stdio};
+    let app = TestApp::spawn().await; // for its database and a key
+    let key = app.key(Scope::Write).await;
+    let start = |port: u16| {
+        Command::new(crate::cli::BIN)
+            .env("DATABASE_URL", &app.db.url)
+            .env("SIGNALS_BIND", format!("127.0.0.1:{port}"))
+            .env_remove("RUST_LOG")
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap()
+    };
+    let port = crate::embedded::free_port();
+    let base = format!("http://127.0.0.1:{port}");
+    let client = awc::Client::builder()
+        .timeout(std::time::Duration::from_secs(30))
+        .finish();
+    // Items without slugs: a second write of an item would add a row with a derived slug.
+    let batches: Vec<Value> = (0..20)
+        .map(|b| json!({"items": (0..50).map(|i| json!({"title": format!("Batch {b} item {i}"), "score": 5, "category": "Crash"})).collect::<Vec<_>>()}))
+        .collect();
+    let send = |b: usize| {
+        client
+            .post(format!("{base}/v1/signals/batch"))
+            .insert_header(("Authorization", format!("Bearer {key}")))
+            .insert_header(("Idempotency-Key", format!("crash-{b}")))
+            .send_json(&batches[b])
+    };
+
+    let mut server = start(port);
+    crate::embedded::wait_ready(&client, &base, &mut server).await;
+    let mut answered: Vec<Option<actix_web::web::Bytes>> = vec![None; batches.len()];
+    for b in 0..8 {
+        let mut res = send(b).await.unwrap();
+        assert_eq!(res.status(), 200);
+        answered[b] = Some(res.body().await.unwrap());
+    }
+    // More batches in flight, then the kill.
+    let in_flight: Vec<_> = (8..20).map(|b| actix_web::rt::spawn(send(b))).collect();
+    actix_web::rt::time::sleep(std::time::Duration::from_millis(30)).await;
+    server.kill().unwrap();
+    server.wait().unwrap();
+    for task in in_flight {
+        let _ = task.await; // answered, failed or cut off: all are retried below
+    }
+
+    let mut server = start(port);
+    crate::embedded::wait_ready(&client, &base, &mut server).await;
+    for b in 0..batches.len() {
+        let mut res = send(b).await.unwrap();
+        assert_eq!(res.status(), 200, "batch {b}");
+        let body = res.body().await.unwrap();
+        if let Some(first) = &answered[b] {
+            assert_eq!(
+                res.headers().get("idempotent-replayed").unwrap(),
+                "true",
+                "batch {b}"
+            );
+            assert_eq!(&body, first, "batch {b}: the replay is the first response");
+        }
+    }
+    crate::embedded::terminate(&mut server);
+    let (client_db, conn) = tokio_postgres::connect(&app.db.url, tokio_postgres::NoTls)
+        .await
+        .unwrap();
+    actix_web::rt::spawn(conn);
+    let rows: i64 = client_db
+        .query_one("SELECT count(*) FROM signals", &[])
+        .await
+        .unwrap()
+        .get(0);
+    assert_eq!(rows, 1000, "exactly one copy of every item");
+}
