@@ -187,10 +187,10 @@ async fn batches_retried_after_the_server_is_killed_are_written_exactly_once() {
     let mut server = start(port);
     crate::embedded::wait_ready(&client, &base, &mut server).await;
     let mut answered: Vec<Option<actix_web::web::Bytes>> = vec![None; batches.len()];
-    for b in 0..8 {
+    for (b, answer) in answered.iter_mut().enumerate().take(8) {
         let mut res = send(b).await.unwrap();
         assert_eq!(res.status(), 200);
-        answered[b] = Some(res.body().await.unwrap());
+        *answer = Some(res.body().await.unwrap());
     }
     // More batches in flight, then the kill.
     let in_flight: Vec<_> = (8..20).map(|b| actix_web::rt::spawn(send(b))).collect();
@@ -203,11 +203,11 @@ async fn batches_retried_after_the_server_is_killed_are_written_exactly_once() {
 
     let mut server = start(port);
     crate::embedded::wait_ready(&client, &base, &mut server).await;
-    for b in 0..batches.len() {
+    for (b, answer) in answered.iter().enumerate() {
         let mut res = send(b).await.unwrap();
         assert_eq!(res.status(), 200, "batch {b}");
         let body = res.body().await.unwrap();
-        if let Some(first) = &answered[b] {
+        if let Some(first) = answer {
             assert_eq!(
                 res.headers().get("idempotent-replayed").unwrap(),
                 "true",
