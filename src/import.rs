@@ -44,6 +44,8 @@ pub async fn run(
     let started = Instant::now();
     let mut totals = Totals::default();
     let mut batch: Vec<SignalDraft> = Vec::with_capacity(batch_size);
+    // The line number of each item of the batch (blank lines are skipped).
+    let mut lines: Vec<usize> = Vec::with_capacity(batch_size);
     let mut first_line = 1;
     let mut line_no = 0;
     let mut bytes = 0u64;
@@ -67,15 +69,17 @@ pub async fn run(
             ))
         })?;
         batch.push(draft);
+        lines.push(line_no);
         if batch.len() >= batch_size {
-            write(conn, &batch, on_conflict, first_line, &mut totals).await?;
+            write(conn, &batch, &lines, on_conflict, &mut totals).await?;
             batch.clear();
+            lines.clear();
             first_line = line_no + 1;
             progress.update(bytes, &totals, started);
         }
     }
     if !batch.is_empty() {
-        write(conn, &batch, on_conflict, first_line, &mut totals).await?;
+        write(conn, &batch, &lines, on_conflict, &mut totals).await?;
     }
     progress.finish(bytes, &totals, started);
     let seconds = started.elapsed().as_secs_f64();
@@ -93,17 +97,18 @@ pub async fn run(
 async fn write(
     conn: &mut AsyncPgConnection,
     batch: &[SignalDraft],
+    lines: &[usize],
     on_conflict: OnConflict,
-    first_line: usize,
     totals: &mut Totals,
 ) -> Result<(), Fatal> {
+    let (first, last) = (lines[0], lines[lines.len() - 1]);
     let outcomes = conn
         .transaction::<_, BatchError, _>(async |conn| write_batch(conn, batch, on_conflict, None, |_| true).await)
         .await
         .map_err(|e| match e {
             BatchError::Conflict(items) => Fatal(format!(
-                "line {}: the slug is taken (rerun with --on-conflict skip or update); nothing of lines {first_line}.. was written",
-                first_line + items[0]
+                "line {}: the slug is taken (rerun with --on-conflict skip or update); nothing of lines {first}..{last} was written",
+                lines[items[0]]
             )),
             BatchError::Forbidden(_) => Fatal("not allowed".into()),
             BatchError::Query(e) => Fatal(format!("database error: {e}")),

@@ -257,6 +257,13 @@ impl From<diesel::result::Error> for ApiError {
             Error::DatabaseError(_, info) if info.message().contains("statement timeout") => {
                 ApiError::Unavailable(e.to_string())
             }
+            // Lost a race with a concurrent transaction: retrying the same request succeeds.
+            Error::DatabaseError(DatabaseErrorKind::SerializationFailure, _) => {
+                ApiError::Unavailable(e.to_string())
+            }
+            Error::DatabaseError(_, info) if info.message().contains("deadlock detected") => {
+                ApiError::Unavailable(e.to_string())
+            }
             _ => ApiError::Internal(e.to_string()),
         }
     }

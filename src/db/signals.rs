@@ -102,6 +102,19 @@ fn sql_text<T: diesel::query_builder::QueryFragment<Pg>>(query: &T) -> String {
         .to_owned()
 }
 
+async fn find_slug_for_update(
+    conn: &mut AsyncPgConnection,
+    slug: &str,
+) -> diesel::QueryResult<Option<SignalRow>> {
+    signals::table
+        .select(SignalRow::as_select())
+        .filter(signals::slug.eq(slug))
+        .for_update()
+        .first(conn)
+        .await
+        .optional()
+}
+
 /// The row, locked until the end of the caller's transaction.
 pub async fn find_for_update(
     conn: &mut AsyncPgConnection,
@@ -132,6 +145,17 @@ pub async fn insert(
     draft: &SignalDraft,
     created_by: Option<Uuid>,
 ) -> Result<SignalRow, InsertError> {
+    insert_avoiding(conn, draft, created_by, &[]).await
+}
+
+/// `insert`, with derived slugs also kept clear of `reserved` (the explicit slugs of the rest of
+/// a batch, so an item's derived slug never takes a later item's slug).
+async fn insert_avoiding(
+    conn: &mut AsyncPgConnection,
+    draft: &SignalDraft,
+    created_by: Option<Uuid>,
+    reserved: &[&str],
+) -> Result<SignalRow, InsertError> {
     let now = Utc::now();
     let base = draft
         .slug
@@ -144,6 +168,9 @@ pub async fn insert(
             1..=3 => format!("{base}-{}", attempt + 1),
             _ => format!("{base}-{}", &Uuid::now_v7().simple().to_string()[20..]),
         };
+        if draft.slug.is_none() && reserved.contains(&slug.as_str()) {
+            continue;
+        }
         let inserted = diesel::insert_into(signals::table)
             .values((
                 signals::id.eq(Uuid::now_v7()),
@@ -587,10 +614,25 @@ pub async fn write_batch(
         let outcome = match (existing_for(draft), on_conflict) {
             (Some(row), OnConflict::Skip) => BatchOutcome::Skipped(row.id),
             (Some(row), _) => BatchOutcome::Updated(replace(conn, row, draft).await?.id),
-            (None, _) => match insert(conn, draft, created_by).await {
+            (None, _) => match insert_avoiding(conn, draft, created_by, &slugs).await {
                 Ok(row) => BatchOutcome::Created(row.id),
-                // Taken by a signal committed after the check above (or earlier in this batch).
-                Err(InsertError::SlugTaken(_)) => return Err(BatchError::Conflict(vec![index])),
+                // Taken by a signal another transaction committed after the check above.
+                Err(InsertError::SlugTaken(slug)) => {
+                    let row = match on_conflict {
+                        OnConflict::Error => None,
+                        _ => find_slug_for_update(conn, &slug).await?,
+                    };
+                    match (row, on_conflict) {
+                        (Some(row), OnConflict::Skip) => BatchOutcome::Skipped(row.id),
+                        (Some(row), OnConflict::Update) if may_change(row.created_by) => {
+                            BatchOutcome::Updated(replace(conn, &row, draft).await?.id)
+                        }
+                        (Some(_), OnConflict::Update) => {
+                            return Err(BatchError::Forbidden(vec![index]))
+                        }
+                        _ => return Err(BatchError::Conflict(vec![index])),
+                    }
+                }
                 Err(InsertError::Query(e)) => return Err(e.into()),
             },
         };

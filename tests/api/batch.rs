@@ -153,3 +153,18 @@ async fn a_batch_needs_a_write_key() {
     let mut res = post_batch(&app, &key, &body).await;
     assert_problem(&mut res, 403).await;
 }
+
+#[actix_web::test]
+async fn a_derived_slug_never_takes_a_later_items_slug() {
+    let app = TestApp::spawn().await;
+    let key = app.key(Scope::Write).await;
+    let items = json!([{"title": "Foo Bar", "score": 1, "category": "c"},
+                       {"title": "Other", "slug": "foo-bar", "score": 1, "category": "c"}]);
+    let mut res = post_batch(&app, &key, &json!({"items": items})).await;
+    let body = json_body(&mut res).await;
+    assert_eq!(res.status(), 200, "{body}");
+    let mut res = app.get("/v1/signals/foo-bar").send().await.unwrap();
+    assert_eq!(json_body(&mut res).await["title"], "Other");
+    let mut res = app.get("/v1/signals/foo-bar-2").send().await.unwrap();
+    assert_eq!(json_body(&mut res).await["title"], "Foo Bar");
+}

@@ -34,10 +34,25 @@ async fn a_retry_with_the_same_key_replays_the_first_response() {
     assert_eq!(first.status(), 201);
     assert!(header(&first, "idempotent-replayed").is_none());
     let first_body = first.body().await.unwrap();
-    // The same body, spelled differently, is the same request.
-    let respelled: Value =
-        serde_json::from_str(&serde_json::to_string_pretty(&body).unwrap()).unwrap();
-    let mut again = post(&app, "/v1/signals", &key, "cron-1", &respelled).await;
+    // The same body, spelled differently (whitespace, key order), is the same request.
+    let mut pairs: Vec<(String, Value)> = body.as_object().unwrap().clone().into_iter().collect();
+    pairs.reverse();
+    let respelled = format!(
+        "{{\n  {}\n}}",
+        pairs
+            .iter()
+            .map(|(k, v)| format!("{k:?} :  {v}"))
+            .collect::<Vec<_>>()
+            .join(",\n  ")
+    );
+    assert_ne!(respelled.as_bytes(), serde_json::to_vec(&body).unwrap());
+    let mut again = app
+        .request(Method::POST, "/v1/signals", &key)
+        .insert_header(("Idempotency-Key", "cron-1"))
+        .content_type("application/json")
+        .send_body(respelled)
+        .await
+        .unwrap();
     assert_eq!(again.status(), 201);
     assert_eq!(
         header(&again, "idempotent-replayed").as_deref(),

@@ -124,7 +124,7 @@ async fn an_import_reads_standard_input() {
         String::from_utf8_lossy(&out.stderr)
     );
     assert_eq!(count(&db).await, 2);
-    // The same lines again are a conflict by default.
+    // The same lines again are a conflict by default, reported at the right line.
     let mut child = import(&db, &["-"])
         .stdin(Stdio::piped())
         .stderr(Stdio::piped())
@@ -134,9 +134,11 @@ async fn an_import_reads_standard_input() {
         .stdin
         .take()
         .unwrap()
-        .write_all(line(1).as_bytes())
+        .write_all(format!("\n{}\n\n{}\n", line(5), line(1)).as_bytes())
         .unwrap();
     let out = child.wait_with_output().unwrap();
     assert!(!out.status.success());
-    assert!(String::from_utf8_lossy(&out.stderr).contains("slug is taken"));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains("line 4: the slug is taken"), "{stderr}");
+    assert_eq!(count(&db).await, 2, "nothing of the batch was written");
 }
