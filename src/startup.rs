@@ -139,6 +139,8 @@ pub async fn run(
             )
             .default_service(web::to(api::no_route))
     })
+    // Responses go out whole at once; Nagle's algorithm would only hold back their last segment.
+    .tcp_nodelay(true)
     .shutdown_timeout(settings.shutdown_timeout_s)
     .workers(workers);
     Ok(server
