@@ -76,10 +76,6 @@ impl Cluster {
         )
     }
 
-    pub fn data_dir(&self) -> &Path {
-        &self.data_dir
-    }
-
     /// Stops the server if this process started it; a cluster found running is left running.
     pub fn stop(&mut self) {
         if !std::mem::take(&mut self.started_here) {

@@ -169,19 +169,6 @@ impl From<PoolError> for DbError {
     }
 }
 
-impl DbError {
-    /// The name of the unique constraint a statement violated, if that is what failed.
-    pub fn unique_violation(&self) -> Option<&str> {
-        use diesel::result::{DatabaseErrorKind, Error};
-        match self {
-            DbError::Query(Error::DatabaseError(DatabaseErrorKind::UniqueViolation, info)) => {
-                info.constraint_name()
-            }
-            _ => None,
-        }
-    }
-}
-
 /// The pools of every HTTP worker, for the pool gauges of `/metrics`.
 #[derive(Default)]
 pub struct PoolRegistry(std::sync::Mutex<Vec<PgPool>>);
