@@ -6,6 +6,7 @@ pub mod config;
 pub mod db;
 pub mod domain;
 pub mod import;
+pub mod json;
 pub mod openapi;
 pub mod startup;
 pub mod telemetry;

@@ -14,9 +14,10 @@ use super::idempotency::{self, Idempotency, Write};
 use super::problem::{responses, ApiError};
 use super::query::ListQuery;
 use super::{cacheable_json, check_if_match, read_json, version_etag, AppState};
-use crate::db::signals::{self as store, After, SignalRef, SignalRow};
+use crate::db::signals::{self as store, After, SignalJson, SignalRef, SignalRow};
 use crate::db::{self, PgConn};
-use crate::domain::signal::{Section, SignalDraft};
+use crate::domain::signal::{Section, SignalDraft, ALL_FIELDS};
+use crate::json;
 
 /// Largest body of a single create, replace or patch.
 pub const BODY_LIMIT: usize = 1024 * 1024;
@@ -99,10 +100,15 @@ impl Signal {
         serde_json::to_vec(self).unwrap_or_default()
     }
 
-    /// The strong ETag of this version of the signal: every change moves `updated_at` forward.
+    /// The strong ETag of this version of the signal.
     pub fn etag(&self) -> String {
-        version_etag(&[(self.id, self.updated_at)], "")
+        signal_etag(self.id, self.updated_at)
     }
+}
+
+/// The strong ETag of a version of a signal: every change moves `updated_at` forward.
+fn signal_etag(id: Uuid, updated_at: DateTime<Utc>) -> String {
+    version_etag(&[(id, updated_at)], "")
 }
 
 /// The fields a client sends to create or replace a signal. Unknown fields are rejected.
@@ -304,15 +310,14 @@ pub async fn get_signal(
 ) -> Result<HttpResponse, ApiError> {
     let signal_ref = SignalRef::parse(&path).ok_or_else(not_found)?;
     let mut conn = db::conn(&state.pool).await?;
-    let row = store::find(&mut conn, &signal_ref)
+    let signal = store::find(&mut conn, &signal_ref)
         .await?
         .ok_or_else(not_found)?;
-    let signal = Signal::from(row);
     Ok(cacheable_json(
         &req,
-        signal.etag(),
+        signal_etag(signal.id, signal.updated_at),
         state.public_read,
-        || signal.to_json(),
+        || signal.into_bytes(),
     ))
 }
 
@@ -509,29 +514,18 @@ pub async fn list_signals(
         true => Some(store::count(&mut conn, &query.filter).await?),
         false => None,
     };
-    let versions: Vec<_> = rows.iter().map(|r| (r.row.id, r.row.updated_at)).collect();
+    let versions: Vec<_> = rows.iter().map(|r| (r.id, r.updated_at)).collect();
     let etag = version_etag(
         &versions,
         &format!("{:?}|{next_cursor:?}|{total:?}", query.fields),
     );
-    let items = rows.into_iter().map(|r| Signal::from(r.row));
     let make_body = || {
-        match &query.fields {
-            None => serde_json::to_vec(&SignalPage {
-                items: items.collect(),
-                next_cursor: next_cursor.clone(),
-                total,
-            }),
-            Some(fields) => {
-                let items: Vec<Value> = items.map(|s| only_fields(&s, fields)).collect();
-                let mut page = json!({"items": items, "next_cursor": next_cursor});
-                if let Some(total) = total {
-                    page["total"] = json!(total);
-                }
-                serde_json::to_vec(&page)
-            }
-        }
-        .unwrap_or_default()
+        page_json(
+            &rows,
+            query.fields.as_deref(),
+            next_cursor.as_deref(),
+            total,
+        )
     };
     let mut response = cacheable_json(&req, etag, state.public_read, make_body);
     if let Some(cursor) = &next_cursor {
@@ -544,13 +538,39 @@ pub async fn list_signals(
     Ok(response)
 }
 
-/// The signal as JSON with only these top-level fields.
-fn only_fields(signal: &Signal, fields: &[String]) -> Value {
-    let mut value = serde_json::to_value(signal).unwrap_or_default();
-    if let Some(object) = value.as_object_mut() {
-        object.retain(|k, _| fields.iter().any(|f| f == k));
+/// The JSON of a page (what serializing a [`SignalPage`] gives), its signals with only the
+/// named top-level fields when `fields` is given.
+fn page_json(
+    rows: &[SignalJson],
+    fields: Option<&[String]>,
+    next_cursor: Option<&str>,
+    total: Option<i64>,
+) -> Vec<u8> {
+    let size: usize = rows.iter().map(|r| r.as_bytes().len() + 1).sum();
+    let mut out = Vec::with_capacity(size + 256);
+    out.extend_from_slice(b"{\"items\":[");
+    for (i, row) in rows.iter().enumerate() {
+        if i > 0 {
+            out.push(b',');
+        }
+        match fields {
+            None => out.extend_from_slice(row.as_bytes()),
+            Some(fields) => {
+                row.write_fields(&mut out, |k| fields.iter().any(|f| f == ALL_FIELDS[k]))
+            }
+        }
     }
-    value
+    out.extend_from_slice(b"],\"next_cursor\":");
+    match next_cursor {
+        Some(cursor) => json::write_str(&mut out, cursor),
+        None => out.extend_from_slice(b"null"),
+    }
+    if let Some(total) = total {
+        out.extend_from_slice(b",\"total\":");
+        json::write_int(&mut out, total);
+    }
+    out.push(b'}');
+    out
 }
 
 /// The absolute URL of the next page: the same query with the new cursor.

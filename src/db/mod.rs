@@ -4,6 +4,7 @@ pub mod embedded;
 pub mod idempotency;
 pub mod keys;
 pub mod schema;
+pub mod signal_json;
 pub mod signals;
 
 use std::time::Duration;

@@ -16,6 +16,8 @@ use diesel_async::{AsyncPgConnection, RunQueryDsl};
 use uuid::Uuid;
 
 use super::schema::signals;
+use super::signal_json;
+pub use super::signal_json::SignalJson;
 use crate::domain::signal::{check_slug, slug_from_title, Section, SignalDraft};
 
 /// A signal as stored.
@@ -71,10 +73,11 @@ impl SignalRef {
     }
 }
 
+/// One signal as its JSON representation.
 pub async fn find(
     conn: &mut AsyncPgConnection,
     r: &SignalRef,
-) -> diesel::QueryResult<Option<SignalRow>> {
+) -> diesel::QueryResult<Option<SignalJson>> {
     find_query(r).first(conn).await.optional()
 }
 
@@ -84,10 +87,10 @@ pub fn find_sql(r: &SignalRef) -> String {
     sql_text(&query)
 }
 
-type FindQuery<'a> = signals::BoxedQuery<'a, Pg, diesel::dsl::AsSelect<SignalRow, Pg>>;
+type FindQuery<'a> = signals::BoxedQuery<'a, Pg, diesel::dsl::SqlTypeOf<signal_json::Columns>>;
 
 fn find_query(r: &SignalRef) -> FindQuery<'_> {
-    let query = signals::table.select(SignalRow::as_select()).into_boxed();
+    let query = signals::table.select(signal_json::COLUMNS).into_boxed();
     match r {
         SignalRef::Id(id) => query.filter(signals::id.eq(*id)),
         SignalRef::Slug(slug) => query.filter(signals::slug.eq(slug)),
@@ -296,19 +299,12 @@ pub enum After {
     Relevance(f32, DateTime<Utc>, Uuid),
 }
 
-/// A row of a list page with its text-search rank (0 unless sorting by relevance).
-pub struct Ranked {
-    pub row: SignalRow,
-    pub rank: f32,
-}
-
 impl After {
-    pub fn of(sort: Sort, last: &Ranked) -> After {
-        let row = &last.row;
+    pub fn of(sort: Sort, row: &SignalJson) -> After {
         match sort {
             Sort::PublishedDesc | Sort::PublishedAsc => After::Published(row.published_at, row.id),
             Sort::ScoreDesc | Sort::ScoreAsc => After::Score(row.score, row.published_at, row.id),
-            Sort::Relevance => After::Relevance(last.rank, row.published_at, row.id),
+            Sort::Relevance => After::Relevance(row.rank, row.published_at, row.id),
         }
     }
 }
@@ -364,19 +360,17 @@ fn filtered<'a, ST: 'a>(
     query
 }
 
-/// One page in keyset order: `limit + 1` rows are read so the caller knows whether more follow.
+/// One page in keyset order, each signal as its JSON representation with its text-search rank
+/// (0 unless sorting by relevance): `limit + 1` rows are read so the caller knows whether more
+/// follow.
 pub async fn list(
     conn: &mut AsyncPgConnection,
     filter: &ListFilter,
     sort: Sort,
     after: Option<&After>,
     limit: i64,
-) -> diesel::QueryResult<Vec<Ranked>> {
-    let rows: Vec<(SignalRow, f32)> = list_query(filter, sort, after, limit).load(conn).await?;
-    Ok(rows
-        .into_iter()
-        .map(|(row, rank)| Ranked { row, rank })
-        .collect())
+) -> diesel::QueryResult<Vec<SignalJson>> {
+    list_query(filter, sort, after, limit).load(conn).await
 }
 
 /// The SQL text `list` sends for these arguments, with `$n` placeholders (for benchmarks and
@@ -385,7 +379,26 @@ pub fn list_sql(filter: &ListFilter, sort: Sort, after: Option<&After>, limit: i
     sql_text(&list_query(filter, sort, after, limit))
 }
 
-type ListQuery<'a> = signals::BoxedQuery<'a, Pg, (diesel::dsl::AsSelect<SignalRow, Pg>, Float)>;
+type ListQuery<'a> = signals::BoxedQuery<
+    'a,
+    Pg,
+    diesel::dsl::SqlTypeOf<(
+        signals::id,
+        signals::slug,
+        signals::title,
+        signals::summary,
+        signals::body,
+        signals::score,
+        signals::category,
+        signals::published_at,
+        signals::sections,
+        signals::tags,
+        signals::source_url,
+        signals::created_at,
+        signals::updated_at,
+        RankExpr,
+    )>,
+>;
 
 fn list_query<'a>(
     filter: &'a ListFilter,
@@ -396,7 +409,39 @@ fn list_query<'a>(
     let q = filter.q.as_deref();
     let mut query = filtered(
         signals::table
-            .select((SignalRow::as_select(), rank(q)))
+            .select({
+                let (
+                    id,
+                    slug,
+                    title,
+                    summary,
+                    body,
+                    score,
+                    category,
+                    published_at,
+                    sections,
+                    tags,
+                    source_url,
+                    created_at,
+                    updated_at,
+                ) = signal_json::COLUMNS;
+                (
+                    id,
+                    slug,
+                    title,
+                    summary,
+                    body,
+                    score,
+                    category,
+                    published_at,
+                    sections,
+                    tags,
+                    source_url,
+                    created_at,
+                    updated_at,
+                    rank(q),
+                )
+            })
             .into_boxed::<Pg>(),
         filter,
     );
