@@ -33,17 +33,28 @@ def pgbench(out_path, log_glob_dir, prefix):
     return {"tps": tps, "p50": pct(50), "p99": pct(99)}
 
 
+def median(values):
+    values = sorted(values)
+    n = len(values)
+    return values[n // 2] if n % 2 else (values[n // 2 - 1] + values[n // 2]) / 2
+
+
 def main():
     results = json.loads(Path(sys.argv[1]).read_text())
     print()
-    print(f"{'query':<34} {'API req/s':>10} {'p50 ms':>8} {'p99 ms':>8} | {'pgbench tps':>11} {'p50 ms':>8} {'p99 ms':>8} | {'ratio':>6} {'p99 x':>6}")
-    print("-" * 112)
+    print("Medians over the rounds; a round is one wrk run and then one pgbench run.")
+    print(f"{'query':<34} {'API req/s':>10} {'p50 ms':>8} {'p99 ms':>8} | {'pgbench tps':>11} {'p50 ms':>8} {'p99 ms':>8} | {'ratio':>6} {'p99 x':>6}  ratio per round")
+    print("-" * 132)
     for r in results["queries"]:
-        a, p = r["api"], r["pgbench"]
-        ratio = a["rps"] / p["tps"] if p["tps"] else float("nan")
-        p99x = a["p99"] / p["p99"] if p["p99"] else float("nan")
-        flag = "" if not a["bad"] else f"  ({a['bad']} non-2xx!)"
-        print(f"{r['name']:<34} {a['rps']:>10.0f} {a['p50']:>8.2f} {a['p99']:>8.2f} | {p['tps']:>11.0f} {p['p50']:>8.2f} {p['p99']:>8.2f} | {ratio:>6.2f} {p99x:>6.2f}{flag}")
+        rounds = r["rounds"]
+        api = {k: median([x["api"][k] for x in rounds]) for k in ("rps", "p50", "p99")}
+        pg = {k: median([x["pgbench"][k] for x in rounds]) for k in ("tps", "p50", "p99")}
+        ratios = [x["api"]["rps"] / x["pgbench"]["tps"] for x in rounds]
+        p99x = median([x["api"]["p99"] / x["pgbench"]["p99"] for x in rounds])
+        bad = sum(x["api"]["bad"] for x in rounds)
+        flag = "" if not bad else f"  ({bad} non-2xx!)"
+        per_round = " ".join(f"{x:.2f}" for x in ratios)
+        print(f"{r['name']:<34} {api['rps']:>10.0f} {api['p50']:>8.2f} {api['p99']:>8.2f} | {pg['tps']:>11.0f} {pg['p50']:>8.2f} {pg['p99']:>8.2f} | {median(ratios):>6.2f} {p99x:>6.2f}  {per_round}{flag}")
     print()
     print(f"service peak RSS: {results['peak_rss_kb'] / 1024:.1f} MB")
 
