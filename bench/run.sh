@@ -103,6 +103,11 @@ PATHS=("/v1/signals?min_score=7" RANDOM_ID "/v1/signals?tag=$TAG&min_score=7"
 SQLARGS=("list min_score=7" "get $ONE_ID" "list tag=$TAG&min_score=7" "list q=$Q4_URL"
          "list limit=20 $DEEP_T $DEEP_ID")
 VALUES=("7;21" "$ONE_ID;1" "7;{$TAG};21" "$Q4_TEXT;$Q4_TEXT;$Q4_TEXT;21" "$DEEP_T;$DEEP_ID;21")
+# pgbench's sessions get the settings of the service's connection that runs each query: list
+# queries go through connections that plan every execution for its values, lookups by id through
+# connections that let PostgreSQL keep a generic plan (src/db/mod.rs, `Plans`).
+CUSTOM="-c plan_cache_mode=force_custom_plan"
+PLANS=("$CUSTOM" "" "$CUSTOM" "$CUSTOM" "$CUSTOM")
 
 echo '{"queries": [' > "$WORK/results.json"
 first=1
@@ -137,7 +142,7 @@ for q in "${!NAMES[@]}"; do
   fi
   run_wrk() { BENCH_IDS_FILE="$WORK/ids.txt" wrk -t"$THREADS" -c"$CONNECTIONS" -d"$1s" --latency "${script[@]}" "$url"; }
   run_pgbench() {
-    (cd "$WORK" && rm -f pgbench_log.* && pgbench -n -M prepared -c "$CONNECTIONS" -j "$THREADS" -T "$1" -l "${defines[@]}" "${scripts[@]}" "$DB" > pgbench.txt 2>&1) ||
+    (cd "$WORK" && rm -f pgbench_log.* && PGOPTIONS="${PLANS[$q]}" pgbench -n -M prepared -c "$CONNECTIONS" -j "$THREADS" -T "$1" -l "${defines[@]}" "${scripts[@]}" "$DB" > pgbench.txt 2>&1) ||
       { echo "bench: pgbench failed for $name:" >&2; tail -5 "$WORK/pgbench.txt" >&2; exit 1; }
   }
 

@@ -17,7 +17,7 @@ use crate::api::middleware::{observe, Metrics};
 use crate::api::system::OpenApiJson;
 use crate::api::{self, AppState, RouteTable};
 use crate::config::{DatabaseSettings, ServeSettings};
-use crate::db::{self, schema::server_secrets, PoolFactory, PoolRegistry};
+use crate::db::{self, schema::server_secrets, Plans, PoolFactory, PoolRegistry};
 use crate::Fatal;
 
 /// A database that is reachable and migrated: what the server needs to start.
@@ -49,9 +49,11 @@ impl Database {
 
 /// Starts serving on `listener`; the returned server runs until stopped or signalled.
 ///
-/// Each HTTP worker gets a pool of its own (`pool_size` split between the workers): a
+/// Each HTTP worker gets pools of its own (`pool_size` split between the workers): a
 /// connection's I/O then runs on the thread that uses it, sparing a cross-thread wake-up on every
-/// query.
+/// query. There are two, each of `pool_size` connections in all: one for list queries, whose
+/// statements are planned for their values on every execution, and one for everything else,
+/// whose statements keep their plans (see [`Plans`]).
 pub async fn run(
     listener: TcpListener,
     database_url: &str,
@@ -86,7 +88,7 @@ pub async fn run(
     let write_origins = Arc::new(settings.cors_origins());
 
     // Expired idempotency records are deleted by the service itself, at start and then hourly.
-    let janitor = pools.pool(1);
+    let janitor = pools.pool(1, Plans::Reused);
     actix_web::rt::spawn(async move {
         let mut every = actix_web::rt::time::interval(std::time::Duration::from_secs(3600));
         loop {
@@ -102,11 +104,14 @@ pub async fn run(
         }
     });
     let server = HttpServer::new(move || {
-        let pool = pools.pool(per_worker);
+        let pool = pools.pool(per_worker, Plans::Reused);
+        let list_pool = pools.pool(per_worker, Plans::PerExecution);
         registry.add(pool.clone());
+        registry.add(list_pool.clone());
         App::new()
             .app_data(web::Data::new(AppState {
                 pool,
+                list_pool,
                 public_read,
                 cursor_key: cursor_key.clone(),
                 db_timeout,

@@ -94,7 +94,7 @@ pub async fn list_categories(
     _reader: Reader,
 ) -> Result<HttpResponse, ApiError> {
     let query = FacetQuery::parse(req.query_string(), false)?;
-    let mut conn = db::conn(&state.pool).await?;
+    let mut conn = db::conn(&state.list_pool).await?;
     let items = db::signals::categories(&mut conn, &query.filter).await?;
     Ok(page(&req, items, state.public_read))
 }
@@ -123,7 +123,7 @@ pub async fn list_tags(
     _reader: Reader,
 ) -> Result<HttpResponse, ApiError> {
     let query = FacetQuery::parse(req.query_string(), true)?;
-    let mut conn = db::conn(&state.pool).await?;
+    let mut conn = db::conn(&state.list_pool).await?;
     let items = db::signals::tags(&mut conn, &query.filter, query.limit).await?;
     Ok(page(&req, items, state.public_read))
 }

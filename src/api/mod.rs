@@ -27,7 +27,10 @@ use problem::ApiError;
 
 /// What every handler shares.
 pub struct AppState {
+    /// For lookups by key and writes.
     pub pool: PgPool,
+    /// For list queries: their statements are planned for the values of each request.
+    pub list_pool: PgPool,
     pub public_read: bool,
     /// Signs pagination cursors; shared by every instance on one database.
     pub cursor_key: std::sync::Arc<Vec<u8>>,

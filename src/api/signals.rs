@@ -494,7 +494,7 @@ pub async fn list_signals(
 ) -> Result<HttpResponse, ApiError> {
     let query = ListQuery::parse(req.query_string())?;
     let after = query.after(&state.cursor_key)?;
-    let mut conn = db::conn(&state.pool).await?;
+    let mut conn = db::conn(&state.list_pool).await?;
     let mut rows = store::list(
         &mut conn,
         &query.filter,

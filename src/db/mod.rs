@@ -1,6 +1,7 @@
 //! Database access: the connection pool, embedded migrations and the queries per resource.
 
 pub mod embedded;
+mod fixed_sql;
 pub mod idempotency;
 pub mod keys;
 pub mod schema;
@@ -27,6 +28,21 @@ pub const MIGRATIONS: EmbeddedMigrations = embed_migrations!("migrations");
 pub type PgPool = Pool<AsyncPgConnection>;
 pub type PgConn = Object<AsyncPgConnection>;
 
+/// How PostgreSQL plans the statements of a pool's connections. Statements are prepared once per
+/// connection and kept (diesel's statement cache), which spares parsing them on every request;
+/// what remains to choose is whether a kept statement may also keep its plan.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Plans {
+    /// PostgreSQL's default: after five executions a statement may settle on one generic plan.
+    /// Right for lookups by key and for writes, whose best plan never depends on the values.
+    Reused,
+    /// Every execution is planned for its values (`plan_cache_mode = force_custom_plan`). For
+    /// list queries, whose best plan depends on how common the values are: a rare tag wants the
+    /// tag index, a common one a walk down the time index, and a generic plan settled on after
+    /// a few rare tags takes seconds for a common one.
+    PerExecution,
+}
+
 /// Makes connection pools for one database: the URL is checked once, so making a pool (one per
 /// HTTP worker) cannot fail afterwards.
 #[derive(Clone)]
@@ -45,11 +61,15 @@ impl PoolFactory {
         })
     }
 
-    /// A pool of at most `max_size` connections. Nothing connects until the first checkout; a
-    /// checkout waits at most `db_timeout` for a free or new connection, so a stuck database
-    /// answers instead of hanging.
-    pub fn pool(&self, max_size: usize) -> PgPool {
-        let config = self.config.clone();
+    /// A pool of at most `max_size` connections whose statements PostgreSQL plans as `plans`
+    /// says. Nothing connects until the first checkout; a checkout waits at most `db_timeout`
+    /// for a free or new connection, so a stuck database answers instead of hanging.
+    pub fn pool(&self, max_size: usize, plans: Plans) -> PgPool {
+        let mut config = self.config.clone();
+        if plans == Plans::PerExecution {
+            let options = config.get_options().unwrap_or_default();
+            config.options(format!("{options} -c plan_cache_mode=force_custom_plan"));
+        }
         let mut manager_config = ManagerConfig::<AsyncPgConnection>::default();
         // Checking a connection with a query on every checkout would double the round trips of
         // a read; a broken connection is detected by the driver and dropped instead.
@@ -70,7 +90,7 @@ impl PoolFactory {
 
 /// One pool of `pool_size` connections (for the CLI, tests and tools).
 pub fn pool(url: &str, settings: &DatabaseSettings) -> Result<PgPool, Fatal> {
-    Ok(PoolFactory::new(url, settings)?.pool(settings.pool_size))
+    Ok(PoolFactory::new(url, settings)?.pool(settings.pool_size, Plans::Reused))
 }
 
 fn connect_config(url: &str, settings: &DatabaseSettings) -> Result<tokio_postgres::Config, Fatal> {

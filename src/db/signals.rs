@@ -2,12 +2,9 @@
 
 use chrono::{DateTime, Utc};
 use diesel::deserialize::{self, FromSql, FromSqlRow};
-use diesel::dsl::sql;
 use diesel::expression::{is_aggregate, BoxableExpression};
 use diesel::pg::{Pg, PgValue};
-use diesel::sql_types::{
-    BigInt, Bool, Float, Jsonb, Nullable, SmallInt, Text, Timestamptz, Uuid as SqlUuid,
-};
+use diesel::sql_types::{BigInt, Bool, Float, Jsonb, Nullable, SmallInt, Text, Timestamptz};
 use diesel::{
     ExpressionMethods, OptionalExtension, PgArrayExpressionMethods, QueryDsl, Queryable,
     QueryableByName, Selectable, SelectableHelper,
@@ -15,6 +12,7 @@ use diesel::{
 use diesel_async::{AsyncPgConnection, RunQueryDsl};
 use uuid::Uuid;
 
+use super::fixed_sql::{Bind, FixedSql};
 use super::schema::signals;
 use super::signal_json;
 pub use super::signal_json::SignalJson;
@@ -318,8 +316,8 @@ type RankExpr =
 /// The text-search rank of a row for `q`; 0 without a query.
 fn rank(q: Option<&str>) -> RankExpr {
     match q {
-        Some(q) => Box::new(sql::<Float>(RANK).bind::<Text, _>(q.to_owned()).sql("))")),
-        None => Box::new(sql::<Float>("0::real")),
+        Some(q) => Box::new(FixedSql::new(RANK).bind(Bind::Text(q.to_owned())).sql("))")),
+        None => Box::new(FixedSql::<Float>::new("0::real")),
     }
 }
 
@@ -352,8 +350,9 @@ fn filtered<'a, ST: 'a>(
     }
     if let Some(q) = &f.q {
         query = query.filter(
-            sql::<Bool>(&format!("search @@ {TSQUERY}"))
-                .bind::<Text, _>(q)
+            FixedSql::<Bool>::new("search @@ ")
+                .sql(TSQUERY)
+                .bind(Bind::Text(q.clone()))
                 .sql(")"),
         );
     }
@@ -450,30 +449,35 @@ fn list_query<'a>(
         // Row comparisons, so a composite index serves the keyset condition directly.
         query = match after {
             After::Published(t, id) => query.filter(
-                sql::<Bool>(&format!("(published_at, id) {cmp} ("))
-                    .bind::<Timestamptz, _>(*t)
+                FixedSql::<Bool>::new("(published_at, id) ")
+                    .sql(cmp)
+                    .sql(" (")
+                    .bind(Bind::Time(*t))
                     .sql(", ")
-                    .bind::<SqlUuid, _>(*id)
+                    .bind(Bind::Uuid(*id))
                     .sql(")"),
             ),
             After::Score(s, t, id) => query.filter(
-                sql::<Bool>(&format!("(score, published_at, id) {cmp} ("))
-                    .bind::<SmallInt, _>(*s)
+                FixedSql::<Bool>::new("(score, published_at, id) ")
+                    .sql(cmp)
+                    .sql(" (")
+                    .bind(Bind::SmallInt(*s))
                     .sql(", ")
-                    .bind::<Timestamptz, _>(*t)
+                    .bind(Bind::Time(*t))
                     .sql(", ")
-                    .bind::<SqlUuid, _>(*id)
+                    .bind(Bind::Uuid(*id))
                     .sql(")"),
             ),
             After::Relevance(r, t, id) => query.filter(
-                sql::<Bool>(&format!("({RANK}"))
-                    .bind::<Text, _>(q.unwrap_or_default().to_owned())
+                FixedSql::<Bool>::new("(")
+                    .sql(RANK)
+                    .bind(Bind::Text(q.unwrap_or_default().to_owned()))
                     .sql(")), published_at, id) < (")
-                    .bind::<Float, _>(*r)
+                    .bind(Bind::Float(*r))
                     .sql(", ")
-                    .bind::<Timestamptz, _>(*t)
+                    .bind(Bind::Time(*t))
                     .sql(", ")
-                    .bind::<SqlUuid, _>(*id)
+                    .bind(Bind::Uuid(*id))
                     .sql(")"),
             ),
         };

@@ -11,4 +11,5 @@ mod import;
 mod listing;
 mod migrations;
 mod openapi;
+mod pools;
 mod signals_crud;
