@@ -161,8 +161,16 @@ pub fn write_uuid(out: &mut Vec<u8>, id: &uuid::Uuid) {
 
 /// Writes the sections of a signal from their stored JSON text (an array of objects with
 /// `heading` and `body`), compact and in the declared field order, as serde writes `Section`s.
-/// Strings without escapes are borrowed from the text, so this allocates only the list.
+///
+/// PostgreSQL prints a jsonb string with exactly serde_json's escapes, so in the usual case the
+/// string literals are copied as they stand ([`sections_verbatim`]); any other form of the text
+/// goes through serde (strings without escapes borrowed, so that allocates only the list).
 pub fn write_sections(out: &mut Vec<u8>, stored: &str) -> serde_json::Result<()> {
+    let mark = out.len();
+    if sections_verbatim(out, stored.as_bytes()).is_some() {
+        return Ok(());
+    }
+    out.truncate(mark);
     #[derive(serde::Deserialize)]
     struct StoredSection<'a> {
         #[serde(borrow)]
@@ -184,6 +192,137 @@ pub fn write_sections(out: &mut Vec<u8>, stored: &str) -> serde_json::Result<()>
     }
     out.push(b']');
     Ok(())
+}
+
+/// The sections written with their string literals copied from `text`; `None` (with `out` left
+/// partly written) unless `text` is an array of objects with exactly the string members `body`
+/// and `heading` whose literals are what serde_json would write for their values: no raw control
+/// characters, and only the escapes `\" \\ \b \f \n \r \t` and `\u00xx` (lower-case hex) for
+/// the other control characters. That is how PostgreSQL's `jsonb` output writes strings.
+fn sections_verbatim(out: &mut Vec<u8>, text: &[u8]) -> Option<()> {
+    let mut p = Scan { text, at: 0 };
+    p.expect(b'[')?;
+    out.push(b'[');
+    let first = out.len();
+    if p.peek()? == b']' {
+        p.at += 1;
+    } else {
+        loop {
+            p.expect(b'{')?;
+            let (mut heading, mut body) = (None, None);
+            loop {
+                let key = p.string()?;
+                p.expect(b':')?;
+                let value = p.string()?;
+                let slot = match key {
+                    b"\"heading\"" => &mut heading,
+                    b"\"body\"" => &mut body,
+                    _ => return None,
+                };
+                if slot.replace(value).is_some() {
+                    return None;
+                }
+                match p.next()? {
+                    b',' => continue,
+                    b'}' => break,
+                    _ => return None,
+                }
+            }
+            if out.len() > first {
+                out.push(b',');
+            }
+            out.extend_from_slice(b"{\"heading\":");
+            out.extend_from_slice(heading?);
+            out.extend_from_slice(b",\"body\":");
+            out.extend_from_slice(body?);
+            out.push(b'}');
+            match p.next()? {
+                b',' => continue,
+                b']' => break,
+                _ => return None,
+            }
+        }
+    }
+    out.push(b']');
+    p.skip_space();
+    (p.at == text.len()).then_some(())
+}
+
+/// A cursor over JSON text for [`sections_verbatim`].
+struct Scan<'a> {
+    text: &'a [u8],
+    at: usize,
+}
+
+impl<'a> Scan<'a> {
+    fn skip_space(&mut self) {
+        while self.at < self.text.len()
+            && matches!(self.text[self.at], b' ' | b'\n' | b'\r' | b'\t')
+        {
+            self.at += 1;
+        }
+    }
+
+    /// The next byte that is not white space.
+    fn peek(&mut self) -> Option<u8> {
+        self.skip_space();
+        self.text.get(self.at).copied()
+    }
+
+    fn next(&mut self) -> Option<u8> {
+        let b = self.peek()?;
+        self.at += 1;
+        Some(b)
+    }
+
+    fn expect(&mut self, b: u8) -> Option<()> {
+        (self.next()? == b).then_some(())
+    }
+
+    /// A string literal, quotes included, if serde_json would write its value the same way.
+    fn string(&mut self) -> Option<&'a [u8]> {
+        self.expect(b'"')?;
+        let start = self.at - 1;
+        loop {
+            // Eight bytes at a time while none of them is a quote, a backslash or a control.
+            while let Some(word) = self.text.get(self.at..self.at + 8) {
+                if escapes(u64::from_le_bytes(word.try_into().expect("8 bytes"))) != 0 {
+                    break;
+                }
+                self.at += 8;
+            }
+            let b = *self.text.get(self.at)?;
+            self.at += 1;
+            match b {
+                b'"' => return Some(&self.text[start..self.at]),
+                0..=0x1f => return None,
+                b'\\' => {
+                    let e = *self.text.get(self.at)?;
+                    self.at += 1;
+                    match e {
+                        b'"' | b'\\' | b'b' | b'f' | b'n' | b'r' | b't' => {}
+                        b'u' => {
+                            let hex = self.text.get(self.at..self.at + 4)?;
+                            self.at += 4;
+                            let low = |h: u8| matches!(h, b'0'..=b'9' | b'a'..=b'f');
+                            let code = match hex {
+                                [b'0', b'0', hi @ (b'0' | b'1'), lo] if low(*lo) => {
+                                    (hi - b'0') * 16 + (*lo as char).to_digit(16)? as u8
+                                }
+                                _ => return None,
+                            };
+                            // These five have short forms, which serde_json uses.
+                            if matches!(code, 0x08 | 0x09 | 0x0a | 0x0c | 0x0d) {
+                                return None;
+                            }
+                        }
+                        _ => return None,
+                    }
+                }
+                _ => {}
+            }
+        }
+    }
 }
 
 #[cfg(test)]
@@ -267,28 +406,63 @@ mod tests {
     #[test]
     fn sections_match_serde_json() {
         use crate::domain::signal::Section;
-        let sections = vec![
-            Section {
-                heading: "Why \"It\" Matters".into(),
-                body: "line\nbreak, naïve 🚀".into(),
-            },
-            Section {
-                heading: "Plain".into(),
-                body: "plain".into(),
-            },
+        let section = |heading: &str, body: &str| Section {
+            heading: heading.into(),
+            body: body.into(),
+        };
+        let sets = [
+            vec![],
+            vec![
+                section("Why \"It\" Matters", "line\nbreak, naïve 🚀 back\\slash"),
+                section("Plain", "plain"),
+            ],
+            vec![section(
+                "controls \u{0}\u{1}\u{7}\u{8}\u{9}\u{b}\u{c}\u{d}\u{1f}\u{7f}",
+                "a longer body that takes more than one eight-byte word \t\r\n end",
+            )],
         ];
-        // As PostgreSQL's jsonb prints it: keys reordered, spaces after separators.
-        let stored = serde_json::to_value(&sections).unwrap().to_string();
-        let pg_style = stored.replace("\":", "\": ").replace(",\"", ", \"");
-        for text in [stored.as_str(), pg_style.as_str(), "[]"] {
-            let expected = if text == "[]" {
-                "[]".to_owned()
-            } else {
-                via_serde(&sections)
-            };
+        for sections in &sets {
+            let expected = via_serde(sections);
+            // As serde_json prints it, and as PostgreSQL prints jsonb: keys ordered by length,
+            // a space after each separator, the same escapes.
+            let stored = serde_json::to_value(sections).unwrap().to_string();
+            let pg_style = stored.replace("\":", "\": ").replace(",\"", ", \"");
+            for text in [&stored, &pg_style, &format!(" {pg_style}\n")] {
+                assert_eq!(written(|o| write_sections(o, text).unwrap()), expected);
+                // Behind what the row has written already.
+                let mut verbatim = b"{\"id\":1,\"sections\":".to_vec();
+                assert!(sections_verbatim(&mut verbatim, text.as_bytes()).is_some());
+                let verbatim = String::from_utf8(verbatim).unwrap();
+                assert_eq!(verbatim, format!("{{\"id\":1,\"sections\":{expected}"));
+            }
+        }
+    }
+
+    #[test]
+    fn sections_in_other_forms_go_through_serde() {
+        // Valid JSON that a verbatim copy would get wrong (other escapes, other members) or that
+        // is no list of sections: the result is still serde_json's, or an error.
+        let expected = r#"[{"heading":"é/\u001f","body":"b"}]"#;
+        for text in [
+            r#"[{"heading": "\u00e9\/\u001F", "body": "b"}]"#,
+            r#"[{"heading": "é/\u001f", "body": "b", "extra": "x"}]"#,
+            r#"[{"heading": "\u00e9/\u001f", "body": "\u0062"}]"#,
+        ] {
+            assert!(
+                sections_verbatim(&mut Vec::new(), text.as_bytes()).is_none(),
+                "{text}"
+            );
             assert_eq!(written(|o| write_sections(o, text).unwrap()), expected);
         }
-        assert!(write_sections(&mut Vec::new(), "[{\"heading\": 1}]").is_err());
+        for text in [
+            r#"[{"heading": 1, "body": "b"}]"#,
+            r#"[{"heading": "h"}]"#,
+            r#"[{"heading": "h", "body": "b"}"#,
+            r#"[{"heading": "h", "body": "b"}] x"#,
+            r#"{}"#,
+        ] {
+            assert!(write_sections(&mut Vec::new(), text).is_err(), "{text}");
+        }
     }
 
     #[test]

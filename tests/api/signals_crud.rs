@@ -275,7 +275,10 @@ async fn reads_return_byte_for_byte_what_writes_return() {
             "summary": "tab\tnewline\ncarriage\rform\u{c}back\u{8}bell\u{7}unit\u{1f} del\u{7f}",
             "body": "",
             "published_at": "2026-05-06T18:02:00.5+02:00",
-            "sections": [{"heading": "H \"1\"", "body": "b\\1\n</script>"}],
+            "sections": [
+                {"heading": "H \"1\"", "body": "b\\1\n</script>"},
+                {"heading": "ctl \u{1}\u{8}\u{b}\u{1f}\u{7f}", "body": "日本語 🚀\t\r\u{c} and more than eight bytes"},
+            ],
             "tags": ["Ünïcode", "x\"y"],
             "source_url": null,
         })),
