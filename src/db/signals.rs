@@ -76,23 +76,37 @@ pub async fn find(
     conn: &mut AsyncPgConnection,
     r: &SignalRef,
 ) -> diesel::QueryResult<Option<SignalJson>> {
-    find_query(r).first(conn).await.optional()
+    // Two fixed query types rather than one boxed query: diesel finds their prepared statements
+    // by type, without writing out the SQL text on every lookup.
+    match r {
+        SignalRef::Id(id) => find_by_id(*id).first(conn).await.optional(),
+        SignalRef::Slug(slug) => find_by_slug(slug).first(conn).await.optional(),
+    }
 }
 
 /// The SQL text `find` sends (with `$n` placeholders), as [`list_sql`] does for lists.
 pub fn find_sql(r: &SignalRef) -> String {
-    let query = find_query(r).limit(1);
-    sql_text(&query)
+    match r {
+        SignalRef::Id(id) => sql_text(&find_by_id(*id).limit(1)),
+        SignalRef::Slug(slug) => sql_text(&find_by_slug(slug).limit(1)),
+    }
 }
 
-type FindQuery<'a> = signals::BoxedQuery<'a, Pg, diesel::dsl::SqlTypeOf<signal_json::Columns>>;
+type FindBy<Column, Value> = diesel::dsl::Filter<
+    diesel::dsl::Select<signals::table, signal_json::Columns>,
+    diesel::dsl::Eq<Column, Value>,
+>;
 
-fn find_query(r: &SignalRef) -> FindQuery<'_> {
-    let query = signals::table.select(signal_json::COLUMNS).into_boxed();
-    match r {
-        SignalRef::Id(id) => query.filter(signals::id.eq(*id)),
-        SignalRef::Slug(slug) => query.filter(signals::slug.eq(slug)),
-    }
+fn find_by_id(id: Uuid) -> FindBy<signals::id, Uuid> {
+    signals::table
+        .select(signal_json::COLUMNS)
+        .filter(signals::id.eq(id))
+}
+
+fn find_by_slug(slug: &str) -> FindBy<signals::slug, &str> {
+    signals::table
+        .select(signal_json::COLUMNS)
+        .filter(signals::slug.eq(slug))
 }
 
 fn sql_text<T: diesel::query_builder::QueryFragment<Pg>>(query: &T) -> String {
