@@ -1,8 +1,9 @@
--- Generates realistic signals straight in SQL (the documented generator until the batch
--- ingest of issue 4 lands): skewed scores 0-10, 12 categories, 200 tags with 3-6 a signal
--- (frequent ones much more common), 3 sections of about 400 characters, two years of times.
--- The rows go through the table's trigger, so the search document is computed exactly as for
--- signals posted through the API; the lower-cased keys (which the service writes) are lower().
+-- Generates realistic signals in SQL: skewed scores 0-10, 12 categories, 200 tags with 3-6 a
+-- signal (frequent ones much more common), 3 sections of about 400 characters, two years of
+-- times. bench/run.sh makes them in a scratch database and loads them into the benchmark
+-- database with `signals import` (or, with BENCH_LOAD=sql, runs this there directly: the rows go
+-- through the table's trigger, so the search document is computed as for signals posted through
+-- the API, and the lower-cased keys, which the service writes, are lower() here).
 --   psql "$DATABASE_URL" -v first=1 -v last=1000000 -f bench/generate.sql
 -- Run VACUUM ANALYZE afterwards.
 \set ON_ERROR_STOP on
