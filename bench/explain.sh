@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # EXPLAIN (ANALYZE, BUFFERS) of every query shape of GET /v1/signals, run as the service runs it:
 # the statement printed by examples/service_sql, prepared, executed with the same values
-# (6 executions first, so PostgreSQL settles on the plan it will keep for the prepared statement).
+# with the setting of the service's list connections (plan_cache_mode = force_custom_plan: every
+# execution planned for its values), 6 executions first.
 #   bench/explain.sh            # against signals_bench (see bench/run.sh)
 set -euo pipefail
 cd "$(dirname "$0")/.."

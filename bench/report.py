@@ -14,8 +14,10 @@ def wrk(path):
         return value * {"us": 0.001, "ms": 1.0, "s": 1000.0}[unit]
     non2xx = re.search(r"Non-2xx or 3xx responses:\s+(\d+)", text)
     errors = re.search(r"Socket errors:.*", text)
+    timeouts = re.search(r"timeout (\d+)", errors.group(0)) if errors else None
     return {"rps": rps, "p50": pct(50), "p99": pct(99),
-            "bad": int(non2xx.group(1)) if non2xx else 0, "errors": errors.group(0) if errors else ""}
+            "bad": int(non2xx.group(1)) if non2xx else 0, "errors": errors.group(0) if errors else "",
+            "timeouts": int(timeouts.group(1)) if timeouts else 0}
 
 
 def pgbench(out_path, log_glob_dir, prefix):
@@ -52,7 +54,10 @@ def main():
         ratios = [x["api"]["rps"] / x["pgbench"]["tps"] for x in rounds]
         p99x = median([x["api"]["p99"] / x["pgbench"]["p99"] for x in rounds])
         bad = sum(x["api"]["bad"] for x in rounds)
+        # wrk counts a request that got no answer within 2 s as a timeout.
+        timeouts = sum(x["api"].get("timeouts", 0) for x in rounds)
         flag = "" if not bad else f"  ({bad} non-2xx!)"
+        flag += "" if not timeouts else f"  ({timeouts} wrk timeouts)"
         per_round = " ".join(f"{x:.2f}" for x in ratios)
         print(f"{r['name']:<34} {api['rps']:>10.0f} {api['p50']:>8.2f} {api['p99']:>8.2f} | {pg['tps']:>11.0f} {pg['p50']:>8.2f} {pg['p99']:>8.2f} | {median(ratios):>6.2f} {p99x:>6.2f}  {per_round}{flag}")
     print()
