@@ -110,6 +110,7 @@ pub async fn run(
         registry.add(list_pool.clone());
         App::new()
             .app_data(web::Data::new(AppState {
+                lookups: db::SharedConn::new(pool.clone()),
                 pool,
                 list_pool,
                 public_read,

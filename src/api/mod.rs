@@ -22,13 +22,15 @@ use sha2::{Digest, Sha256};
 use utoipa::openapi::OpenApi;
 use utoipa_actix_web::service_config::ServiceConfig;
 
-use crate::db::PgPool;
+use crate::db::{PgPool, SharedConn};
 use problem::ApiError;
 
 /// What every handler shares.
 pub struct AppState {
-    /// For lookups by key and writes.
+    /// For writes.
     pub pool: PgPool,
+    /// For lookups by key: one connection of `pool`, shared and pipelined.
+    pub lookups: SharedConn,
     /// For list queries: their statements are planned for the values of each request.
     pub list_pool: PgPool,
     pub public_read: bool,

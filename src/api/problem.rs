@@ -245,9 +245,11 @@ impl From<diesel::result::Error> for ApiError {
     fn from(e: diesel::result::Error) -> Self {
         use diesel::result::{DatabaseErrorKind, Error};
         match &e {
-            Error::DatabaseError(DatabaseErrorKind::ClosedConnection, _) => {
-                ApiError::Unavailable(e.to_string())
-            }
+            // The connection closed or failed under the statement (no SQLSTATE).
+            Error::DatabaseError(
+                DatabaseErrorKind::ClosedConnection | DatabaseErrorKind::UnableToSendCommand,
+                _,
+            ) => ApiError::Unavailable(e.to_string()),
             Error::DatabaseError(DatabaseErrorKind::UniqueViolation, info)
                 if info.constraint_name() == Some("signals_slug_key") =>
             {

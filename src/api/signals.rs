@@ -309,8 +309,7 @@ pub async fn get_signal(
     path: web::Path<String>,
 ) -> Result<HttpResponse, ApiError> {
     let signal_ref = SignalRef::parse(&path).ok_or_else(not_found)?;
-    let mut conn = db::conn(&state.pool).await?;
-    let signal = store::find(&mut conn, &signal_ref)
+    let signal = store::lookup(&state.lookups, &signal_ref)
         .await?
         .ok_or_else(not_found)?;
     Ok(cacheable_json(

@@ -8,6 +8,8 @@ pub mod schema;
 pub mod signal_json;
 pub mod signals;
 
+use std::cell::RefCell;
+use std::rc::Rc;
 use std::time::Duration;
 
 use diesel_async::async_connection_wrapper::AsyncConnectionWrapper;
@@ -216,6 +218,44 @@ impl PoolRegistry {
 /// Checks out a connection, turning a timeout or refused connection into `Unavailable`.
 pub async fn conn(pool: &PgPool) -> Result<PgConn, DbError> {
     Ok(pool.get().await?)
+}
+
+/// One connection of a pool, shared by the lookups of one HTTP worker. Their statements are
+/// pipelined on it: tokio-postgres writes whatever is queued in one go and PostgreSQL reads it in
+/// one go, so under load a lookup no longer wakes a PostgreSQL backend of its own. Only for short
+/// statements outside transactions, since a statement waits for those sent before it.
+pub struct SharedConn {
+    pool: PgPool,
+    current: RefCell<Option<Rc<PgConn>>>,
+}
+
+impl SharedConn {
+    pub fn new(pool: PgPool) -> Self {
+        SharedConn {
+            pool,
+            current: RefCell::new(None),
+        }
+    }
+
+    /// The shared connection, checked out of the pool when there is none yet.
+    pub async fn get(&self) -> Result<Rc<PgConn>, DbError> {
+        if let Some(conn) = self.current.borrow().as_ref() {
+            return Ok(conn.clone());
+        }
+        let conn = Rc::new(conn(&self.pool).await?);
+        // Another lookup may have checked one out meanwhile: keep that one, and this one goes
+        // back to the pool.
+        Ok(self.current.borrow_mut().get_or_insert(conn).clone())
+    }
+
+    /// Lets go of `conn` after a statement failed on it: the next lookup checks out another, and
+    /// the pool drops this one if it is broken once the lookups still using it are done.
+    pub fn discard(&self, conn: &Rc<PgConn>) {
+        let mut current = self.current.borrow_mut();
+        if current.as_ref().is_some_and(|c| Rc::ptr_eq(c, conn)) {
+            *current = None;
+        }
+    }
 }
 
 /// Whether the database answers a trivial query within `timeout`.

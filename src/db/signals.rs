@@ -16,6 +16,7 @@ use super::fixed_sql::{Bind, FixedSql};
 use super::schema::signals;
 use super::signal_json;
 pub use super::signal_json::SignalJson;
+use super::{DbError, SharedConn};
 use crate::domain::signal::{check_slug, slug_from_title, Section, SignalDraft};
 
 /// A signal as stored.
@@ -71,16 +72,42 @@ impl SignalRef {
     }
 }
 
-/// One signal as its JSON representation.
+/// One signal as its JSON representation. Takes the connection by shared reference, so that
+/// lookups can share one connection and have their statements pipelined on it
+/// ([`super::SharedConn`]).
 pub async fn find(
-    conn: &mut AsyncPgConnection,
+    conn: &AsyncPgConnection,
     r: &SignalRef,
 ) -> diesel::QueryResult<Option<SignalJson>> {
     // Two fixed query types rather than one boxed query: diesel finds their prepared statements
-    // by type, without writing out the SQL text on every lookup.
+    // by type.
+    let mut conn = conn;
     match r {
-        SignalRef::Id(id) => find_by_id(*id).first(conn).await.optional(),
-        SignalRef::Slug(slug) => find_by_slug(slug).first(conn).await.optional(),
+        SignalRef::Id(id) => find_by_id(*id).first(&mut conn).await.optional(),
+        SignalRef::Slug(slug) => find_by_slug(slug).first(&mut conn).await.optional(),
+    }
+}
+
+/// [`find`] on a worker's shared connection. A lookup that fails is tried once more on a
+/// connection checked out anew: a killed backend or a restarted database then fails no request
+/// (the lookup only reads, so trying it twice is harmless). A statement timeout is not retried.
+pub async fn lookup(shared: &SharedConn, r: &SignalRef) -> Result<Option<SignalJson>, DbError> {
+    let mut retried = false;
+    loop {
+        let conn = shared.get().await?;
+        match find(&conn, r).await {
+            Ok(found) => return Ok(found),
+            Err(e) => {
+                shared.discard(&conn);
+                let timeout = matches!(&e, diesel::result::Error::DatabaseError(_, info)
+                    if info.message().contains("statement timeout"));
+                if retried || timeout {
+                    return Err(e.into());
+                }
+                tracing::warn!(error = %e, "lookup failed on the shared connection; trying a new one");
+                retried = true;
+            }
+        }
     }
 }
 

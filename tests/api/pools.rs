@@ -1,12 +1,16 @@
-//! The service's connections: statements kept prepared, and list statements planned per request.
+//! The service's connections: statements kept prepared, list statements planned per request,
+//! and lookups sharing one pipelined connection per worker.
 
 use chrono::{TimeZone, Utc};
-use diesel::sql_types::{BigInt, Text};
+use diesel::sql_types::{BigInt, Integer, Text};
+use diesel::QueryableByName;
 use diesel_async::RunQueryDsl;
+use serde_json::{json, Value};
 use signals::db::signals::{self as store, After, ListFilter, Sort};
-use signals::db::{PgConn, Plans, PoolFactory};
+use signals::db::{self, PgConn, Plans, PoolFactory};
+use signals::domain::key::Scope;
 
-use crate::helpers::{db_settings, TestDb};
+use crate::helpers::{db_settings, json_body, signal, TestApp, TestDb};
 
 async fn setting(conn: &mut PgConn, name: &str) -> String {
     diesel::select(
@@ -77,4 +81,91 @@ async fn list_statements_are_prepared_once_per_connection_and_kept() {
     // Three statements, each prepared on first use and reused after (a statement diesel may not
     // cache would be parsed anew every time and leave nothing behind).
     assert_eq!(prepared_statements(&mut conn).await - before, 3);
+}
+
+/// The backends of the app's database whose last statement was a lookup of a signal by id.
+async fn lookup_backends(app: &TestApp) -> Vec<i32> {
+    #[derive(QueryableByName)]
+    struct Backend {
+        #[diesel(sql_type = Integer)]
+        pid: i32,
+    }
+    let mut conn = db::conn(&app.pool).await.unwrap();
+    diesel::sql_query(
+        "SELECT pid FROM pg_stat_activity WHERE datname = current_database() \
+         AND pid <> pg_backend_pid() AND strpos(query, $1) > 0",
+    )
+    .bind::<Text, _>(r#"WHERE ("signals"."id" = $1)"#)
+    .load::<Backend>(&mut conn)
+    .await
+    .unwrap()
+    .into_iter()
+    .map(|b| b.pid)
+    .collect()
+}
+
+async fn get_ok(app: &TestApp, id: &str) -> Value {
+    let mut res = app.get(&format!("/v1/signals/{id}")).send().await.unwrap();
+    let body = json_body(&mut res).await;
+    assert_eq!(res.status(), 200, "{body}");
+    body
+}
+
+#[actix_web::test]
+async fn concurrent_lookups_share_one_connection_and_each_gets_its_own_signal() {
+    let app = TestApp::spawn().await;
+    let key = app.key(Scope::Write).await;
+    let mut ids = Vec::new();
+    for i in 0..8 {
+        let created = app
+            .create(
+                &key,
+                &signal(json!({ "title": format!("Lookup number {i}") })),
+            )
+            .await;
+        ids.push((created["id"].as_str().unwrap().to_owned(), i));
+    }
+    let lookups = (0..48).map(|n| {
+        let (id, i) = &ids[n % ids.len()];
+        let app = &app;
+        async move {
+            let body = get_ok(app, id).await;
+            assert_eq!(body["id"], id.as_str());
+            assert_eq!(body["title"], format!("Lookup number {i}"));
+        }
+    });
+    futures_util::future::join_all(lookups).await;
+    // The one worker sent all 48 over one connection (its pool would have opened up to four).
+    assert_eq!(lookup_backends(&app).await.len(), 1);
+}
+
+#[actix_web::test]
+async fn a_lookup_survives_the_loss_of_the_shared_connection() {
+    let app = TestApp::spawn().await;
+    let key = app.key(Scope::Write).await;
+    let id = app.create(&key, &signal(json!({}))).await["id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    get_ok(&app, &id).await;
+    let killed = lookup_backends(&app).await;
+    assert_eq!(killed.len(), 1);
+    let mut conn = db::conn(&app.pool).await.unwrap();
+    diesel::sql_query("SELECT pg_terminate_backend($1)")
+        .bind::<Integer, _>(killed[0])
+        .execute(&mut conn)
+        .await
+        .unwrap();
+    for _ in 0..100 {
+        if lookup_backends(&app).await.is_empty() {
+            break;
+        }
+        actix_web::rt::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+    assert!(lookup_backends(&app).await.is_empty());
+    // The next lookup finds its connection closed and is answered on a new one.
+    assert_eq!(get_ok(&app, &id).await["id"], id.as_str());
+    let now = lookup_backends(&app).await;
+    assert_eq!(now.len(), 1);
+    assert_ne!(now[0], killed[0]);
 }
