@@ -2,6 +2,7 @@
 
 use std::net::TcpListener;
 use std::sync::Arc;
+use std::time::Duration;
 
 use actix_cors::Cors;
 use actix_web::dev::{RequestHead, Server};
@@ -78,6 +79,9 @@ pub async fn run(
     let registry = web::Data::new(PoolRegistry::default());
     let cursor_key = Arc::new(cursor_key);
     let (public_read, db_timeout) = (settings.public_read, db_settings.db_timeout());
+    // A lookup may take as long as before it shared a connection: a wait for the connection,
+    // then its statement.
+    let lookup_limit = db_timeout + Duration::from_millis(db_settings.statement_timeout_ms);
     let openapi = api::openapi();
     let routes = web::Data::new(RouteTable::from_openapi(&openapi));
     let openapi_json =
@@ -106,11 +110,13 @@ pub async fn run(
     let server = HttpServer::new(move || {
         let pool = pools.pool(per_worker, Plans::Reused);
         let list_pool = pools.pool(per_worker, Plans::PerExecution);
+        let lookup_pool = pools.pool(1, Plans::Reused);
         registry.add(pool.clone());
         registry.add(list_pool.clone());
+        registry.add(lookup_pool.clone());
         App::new()
             .app_data(web::Data::new(AppState {
-                lookups: db::SharedConn::new(pool.clone()),
+                lookups: db::SharedConn::new(lookup_pool, lookup_limit),
                 pool,
                 list_pool,
                 public_read,

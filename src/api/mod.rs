@@ -27,9 +27,9 @@ use problem::ApiError;
 
 /// What every handler shares.
 pub struct AppState {
-    /// For writes.
+    /// For writes, API keys and readiness.
     pub pool: PgPool,
-    /// For lookups by key: one connection of `pool`, shared and pipelined.
+    /// For lookups of signals by id or slug: one connection, shared and pipelined.
     pub lookups: SharedConn,
     /// For list queries: their statements are planned for the values of each request.
     pub list_pool: PgPool,

@@ -245,7 +245,10 @@ impl From<diesel::result::Error> for ApiError {
     fn from(e: diesel::result::Error) -> Self {
         use diesel::result::{DatabaseErrorKind, Error};
         match &e {
-            // The connection closed or failed under the statement (no SQLSTATE).
+            // The connection closed or failed under the statement. diesel-async reports every
+            // error without an SQLSTATE this way, a value the driver cannot encode too; the
+            // service checks its values before they reach the database, so that leaves the
+            // connection.
             Error::DatabaseError(
                 DatabaseErrorKind::ClosedConnection | DatabaseErrorKind::UnableToSendCommand,
                 _,

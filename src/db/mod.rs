@@ -220,21 +220,35 @@ pub async fn conn(pool: &PgPool) -> Result<PgConn, DbError> {
     Ok(pool.get().await?)
 }
 
-/// One connection of a pool, shared by the lookups of one HTTP worker. Their statements are
-/// pipelined on it: tokio-postgres writes whatever is queued in one go and PostgreSQL reads it in
-/// one go, so under load a lookup no longer wakes a PostgreSQL backend of its own. Only for short
-/// statements outside transactions, since a statement waits for those sent before it.
+/// The connection shared by the lookups of one HTTP worker, from a pool of one of its own.
+/// Their statements are pipelined on it: tokio-postgres writes whatever is queued in one go and
+/// PostgreSQL reads it in one go, so under load a lookup no longer wakes a PostgreSQL backend of
+/// its own. Only for short statements outside transactions, since a statement waits for those
+/// sent before it; [`SharedConn::limit`] bounds that wait.
 pub struct SharedConn {
     pool: PgPool,
+    limit: Duration,
     current: RefCell<Option<Rc<PgConn>>>,
+    /// Held while checking out, so that concurrent lookups wait for that one checkout instead
+    /// of queueing in the pool for a connection that stays taken.
+    checkout: futures_util::lock::Mutex<()>,
 }
 
 impl SharedConn {
-    pub fn new(pool: PgPool) -> Self {
+    /// `pool` should hold one connection: this one. `limit` is the longest a statement on it
+    /// may take, waiting for the ones before it included.
+    pub fn new(pool: PgPool, limit: Duration) -> Self {
         SharedConn {
             pool,
+            limit,
             current: RefCell::new(None),
+            checkout: futures_util::lock::Mutex::new(()),
         }
+    }
+
+    /// The longest a lookup may take, its wait for a connection included.
+    pub fn limit(&self) -> Duration {
+        self.limit
     }
 
     /// The shared connection, checked out of the pool when there is none yet.
@@ -242,14 +256,17 @@ impl SharedConn {
         if let Some(conn) = self.current.borrow().as_ref() {
             return Ok(conn.clone());
         }
+        let _checking_out = self.checkout.lock().await;
+        if let Some(conn) = self.current.borrow().as_ref() {
+            return Ok(conn.clone());
+        }
         let conn = Rc::new(conn(&self.pool).await?);
-        // Another lookup may have checked one out meanwhile: keep that one, and this one goes
-        // back to the pool.
-        Ok(self.current.borrow_mut().get_or_insert(conn).clone())
+        *self.current.borrow_mut() = Some(conn.clone());
+        Ok(conn)
     }
 
-    /// Lets go of `conn` after a statement failed on it: the next lookup checks out another, and
-    /// the pool drops this one if it is broken once the lookups still using it are done.
+    /// Lets go of `conn` once it has failed: the next lookup checks out another, as soon as the
+    /// lookups still using this one are done with it (the pool drops it if it is broken).
     pub fn discard(&self, conn: &Rc<PgConn>) {
         let mut current = self.current.borrow_mut();
         if current.as_ref().is_some_and(|c| Rc::ptr_eq(c, conn)) {

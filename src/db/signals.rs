@@ -88,26 +88,66 @@ pub async fn find(
     }
 }
 
-/// [`find`] on a worker's shared connection. A lookup that fails is tried once more on a
-/// connection checked out anew: a killed backend or a restarted database then fails no request
-/// (the lookup only reads, so trying it twice is harmless). A statement timeout is not retried.
+/// [`find`] on a worker's shared connection, within [`SharedConn::limit`] (else `Unavailable`).
+/// When the connection turns out closed (a killed backend, a restarted database), it is let go
+/// and the lookup is tried once more on a new one; the lookup only reads, so that is harmless.
+/// Other errors, a statement timeout among them, are answered as they are, and the connection
+/// is kept.
 pub async fn lookup(shared: &SharedConn, r: &SignalRef) -> Result<Option<SignalJson>, DbError> {
-    let mut retried = false;
-    loop {
-        let conn = shared.get().await?;
-        match find(&conn, r).await {
-            Ok(found) => return Ok(found),
-            Err(e) => {
-                shared.discard(&conn);
-                let timeout = matches!(&e, diesel::result::Error::DatabaseError(_, info)
-                    if info.message().contains("statement timeout"));
-                if retried || timeout {
+    let used = std::cell::RefCell::new(None);
+    let attempts = async {
+        let mut retried = false;
+        loop {
+            let conn = shared.get().await?;
+            *used.borrow_mut() = Some(conn.clone());
+            match find(&conn, r).await {
+                Ok(found) => return Ok(found),
+                Err(e) if !retried && connection_lost(&e) => {
+                    shared.discard(&conn);
+                    // Back to the pool with it (it has room for one), once the other lookups
+                    // on it are done too.
+                    used.borrow_mut().take();
+                    drop(conn);
+                    tracing::warn!(error = %e, "the shared connection is lost; trying a new one");
+                    retried = true;
+                }
+                Err(e) => {
+                    if connection_lost(&e) {
+                        shared.discard(&conn);
+                    }
                     return Err(e.into());
                 }
-                tracing::warn!(error = %e, "lookup failed on the shared connection; trying a new one");
-                retried = true;
             }
         }
+    };
+    match tokio::time::timeout(shared.limit(), attempts).await {
+        Ok(result) => result,
+        Err(_) => {
+            // Stuck behind a statement, or a connection that no longer answers: the next
+            // lookups start on a new one.
+            if let Some(conn) = used.borrow().as_ref() {
+                shared.discard(conn);
+            }
+            Err(DbError::Unavailable(format!(
+                "a lookup took longer than {} ms",
+                shared.limit().as_millis()
+            )))
+        }
+    }
+}
+
+/// Whether a statement failed because its connection closed, rather than because of itself.
+/// diesel-async reports every error without an SQLSTATE as `UnableToSendCommand`; a backend
+/// terminated under a statement answers it with an SQLSTATE, recognized by its (English) message.
+fn connection_lost(e: &diesel::result::Error) -> bool {
+    use diesel::result::{DatabaseErrorKind, Error};
+    match e {
+        Error::DatabaseError(
+            DatabaseErrorKind::ClosedConnection | DatabaseErrorKind::UnableToSendCommand,
+            _,
+        ) => true,
+        Error::DatabaseError(_, info) => info.message().starts_with("terminating connection"),
+        _ => false,
     }
 }
 

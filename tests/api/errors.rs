@@ -247,8 +247,8 @@ async fn health_metrics_and_docs_are_served() {
         text.contains("signals_http_request_duration_seconds_bucket{"),
         "{text}"
     );
-    // Two pools (list queries; the rest) of 4 connections each.
-    assert!(text.contains("signals_db_pool_max_size 8"), "{text}");
+    // Two pools (list queries; the rest) of 4 connections each, and the lookups' one.
+    assert!(text.contains("signals_db_pool_max_size 9"), "{text}");
     assert!(text.contains("signals_db_pool_size 1"), "{text}");
 
     let res = app.get("/docs").send().await.unwrap();

@@ -10,7 +10,7 @@ use signals::db::signals::{self as store, After, ListFilter, Sort};
 use signals::db::{self, PgConn, Plans, PoolFactory};
 use signals::domain::key::Scope;
 
-use crate::helpers::{db_settings, json_body, signal, TestApp, TestDb};
+use crate::helpers::{assert_problem, db_settings, json_body, signal, TestApp, TestDb};
 
 async fn setting(conn: &mut PgConn, name: &str) -> String {
     diesel::select(
@@ -168,4 +168,65 @@ async fn a_lookup_survives_the_loss_of_the_shared_connection() {
     let now = lookup_backends(&app).await;
     assert_eq!(now.len(), 1);
     assert_ne!(now[0], killed[0]);
+}
+
+#[actix_web::test]
+async fn the_lookup_connection_leaves_the_pool_to_writes_keys_and_readiness() {
+    // One connection a pool per worker: the lookups' connection must not be one of them.
+    let app = TestApp::spawn_with(|_, db| {
+        db.pool_size = 1;
+        db.db_timeout_ms = 500;
+    })
+    .await;
+    let key = app.key(Scope::Write).await;
+    let id = app.create(&key, &signal(json!({}))).await["id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    get_ok(&app, &id).await;
+    app.create(&key, &signal(json!({ "title": "A second one" })))
+        .await;
+    let res = app.get("/readyz").send().await.unwrap();
+    assert_eq!(res.status(), 200);
+    get_ok(&app, &id).await;
+}
+
+#[actix_web::test]
+async fn lookups_queued_behind_a_stuck_statement_give_up_within_their_limit() {
+    // A lookup may take db_timeout + statement_timeout (1.2 s here) in all, waiting for the
+    // lookups before it on the shared connection included.
+    let app = TestApp::spawn_with(|_, db| {
+        db.db_timeout_ms = 200;
+        db.statement_timeout_ms = 1000;
+    })
+    .await;
+    let key = app.key(Scope::Write).await;
+    let id = app.create(&key, &signal(json!({}))).await["id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    get_ok(&app, &id).await;
+    let (client, conn) = tokio_postgres::connect(&app.db.url, tokio_postgres::NoTls)
+        .await
+        .unwrap();
+    actix_web::rt::spawn(conn);
+    client
+        .batch_execute("BEGIN; LOCK TABLE signals IN ACCESS EXCLUSIVE MODE")
+        .await
+        .unwrap();
+    let started = std::time::Instant::now();
+    let path = format!("/v1/signals/{id}");
+    let stuck = (0..6).map(|_| async {
+        let mut res = app.get(&path).send().await.unwrap();
+        assert_problem(&mut res, 503).await;
+    });
+    futures_util::future::join_all(stuck).await;
+    // One after the other, each waiting out its statement timeout, they would take 6 s.
+    assert!(
+        started.elapsed() < std::time::Duration::from_millis(3500),
+        "{:?}",
+        started.elapsed()
+    );
+    client.batch_execute("COMMIT").await.unwrap();
+    get_ok(&app, &id).await;
 }
