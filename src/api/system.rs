@@ -62,7 +62,7 @@ pub async fn metrics(pools: web::Data<PoolRegistry>, metrics: web::Data<Metrics>
     let gauges = [
         (
             "signals_db_pool_max_size",
-            "Most connections the pools hold (list queries and the rest together)",
+            "Most connections the pools hold (list queries, lookups and the rest together)",
             max_size,
         ),
         ("signals_db_pool_size", "Connections open now", size),

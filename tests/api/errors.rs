@@ -206,14 +206,7 @@ async fn a_stuck_database_gives_503_after_the_wait_timeout() {
     })
     .await;
     // Hold a lock that makes the app's one connection wait inside a query.
-    let (client, conn) = tokio_postgres::connect(&app.db.url, tokio_postgres::NoTls)
-        .await
-        .unwrap();
-    actix_web::rt::spawn(conn);
-    client
-        .batch_execute("BEGIN; LOCK TABLE signals IN ACCESS EXCLUSIVE MODE")
-        .await
-        .unwrap();
+    let client = app.lock_signals().await;
     let stuck = actix_web::rt::spawn(app.get("/v1/signals").send());
     actix_web::rt::time::sleep(Duration::from_millis(200)).await;
 

@@ -306,6 +306,20 @@ impl TestApp {
             .insert_header(("Authorization", format!("Bearer {key}")))
     }
 
+    /// Makes the app's statements on `signals` wait: the returned session holds an exclusive
+    /// lock on the table until it sends `COMMIT`.
+    pub async fn lock_signals(&self) -> tokio_postgres::Client {
+        let (client, conn) = tokio_postgres::connect(&self.db.url, tokio_postgres::NoTls)
+            .await
+            .unwrap();
+        actix_web::rt::spawn(conn);
+        client
+            .batch_execute("BEGIN; LOCK TABLE signals IN ACCESS EXCLUSIVE MODE")
+            .await
+            .unwrap();
+        client
+    }
+
     /// POSTs a signal with this key and returns the created signal.
     pub async fn create(&self, key: &str, signal: &Value) -> Value {
         let mut res = self

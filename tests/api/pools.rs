@@ -111,6 +111,13 @@ async fn get_ok(app: &TestApp, id: &str) -> Value {
     body
 }
 
+/// A write key and the id of a signal it created.
+async fn one_signal(app: &TestApp) -> (String, String) {
+    let key = app.key(Scope::Write).await;
+    let created = app.create(&key, &signal(json!({}))).await;
+    (key, created["id"].as_str().unwrap().to_owned())
+}
+
 #[actix_web::test]
 async fn concurrent_lookups_share_one_connection_and_each_gets_its_own_signal() {
     let app = TestApp::spawn().await;
@@ -142,11 +149,7 @@ async fn concurrent_lookups_share_one_connection_and_each_gets_its_own_signal() 
 #[actix_web::test]
 async fn a_lookup_survives_the_loss_of_the_shared_connection() {
     let app = TestApp::spawn().await;
-    let key = app.key(Scope::Write).await;
-    let id = app.create(&key, &signal(json!({}))).await["id"]
-        .as_str()
-        .unwrap()
-        .to_owned();
+    let (_, id) = one_signal(&app).await;
     get_ok(&app, &id).await;
     let killed = lookup_backends(&app).await;
     assert_eq!(killed.len(), 1);
@@ -178,11 +181,7 @@ async fn the_lookup_connection_leaves_the_pool_to_writes_keys_and_readiness() {
         db.db_timeout_ms = 500;
     })
     .await;
-    let key = app.key(Scope::Write).await;
-    let id = app.create(&key, &signal(json!({}))).await["id"]
-        .as_str()
-        .unwrap()
-        .to_owned();
+    let (key, id) = one_signal(&app).await;
     get_ok(&app, &id).await;
     app.create(&key, &signal(json!({ "title": "A second one" })))
         .await;
@@ -200,20 +199,9 @@ async fn lookups_queued_behind_a_stuck_statement_give_up_within_their_limit() {
         db.statement_timeout_ms = 1000;
     })
     .await;
-    let key = app.key(Scope::Write).await;
-    let id = app.create(&key, &signal(json!({}))).await["id"]
-        .as_str()
-        .unwrap()
-        .to_owned();
+    let (_, id) = one_signal(&app).await;
     get_ok(&app, &id).await;
-    let (client, conn) = tokio_postgres::connect(&app.db.url, tokio_postgres::NoTls)
-        .await
-        .unwrap();
-    actix_web::rt::spawn(conn);
-    client
-        .batch_execute("BEGIN; LOCK TABLE signals IN ACCESS EXCLUSIVE MODE")
-        .await
-        .unwrap();
+    let client = app.lock_signals().await;
     let started = std::time::Instant::now();
     let path = format!("/v1/signals/{id}");
     let stuck = (0..6).map(|_| async {
