@@ -5,8 +5,9 @@
 //!     cargo run --release --example service_sql -- list '' 2026-01-01T00:00:00Z <uuid>
 //!     cargo run --release --example service_sql -- get <uuid>
 
-use signals::api::query::ListQuery;
-use signals::db::signals::{find_sql, list_sql, After, SignalRef, Sort};
+use signals::db::{lists::list_sql, lookups::find_sql};
+use signals::domain::query::{After, ListQuery, Sort};
+use signals::domain::signal::SignalRef;
 
 fn main() {
     let args: Vec<String> = std::env::args().skip(1).collect();
@@ -20,7 +21,7 @@ fn main() {
                 ListQuery::parse(args.get(1).map_or("", String::as_str)).expect("a valid query");
             let after = match (args.get(2), args.get(3)) {
                 (Some(t), Some(id)) => {
-                    let t = signals::domain::signal::parse_timestamp(t).expect("an RFC 3339 time");
+                    let t = signals::domain::input::parse_timestamp(t).expect("an RFC 3339 time");
                     let id = id.parse().expect("a UUID");
                     match query.sort {
                         Sort::PublishedDesc | Sort::PublishedAsc => Some(After::Published(t, id)),

@@ -57,7 +57,7 @@ enum Command {
         file: std::path::PathBuf,
         /// What a line whose slug another signal has does; `skip` resumes an interrupted import.
         #[arg(long, value_enum, default_value = "error")]
-        on_conflict: crate::db::signals::OnConflict,
+        on_conflict: crate::domain::query::OnConflict,
         /// Signals per transaction.
         #[arg(long, default_value_t = 500, value_parser = clap::value_parser!(u16).range(1..=1000))]
         batch_size: u16,

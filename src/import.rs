@@ -13,9 +13,9 @@ use diesel_async::{AsyncConnection, AsyncPgConnection};
 use indicatif::{ProgressBar, ProgressStyle};
 use serde_json::Value;
 
-use crate::api::batch::parse_item;
-use crate::db::signals::{write_batch, BatchError, BatchOutcome, OnConflict};
-use crate::domain::signal::SignalDraft;
+use crate::db::writes::{write_batch, BatchError, BatchOutcome};
+use crate::domain::input::{parse_item, SignalInput};
+use crate::domain::query::OnConflict;
 use crate::Fatal;
 
 #[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
@@ -43,7 +43,7 @@ pub async fn run(
     let progress = Progress::new(size);
     let started = Instant::now();
     let mut totals = Totals::default();
-    let mut batch: Vec<SignalDraft> = Vec::with_capacity(batch_size);
+    let mut batch: Vec<SignalInput> = Vec::with_capacity(batch_size);
     // The line number of each item of the batch (blank lines are skipped).
     let mut lines: Vec<usize> = Vec::with_capacity(batch_size);
     let mut first_line = 1;
@@ -96,7 +96,7 @@ pub async fn run(
 
 async fn write(
     conn: &mut AsyncPgConnection,
-    batch: &[SignalDraft],
+    batch: &[SignalInput],
     lines: &[usize],
     on_conflict: OnConflict,
     totals: &mut Totals,

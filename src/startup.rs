@@ -14,7 +14,7 @@ use diesel_async::RunQueryDsl;
 use utoipa_actix_web::AppExt;
 use utoipa_swagger_ui::{Config, SwaggerUi};
 
-use crate::api::middleware::{observe, Metrics};
+use crate::api::middleware::{head_as_get, observe, Metrics};
 use crate::api::system::OpenApiJson;
 use crate::api::{self, AppState, RouteTable};
 use crate::config::{DatabaseSettings, ServeSettings};
@@ -127,6 +127,7 @@ pub async fn run(
             .app_data(routes.clone())
             .app_data(openapi_json.clone())
             .app_data(metrics.clone())
+            .wrap(from_fn(head_as_get))
             .wrap(Compress::default())
             .wrap(cors(write_origins.clone()))
             .wrap(from_fn(observe))

@@ -1,48 +1,23 @@
 //! `POST /v1/signals/batch`: create or upsert up to 1,000 signals in one transaction.
 
+use actix_web::http::StatusCode;
 use actix_web::{post, web, HttpRequest, HttpResponse};
-use serde::{Deserialize, Serialize};
-use serde_json::Value;
+use diesel_async::AsyncPgConnection;
+use futures_util::future::BoxFuture;
+use serde::Serialize;
 use utoipa::ToSchema;
 use uuid::Uuid;
 
-use super::auth::Writer;
-use super::idempotency::{self, Idempotency, Write};
+use super::auth::{Principal, Writer};
+use super::idempotency::{self, Idempotency, Reply, Write};
 use super::problem::{responses, ApiError};
-use super::read_json;
-use super::signals::{example_input, SignalInput};
-use super::AppState;
-use crate::db::{self, signals::OnConflict};
-use crate::domain::signal::SignalDraft;
+use super::{read_json, AppState};
+use crate::db;
+use crate::db::writes::{self, BatchError, BatchOutcome};
+use crate::domain::input::BatchInput;
 use crate::domain::FieldError;
 
 pub const BATCH_BODY_LIMIT: usize = 16 * 1024 * 1024;
-pub const BATCH_MAX_ITEMS: usize = 1000;
-
-/// A batch of signals. Unknown fields are rejected.
-#[derive(Debug, Deserialize, ToSchema)]
-#[serde(deny_unknown_fields)]
-#[schema(example = json!({"items": [example_input()], "on_conflict": "skip"}))]
-#[allow(dead_code)] // documents the body; bodies are parsed by `parse_batch`
-pub struct BatchRequest {
-    /// 1 to 1,000 signals, each validated like a single create.
-    #[schema(min_items = 1, max_items = 1000)]
-    items: Vec<SignalInput>,
-    /// What an item whose slug another signal already has does: `error` (default) rejects the
-    /// whole batch with 409 naming the items; `skip` leaves the existing signal; `update`
-    /// replaces its fields (only a signal this key created, or any with an admin key).
-    #[schema(inline)]
-    on_conflict: Option<OnConflictParam>,
-}
-
-#[derive(Debug, Deserialize, ToSchema)]
-#[serde(rename_all = "lowercase")]
-#[allow(dead_code)]
-enum OnConflictParam {
-    Error,
-    Skip,
-    Update,
-}
 
 /// The ids of the batch's signals by what happened to them, each list in input order.
 #[derive(Debug, Default, Serialize, ToSchema)]
@@ -53,60 +28,18 @@ pub struct BatchResult {
     pub skipped: Vec<Uuid>,
 }
 
-/// Parses one item of a batch (or one line of `signals import`), validated like a single create;
-/// `earlier` are the batch's items before it, whose slugs it must not repeat.
-pub fn parse_item(item: &Value, earlier: &[SignalDraft]) -> Result<SignalDraft, Vec<FieldError>> {
-    let draft = SignalDraft::parse(item)?;
-    if let Some(slug) = &draft.slug {
-        if earlier.iter().any(|d| d.slug.as_ref() == Some(slug)) {
-            return Err(vec![FieldError::new(
-                "slug",
-                "is used by an earlier item of this batch",
-            )]);
+impl From<Vec<BatchOutcome>> for BatchResult {
+    fn from(outcomes: Vec<BatchOutcome>) -> Self {
+        let mut result = BatchResult::default();
+        for outcome in outcomes {
+            match outcome {
+                BatchOutcome::Created(id) => result.created.push(id),
+                BatchOutcome::Updated(id) => result.updated.push(id),
+                BatchOutcome::Skipped(id) => result.skipped.push(id),
+            }
         }
+        result
     }
-    Ok(draft)
-}
-
-/// Parses the batch body; every problem of every item is reported, with the item's index.
-fn parse_batch(body: &Value) -> Result<(Vec<SignalDraft>, OnConflict), ApiError> {
-    let invalid =
-        |field: &str, message: &str| ApiError::Validation(vec![FieldError::new(field, message)]);
-    let object = body
-        .as_object()
-        .ok_or_else(|| invalid("", "the body must be a JSON object with items"))?;
-    if let Some(unknown) = object.keys().find(|k| *k != "items" && *k != "on_conflict") {
-        return Err(invalid(unknown, "is not a field of a batch"));
-    }
-    let on_conflict = match object.get("on_conflict") {
-        None | Some(Value::Null) => OnConflict::Error,
-        Some(Value::String(s)) if s == "error" => OnConflict::Error,
-        Some(Value::String(s)) if s == "skip" => OnConflict::Skip,
-        Some(Value::String(s)) if s == "update" => OnConflict::Update,
-        Some(_) => return Err(invalid("on_conflict", "must be one of error, skip, update")),
-    };
-    let items = match object.get("items") {
-        Some(Value::Array(items)) => items,
-        _ => return Err(invalid("items", "is required: an array of signals")),
-    };
-    if items.is_empty() || items.len() > BATCH_MAX_ITEMS {
-        return Err(invalid("items", "must hold 1 to 1000 signals"));
-    }
-    let mut drafts = Vec::with_capacity(items.len());
-    let mut errors = Vec::new();
-    for (index, item) in items.iter().enumerate() {
-        match parse_item(item, &drafts) {
-            Ok(draft) => drafts.push(draft),
-            Err(item_errors) => errors.extend(item_errors.into_iter().map(|e| FieldError {
-                index: Some(index),
-                ..e
-            })),
-        }
-    }
-    if !errors.is_empty() {
-        return Err(ApiError::Validation(errors));
-    }
-    Ok((drafts, on_conflict))
 }
 
 /// Create or upsert signals in one transaction
@@ -123,11 +56,8 @@ fn parse_batch(body: &Value) -> Result<(Vec<SignalDraft>, OnConflict), ApiError>
 #[utoipa::path(
     operation_id = "batch_signals",
     tag = "signals",
-    params(
-        ("Idempotency-Key" = Option<String>, Header, max_length = 255, example = "import-2026-05-06-part-3",
-            description = "Makes retries safe: the batch is written once per key and API key (24 hours)"),
-    ),
-    request_body(content = BatchRequest, content_type = "application/json"),
+    params(super::IdempotencyKeyHeader),
+    request_body(content = BatchInput, content_type = "application/json"),
     responses(
         (status = 200, description = "Every item written (or skipped)", body = BatchResult, headers(
             ("Idempotent-Replayed" = String, description = "`true` when this is the stored response of an earlier request with the same Idempotency-Key"),
@@ -151,14 +81,66 @@ pub async fn batch_signals(
     payload: web::Payload,
 ) -> Result<HttpResponse, ApiError> {
     let body = read_json(&req, payload, BATCH_BODY_LIMIT, &["application/json"]).await?;
-    let (drafts, on_conflict) = parse_batch(&body)?;
+    let batch = BatchInput::parse(&body).map_err(ApiError::Validation)?;
     let idempotency = Idempotency::from_request(&req, &body)?;
     let mut conn = db::conn(&state.pool).await?;
-    idempotency::write(
-        &mut conn,
+    let write = Batch {
+        batch: &batch,
         principal,
-        idempotency.as_ref(),
-        Write::Batch(&drafts, on_conflict),
-    )
-    .await
+    };
+    idempotency::once(&mut conn, principal.key_id, idempotency.as_ref(), &write).await
+}
+
+struct Batch<'a> {
+    batch: &'a BatchInput,
+    principal: Principal,
+}
+
+impl Write for Batch<'_> {
+    fn write<'c>(
+        &'c self,
+        conn: &'c mut AsyncPgConnection,
+    ) -> BoxFuture<'c, Result<Reply, ApiError>> {
+        Box::pin(async move {
+            let principal = self.principal;
+            let may_change = |created_by| principal.may_change(created_by).is_ok();
+            let outcomes = writes::write_batch(
+                conn,
+                &self.batch.items,
+                self.batch.on_conflict,
+                Some(principal.key_id),
+                may_change,
+            )
+            .await
+            .map_err(batch_error)?;
+            Ok(Reply {
+                status: StatusCode::OK,
+                location: None,
+                etag: None,
+                body: serde_json::to_vec(&BatchResult::from(outcomes)).unwrap_or_default(),
+            })
+        })
+    }
+}
+
+fn batch_error(e: BatchError) -> ApiError {
+    match e {
+        BatchError::Conflict(indexes) => ApiError::Conflict {
+            detail: format!(
+                "{} of the batch's slugs are taken; nothing was written",
+                indexes.len()
+            ),
+            errors: indexes
+                .into_iter()
+                .map(|index| FieldError {
+                    index: Some(index),
+                    ..FieldError::new("slug", "is already taken")
+                })
+                .collect(),
+        },
+        BatchError::Forbidden(indexes) => ApiError::Forbidden(format!(
+            "items {indexes:?} would update signals created by another key; nothing was written"
+        )),
+        BatchError::Query(e) => e.into(),
+    }
 }

@@ -6,9 +6,10 @@ use utoipa::{IntoParams, ToSchema};
 
 use super::auth::Reader;
 use super::problem::{responses, ApiError};
-use super::query::FacetQuery;
 use super::{cacheable_json, etag_of, AppState};
-use crate::db::{self, signals::FacetCount};
+use crate::db::{self, facets::FacetCount};
+use crate::domain::query::{parameters, CategoryQuery, TagQuery, CATEGORY_PARAMS, TAG_PARAMS};
+use utoipa::openapi::path::{Parameter, ParameterIn};
 
 /// A name and the number of signals that have it.
 #[derive(Debug, Serialize, ToSchema)]
@@ -27,33 +28,16 @@ pub struct FacetPage {
     pub items: Vec<Facet>,
 }
 
-/// Documents the filters both facets accept.
-#[derive(Debug, IntoParams)]
-#[into_params(parameter_in = Query)]
-#[allow(dead_code)]
-pub struct FacetParams {
-    /// Count only signals scored at least this.
-    #[param(minimum = 0, maximum = 10, example = 7)]
-    min_score: Option<i16>,
-    /// RFC 3339; count only signals with `since <= published_at`.
-    #[param(example = "2026-05-01T00:00:00Z")]
-    since: Option<String>,
-    /// RFC 3339; count only signals with `published_at < until`.
-    #[param(example = "2026-06-01T00:00:00Z")]
-    until: Option<String>,
+impl IntoParams for CategoryQuery {
+    fn into_params(_: impl Fn() -> Option<ParameterIn>) -> Vec<Parameter> {
+        parameters(CATEGORY_PARAMS)
+    }
 }
 
-/// Documents the parameters only the tag facet accepts.
-#[derive(Debug, IntoParams)]
-#[into_params(parameter_in = Query)]
-#[allow(dead_code)]
-pub struct TagParams {
-    /// Only tags starting with this, case-insensitively.
-    #[param(min_length = 1, max_length = 64, example = "ll")]
-    prefix: Option<String>,
-    /// Most tags to return.
-    #[param(minimum = 1, maximum = 100, example = 50)]
-    limit: Option<i64>,
+impl IntoParams for TagQuery {
+    fn into_params(_: impl Fn() -> Option<ParameterIn>) -> Vec<Parameter> {
+        parameters(TAG_PARAMS)
+    }
 }
 
 fn page(req: &HttpRequest, items: Vec<FacetCount>, public: bool) -> HttpResponse {
@@ -77,9 +61,9 @@ fn page(req: &HttpRequest, items: Vec<FacetCount>, public: bool) -> HttpResponse
 #[utoipa::path(
     operation_id = "list_categories",
     tag = "signals",
-    params(FacetParams),
+    params(CategoryQuery),
     responses(
-        (status = 200, description = "Categories with counts", body = FacetPage, headers(("ETag" = String))),
+        (status = 200, description = "Categories with counts", body = FacetPage, headers(("ETag" = String, description = "Strong validator of the list"), ("Cache-Control" = String))),
         (status = 304, description = "Not modified: the ETag in If-None-Match is current"),
         (status = 400, response = responses::BadRequest),
         (status = 401, response = responses::Unauthorized),
@@ -93,9 +77,10 @@ pub async fn list_categories(
     state: web::Data<AppState>,
     _reader: Reader,
 ) -> Result<HttpResponse, ApiError> {
-    let query = FacetQuery::parse(req.query_string(), false)?;
+    let CategoryQuery(query) =
+        CategoryQuery::parse(req.query_string()).map_err(ApiError::parameter)?;
     let mut conn = db::conn(&state.list_pool).await?;
-    let items = db::signals::categories(&mut conn, &query.filter).await?;
+    let items = db::facets::categories(&mut conn, &query.filter).await?;
     Ok(page(&req, items, state.public_read))
 }
 
@@ -106,9 +91,9 @@ pub async fn list_categories(
 #[utoipa::path(
     operation_id = "list_tags",
     tag = "signals",
-    params(FacetParams, TagParams),
+    params(TagQuery),
     responses(
-        (status = 200, description = "Tags with counts", body = FacetPage, headers(("ETag" = String))),
+        (status = 200, description = "Tags with counts", body = FacetPage, headers(("ETag" = String, description = "Strong validator of the list"), ("Cache-Control" = String))),
         (status = 304, description = "Not modified: the ETag in If-None-Match is current"),
         (status = 400, response = responses::BadRequest),
         (status = 401, response = responses::Unauthorized),
@@ -122,8 +107,8 @@ pub async fn list_tags(
     state: web::Data<AppState>,
     _reader: Reader,
 ) -> Result<HttpResponse, ApiError> {
-    let query = FacetQuery::parse(req.query_string(), true)?;
+    let TagQuery(query) = TagQuery::parse(req.query_string()).map_err(ApiError::parameter)?;
     let mut conn = db::conn(&state.list_pool).await?;
-    let items = db::signals::tags(&mut conn, &query.filter, query.limit).await?;
+    let items = db::facets::tags(&mut conn, &query.filter, query.limit).await?;
     Ok(page(&req, items, state.public_read))
 }

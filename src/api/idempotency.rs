@@ -1,5 +1,6 @@
-//! `Idempotency-Key` on `POST /v1/signals` and `POST /v1/signals/batch`: scripts retry on any
-//! failure, so a write made with a key is done once, and a retry gets the first response back.
+//! `Idempotency-Key`: scripts retry on any failure, so a write made with a key is done once, and
+//! a retry gets the first response back. This is a wrapper any write runs inside: it stores and
+//! replays the write's response without knowing what the write was.
 //!
 //! The write, the check and the stored response share one transaction, guarded by a
 //! transaction-scoped advisory lock on (API key, idempotency key): a crash can never leave rows
@@ -9,23 +10,23 @@
 use actix_web::http::header::{self, HeaderName, HeaderValue};
 use actix_web::http::StatusCode;
 use actix_web::{HttpRequest, HttpResponse};
-use diesel_async::AsyncConnection;
+use diesel_async::{AsyncConnection, AsyncPgConnection};
+use futures_util::future::BoxFuture;
 use serde_json::Value;
 use sha2::{Digest, Sha256};
+use uuid::Uuid;
 
-use super::auth::Principal;
-use super::batch::BatchResult;
 use super::problem::ApiError;
-use super::signals::Signal;
 use crate::db::idempotency::{self as records, StoredResponse};
-use crate::db::signals::{self as store, BatchError, BatchOutcome, OnConflict};
 use crate::db::PgConn;
-use crate::domain::signal::SignalDraft;
 use crate::domain::FieldError;
 
 pub const HEADER: HeaderName = HeaderName::from_static("idempotency-key");
 pub const REPLAYED: HeaderName = HeaderName::from_static("idempotent-replayed");
 pub const KEY_MAX: usize = 255;
+/// What the header may hold: 1 to 255 visible ASCII characters or spaces, not only spaces
+/// (leading and trailing spaces are not part of the key). The OpenAPI document gives it too.
+pub const KEY_PATTERN: &str = "^ *[!-~][ -~]{0,254}$";
 
 /// The idempotency key of a request and the fingerprint of what it asks for.
 pub struct Idempotency {
@@ -41,14 +42,17 @@ impl Idempotency {
             return Ok(None);
         };
         let bad = || ApiError::BadRequest {
-            detail: format!("Idempotency-Key must be 1 to {KEY_MAX} visible ASCII characters"),
+            detail: format!(
+                "Idempotency-Key must be 1 to {KEY_MAX} visible ASCII characters or spaces"
+            ),
             errors: vec![FieldError::new("Idempotency-Key", "is malformed")],
         };
-        let key = value.to_str().map_err(|_| bad())?.trim();
-        if key.is_empty()
-            || key.len() > KEY_MAX
-            || !key.bytes().all(|b| b.is_ascii_graphic() || b == b' ')
-        {
+        let raw = value.to_str().map_err(|_| bad())?;
+        if raw.len() > KEY_MAX || !raw.bytes().all(|b| b.is_ascii_graphic() || b == b' ') {
+            return Err(bad());
+        }
+        let key = raw.trim();
+        if key.is_empty() {
             return Err(bad());
         }
         let fingerprint = Sha256::new()
@@ -66,120 +70,125 @@ impl Idempotency {
     }
 }
 
-/// The writes that can be made idempotent.
-pub enum Write<'a> {
-    Create(&'a SignalDraft),
-    Batch(&'a [SignalDraft], OnConflict),
+/// The response of a write, as it is sent and stored for replays.
+#[derive(Debug, Clone)]
+pub struct Reply {
+    pub status: StatusCode,
+    pub location: Option<String>,
+    pub etag: Option<String>,
+    pub body: Vec<u8>,
 }
 
-/// Does the write (once per idempotency key) and returns its response; a replay carries
-/// `Idempotent-Replayed: true`.
-pub async fn write(
+/// A write that can run inside [`once`]: it writes on the connection (inside the transaction
+/// `once` opened) and says what to answer.
+pub trait Write: Sync {
+    fn write<'c>(
+        &'c self,
+        conn: &'c mut AsyncPgConnection,
+    ) -> BoxFuture<'c, Result<Reply, ApiError>>;
+}
+
+/// Runs `write` in a transaction, once per idempotency key of `key_id` when there is one:
+/// a retry gets the stored response again, with `Idempotent-Replayed: true`.
+pub async fn once(
     conn: &mut PgConn,
-    principal: Principal,
+    key_id: Uuid,
     idempotency: Option<&Idempotency>,
-    write: Write<'_>,
+    write: &impl Write,
 ) -> Result<HttpResponse, ApiError> {
-    let (stored, replayed) = conn
+    let (reply, replayed) = conn
         .transaction::<_, ApiError, _>(async |conn| {
-            if let Some(idem) = idempotency {
-                if !records::try_lock(conn, principal.key_id, &idem.key).await? {
-                    return Err(ApiError::Conflict {
-                        detail: "a request with this Idempotency-Key is still in flight; retry later".into(),
-                        errors: vec![FieldError::new("Idempotency-Key", "is in use by a request in flight")],
-                    });
-                }
-                if let Some(stored) = records::find(conn, principal.key_id, &idem.key).await? {
-                    if stored.fingerprint != idem.fingerprint {
-                        return Err(ApiError::Validation(vec![FieldError::new(
-                            "Idempotency-Key",
-                            "was used for a request with another body; use a new key for a new request",
-                        )]));
-                    }
-                    return Ok((stored, true));
-                }
-            }
-            let mut stored = match write {
-                Write::Create(draft) => {
-                    let signal = Signal::from(store::insert(conn, draft, Some(principal.key_id)).await?);
-                    StoredResponse {
-                        fingerprint: Vec::new(),
-                        status: 201,
-                        location: Some(format!("/v1/signals/{}", signal.id)),
-                        etag: Some(signal.etag()),
-                        body: serde_json::to_vec(&signal).unwrap_or_default(),
-                    }
-                }
-                Write::Batch(drafts, on_conflict) => {
-                    let may_change = |created_by| principal.may_change(created_by).is_ok();
-                    let outcomes = store::write_batch(conn, drafts, on_conflict, Some(principal.key_id), may_change)
-                        .await
-                        .map_err(batch_error)?;
-                    StoredResponse {
-                        fingerprint: Vec::new(),
-                        status: 200,
-                        location: None,
-                        etag: None,
-                        body: serde_json::to_vec(&batch_result(outcomes)).unwrap_or_default(),
-                    }
-                }
+            let Some(idem) = idempotency else {
+                return Ok((write.write(conn).await?, false));
             };
-            if let Some(idem) = idempotency {
-                stored.fingerprint = idem.fingerprint.clone();
-                records::store(conn, principal.key_id, &idem.key, &stored).await?;
+            if !records::try_lock(conn, key_id, &idem.key).await? {
+                return Err(ApiError::Conflict {
+                    detail: "a request with this Idempotency-Key is still in flight; retry later"
+                        .into(),
+                    errors: vec![FieldError::new(
+                        "Idempotency-Key",
+                        "is in use by a request in flight",
+                    )],
+                });
             }
-            Ok((stored, false))
+            if let Some(stored) = records::find(conn, key_id, &idem.key).await? {
+                if stored.fingerprint != idem.fingerprint {
+                    return Err(ApiError::Validation(vec![FieldError::new(
+                        "Idempotency-Key",
+                        "was used for a request with another body; use a new key for a new request",
+                    )]));
+                }
+                return Ok((from_stored(stored), true));
+            }
+            let reply = write.write(conn).await?;
+            records::store(conn, key_id, &idem.key, &to_stored(&reply, idem)).await?;
+            Ok((reply, false))
         })
         .await?;
-    Ok(response(&stored, replayed))
+    Ok(response(reply, replayed))
 }
 
-fn response(stored: &StoredResponse, replayed: bool) -> HttpResponse {
-    let status = StatusCode::from_u16(stored.status as u16).unwrap_or(StatusCode::OK);
-    let mut builder = HttpResponse::build(status);
+fn to_stored(reply: &Reply, idem: &Idempotency) -> StoredResponse {
+    StoredResponse {
+        fingerprint: idem.fingerprint.clone(),
+        status: reply.status.as_u16() as i16,
+        body: reply.body.clone(),
+        location: reply.location.clone(),
+        etag: reply.etag.clone(),
+    }
+}
+
+fn from_stored(stored: StoredResponse) -> Reply {
+    Reply {
+        status: StatusCode::from_u16(stored.status as u16).unwrap_or(StatusCode::OK),
+        location: stored.location,
+        etag: stored.etag,
+        body: stored.body,
+    }
+}
+
+fn response(reply: Reply, replayed: bool) -> HttpResponse {
+    let mut builder = HttpResponse::build(reply.status);
     builder.content_type("application/json");
-    if let Some(location) = &stored.location {
+    if let Some(location) = &reply.location {
         builder.insert_header((header::LOCATION, location.as_str()));
     }
-    if let Some(etag) = &stored.etag {
+    if let Some(etag) = &reply.etag {
         builder.insert_header((header::ETAG, etag.as_str()));
     }
     if replayed {
         builder.insert_header((REPLAYED, HeaderValue::from_static("true")));
     }
-    builder.body(stored.body.clone())
+    builder.body(reply.body)
 }
 
-fn batch_result(outcomes: Vec<BatchOutcome>) -> BatchResult {
-    let mut result = BatchResult::default();
-    for outcome in outcomes {
-        match outcome {
-            BatchOutcome::Created(id) => result.created.push(id),
-            BatchOutcome::Updated(id) => result.updated.push(id),
-            BatchOutcome::Skipped(id) => result.skipped.push(id),
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_documented_pattern_is_what_the_header_takes() {
+        let pattern = regex::Regex::new(KEY_PATTERN).unwrap();
+        for (key, ok) in [
+            ("cron-2026-05-06", true),
+            (" padded ", true),
+            ("a b", true),
+            ("   ", false),
+            ("", false),
+            ("tab\there", false),
+            ("é", false),
+        ] {
+            assert_eq!(pattern.is_match(key), ok, "{key:?}");
+            let req = actix_web::test::TestRequest::post()
+                .insert_header((HEADER, HeaderValue::from_bytes(key.as_bytes()).unwrap()))
+                .to_http_request();
+            assert_eq!(
+                Idempotency::from_request(&req, &Value::Null).is_ok(),
+                ok,
+                "{key:?}"
+            );
         }
-    }
-    result
-}
-
-fn batch_error(e: BatchError) -> ApiError {
-    match e {
-        BatchError::Conflict(indexes) => ApiError::Conflict {
-            detail: format!(
-                "{} of the batch's slugs are taken; nothing was written",
-                indexes.len()
-            ),
-            errors: indexes
-                .into_iter()
-                .map(|index| FieldError {
-                    index: Some(index),
-                    ..FieldError::new("slug", "is already taken")
-                })
-                .collect(),
-        },
-        BatchError::Forbidden(indexes) => ApiError::Forbidden(format!(
-            "items {indexes:?} would update signals created by another key; nothing was written"
-        )),
-        BatchError::Query(e) => e.into(),
+        let long = "k".repeat(KEY_MAX + 1);
+        assert!(!pattern.is_match(&long));
     }
 }

@@ -9,7 +9,9 @@ use std::time::Instant;
 use actix_web::body::{BoxBody, MessageBody};
 use actix_web::dev::{ServiceRequest, ServiceResponse};
 use actix_web::http::header::{self, HeaderName, HeaderValue};
+use actix_web::http::Method;
 use actix_web::middleware::Next;
+use actix_web::HttpMessage;
 use actix_web::{web, Error};
 use tracing::Instrument;
 use uuid::Uuid;
@@ -18,11 +20,38 @@ use super::problem::{problem_for_status, problem_response, PROBLEM_JSON};
 
 pub const REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
 
+/// Marks a request that came as HEAD and is routed as GET.
+#[derive(Clone, Copy)]
+struct Head;
+
+/// Every GET route answers HEAD: the request is routed and handled as the GET it asks about,
+/// and the server sends the response's status and headers without its body (actix's HTTP
+/// layer drops the body of an answer to HEAD, keeping its `Content-Length`).
+pub async fn head_as_get(
+    mut req: ServiceRequest,
+    next: Next<impl MessageBody + 'static>,
+) -> Result<ServiceResponse<impl MessageBody>, Error> {
+    if req.method() == Method::HEAD {
+        req.head_mut().method = Method::GET;
+        req.extensions_mut().insert(Head);
+    }
+    next.call(req).await
+}
+
+/// The method the client sent (HEAD for a HEAD routed as GET).
+pub fn original_method(req: &actix_web::HttpRequest) -> Method {
+    match req.extensions().get::<Head>() {
+        Some(_) => Method::HEAD,
+        None => req.method().clone(),
+    }
+}
+
 pub async fn observe(
     req: ServiceRequest,
     next: Next<impl MessageBody + 'static>,
 ) -> Result<ServiceResponse<BoxBody>, Error> {
     let started = Instant::now();
+    let method = req.method().as_str().to_owned();
     let request_id = req
         .headers()
         .get(&REQUEST_ID)
@@ -47,7 +76,6 @@ pub async fn observe(
         .request()
         .match_pattern()
         .unwrap_or_else(|| "unmatched".to_owned());
-    let method = res.request().method().as_str().to_owned();
     let elapsed = started.elapsed();
     span.in_scope(|| {
         tracing::info!(

@@ -4,9 +4,9 @@ pub mod auth;
 pub mod batch;
 pub mod facets;
 pub mod idempotency;
+pub mod list;
 pub mod middleware;
 pub mod problem;
-pub mod query;
 pub mod signals;
 pub mod system;
 
@@ -19,7 +19,10 @@ use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use base64::Engine;
 use serde_json::Value;
 use sha2::{Digest, Sha256};
-use utoipa::openapi::OpenApi;
+use utoipa::openapi::path::{Operation, Parameter, ParameterBuilder, ParameterIn};
+use utoipa::openapi::schema::{ObjectBuilder, Type};
+use utoipa::openapi::{OpenApi, RefOr, Required, ResponseBuilder};
+use utoipa::IntoParams;
 use utoipa_actix_web::service_config::ServiceConfig;
 
 use crate::db::{PgPool, SharedConn};
@@ -44,7 +47,7 @@ pub struct AppState {
 pub fn configure(cfg: &mut ServiceConfig) {
     cfg.service(signals::create_signal)
         .service(batch::batch_signals)
-        .service(signals::list_signals)
+        .service(list::list_signals)
         .service(signals::get_signal)
         .service(signals::replace_signal)
         .service(signals::patch_signal)
@@ -60,19 +63,52 @@ pub fn configure(cfg: &mut ServiceConfig) {
 /// The OpenAPI document of the API, generated from the handlers.
 pub fn openapi() -> OpenApi {
     use utoipa_actix_web::AppExt;
-    let (_, api) = actix_web::App::new()
+    let (_, mut api) = actix_web::App::new()
         .into_utoipa_app()
         .openapi(crate::openapi::frame())
         .configure(configure)
         .split_for_parts();
+    add_head_operations(&mut api);
     api
 }
 
+/// Every GET operation also answers HEAD (the same status and headers, no body): the document
+/// says so with a HEAD operation beside each GET, its responses without content.
+fn add_head_operations(api: &mut OpenApi) {
+    let components = api.components.clone().unwrap_or_default();
+    for item in api.paths.paths.values_mut() {
+        let Some(get) = &item.get else { continue };
+        let mut head: Operation = get.clone();
+        head.operation_id = get.operation_id.as_ref().map(|id| format!("head_{id}"));
+        head.summary = get.summary.as_ref().map(|s| format!("{s} (headers only)"));
+        head.description = Some("The same status and headers as the GET, without a body.".into());
+        for response in head.responses.responses.values_mut() {
+            let (description, headers) = match &*response {
+                RefOr::T(r) => (r.description.clone(), r.headers.clone()),
+                RefOr::Ref(r) => {
+                    let name = r.ref_location.rsplit('/').next().unwrap_or_default();
+                    match components.responses.get(name) {
+                        Some(RefOr::T(r)) => (r.description.clone(), r.headers.clone()),
+                        _ => (String::new(), Default::default()),
+                    }
+                }
+            };
+            let mut bare = ResponseBuilder::new().description(description);
+            for (name, header) in headers {
+                if let RefOr::T(header) = header {
+                    bare = bare.header(name, header);
+                }
+            }
+            *response = RefOr::T(bare.build());
+        }
+        item.head = Some(head);
+    }
+}
+
 /// For each documented path, the methods it allows: answers 405 with `Allow` for the others.
-/// (One URL may match several documented templates, like `{id_or_slug}` and `{id}`.)
 pub struct RouteTable(Vec<(ResourceDef, Vec<&'static str>)>);
 
-const METHODS: [&str; 5] = ["GET", "POST", "PUT", "PATCH", "DELETE"];
+const METHODS: [&str; 6] = ["GET", "HEAD", "POST", "PUT", "PATCH", "DELETE"];
 
 impl RouteTable {
     pub fn from_openapi(api: &OpenApi) -> Self {
@@ -81,7 +117,14 @@ impl RouteTable {
             .paths
             .iter()
             .map(|(path, item)| {
-                let present = [&item.get, &item.post, &item.put, &item.patch, &item.delete];
+                let present = [
+                    &item.get,
+                    &item.head,
+                    &item.post,
+                    &item.put,
+                    &item.patch,
+                    &item.delete,
+                ];
                 let methods = METHODS
                     .iter()
                     .zip(present)
@@ -94,24 +137,16 @@ impl RouteTable {
         RouteTable(routes)
     }
 
-    /// The `Allow` value for a path, if any documented route matches it.
+    /// The `Allow` value for a path: the methods of the documented path that names it. When
+    /// several templates match (`/v1/signals/batch` and `/v1/signals/{id_or_slug}`), the one
+    /// with fewer variables is that path, as routing decides.
     fn allowed(&self, path: &str) -> Option<String> {
-        let matching: Vec<&Vec<&str>> = self
+        let (_, methods) = self
             .0
             .iter()
             .filter(|(def, _)| def.is_match(path))
-            .map(|(_, methods)| methods)
-            .collect();
-        if matching.is_empty() {
-            return None;
-        }
-        let mut allow: Vec<&str> = METHODS
-            .iter()
-            .copied()
-            .filter(|m| matching.iter().any(|methods| methods.contains(m)))
-            .collect();
-        allow.push("OPTIONS");
-        Some(allow.join(", "))
+            .min_by_key(|(def, _)| def.pattern().map_or(0, |p| p.matches('{').count()))?;
+        Some(methods.join(", "))
     }
 }
 
@@ -121,21 +156,106 @@ pub async fn no_route(
     req: HttpRequest,
     table: web::Data<RouteTable>,
 ) -> Result<HttpResponse, ApiError> {
+    let method = middleware::original_method(&req);
     match table.allowed(req.path()) {
         // A plain OPTIONS (CORS preflights are answered before routing) lists the methods.
-        Some(allow) if req.method() == actix_web::http::Method::OPTIONS => {
-            Ok(HttpResponse::NoContent()
-                .insert_header((header::ALLOW, allow))
-                .finish())
-        }
+        Some(allow) if method == actix_web::http::Method::OPTIONS => Ok(HttpResponse::NoContent()
+            .insert_header((header::ALLOW, allow))
+            .finish()),
         Some(allow) => Err(ApiError::MethodNotAllowed {
-            method: req.method().to_string(),
+            method: method.to_string(),
             allow,
         }),
         None => Err(ApiError::NotFound(format!(
             "there is no route {}",
             req.path()
         ))),
+    }
+}
+
+/// The `{id_or_slug}` path parameter.
+pub struct IdOrSlug;
+
+impl IntoParams for IdOrSlug {
+    fn into_params(_: impl Fn() -> Option<ParameterIn>) -> Vec<Parameter> {
+        vec![ParameterBuilder::new()
+            .name("id_or_slug")
+            .parameter_in(ParameterIn::Path)
+            .required(Required::True)
+            .description(Some(
+                "The signal's id (a UUID) or its slug; anything else names no signal (404).",
+            ))
+            .schema(Some(
+                ObjectBuilder::new()
+                    .schema_type(Type::String)
+                    .min_length(Some(1))
+                    .max_length(Some(crate::domain::signal::SLUG_MAX)),
+            ))
+            .example(Some(serde_json::json!("deepseek-targets-45b-valuation")))
+            .build()]
+    }
+}
+
+/// An entity tag, or a list of them, as `If-Match` and `If-None-Match` carry (RFC 9110).
+const ETAG_LIST_PATTERN: &str = r#"^(\*|(W/)?"[!#-~]*"([ \t]*,[ \t]*(W/)?"[!#-~]*")*)$"#;
+
+fn header_param(name: &str, description: &str, schema: ObjectBuilder) -> Parameter {
+    ParameterBuilder::new()
+        .name(name)
+        .parameter_in(ParameterIn::Header)
+        .required(Required::False)
+        .description(Some(description))
+        .schema(Some(schema))
+        .build()
+}
+
+/// The `If-Match` header of PUT, PATCH and DELETE.
+pub struct IfMatchHeader;
+
+impl IntoParams for IfMatchHeader {
+    fn into_params(_: impl Fn() -> Option<ParameterIn>) -> Vec<Parameter> {
+        vec![header_param(
+            "If-Match",
+            "Change only if the signal's current ETag is one of these (or `*`); else 412. \
+             An ETag from an earlier response that no longer matches is 412, not 400.",
+            ObjectBuilder::new()
+                .schema_type(Type::String)
+                .pattern(Some(ETAG_LIST_PATTERN)),
+        )]
+    }
+}
+
+/// The `If-None-Match` header of GET.
+pub struct IfNoneMatchHeader;
+
+impl IntoParams for IfNoneMatchHeader {
+    fn into_params(_: impl Fn() -> Option<ParameterIn>) -> Vec<Parameter> {
+        vec![header_param(
+            "If-None-Match",
+            "ETag(s) the client holds; 304 when one is current (or `*`).",
+            ObjectBuilder::new()
+                .schema_type(Type::String)
+                .pattern(Some(ETAG_LIST_PATTERN)),
+        )]
+    }
+}
+
+/// The `Idempotency-Key` header of the creating POSTs.
+pub struct IdempotencyKeyHeader;
+
+impl IntoParams for IdempotencyKeyHeader {
+    fn into_params(_: impl Fn() -> Option<ParameterIn>) -> Vec<Parameter> {
+        vec![header_param(
+            "Idempotency-Key",
+            "Makes retries safe: the write is done once per key and API key (24 hours). \
+             Leading and trailing spaces are not part of the key.",
+            ObjectBuilder::new()
+                .schema_type(Type::String)
+                .min_length(Some(1))
+                .max_length(Some(idempotency::KEY_MAX))
+                .pattern(Some(idempotency::KEY_PATTERN))
+                .examples([serde_json::json!("cron-2026-05-06T18:00-deepseek")]),
+        )]
     }
 }
 
@@ -187,6 +307,11 @@ pub async fn read_json(
 /// A strong ETag of a response body.
 pub fn etag_of(body: &[u8]) -> String {
     etag_from(Sha256::digest(body).as_slice())
+}
+
+/// The strong ETag of a version of a signal: every change moves `updated_at` forward.
+pub fn signal_etag(id: uuid::Uuid, updated_at: chrono::DateTime<chrono::Utc>) -> String {
+    version_etag(&[(id, updated_at)], "")
 }
 
 /// Bumped whenever the JSON shape of a signal changes, so old ETags stop matching.

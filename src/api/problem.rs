@@ -7,7 +7,7 @@ use actix_web::{HttpResponse, ResponseError};
 use serde::Serialize;
 use utoipa::ToSchema;
 
-use crate::db::signals::InsertError;
+use crate::db::writes::InsertError;
 use crate::db::DbError;
 use crate::domain::FieldError;
 
@@ -91,9 +91,14 @@ impl ApiError {
     }
 
     pub fn bad_parameter(name: &str, message: impl Into<String>) -> Self {
-        let error = FieldError::new(name, message);
+        Self::parameter(FieldError::new(name, message))
+    }
+
+    /// A bad query parameter (or header) as the domain's parsers report it.
+    pub fn parameter(error: FieldError) -> Self {
+        let name = error.field.clone();
         ApiError::BadRequest {
-            detail: format!("query parameter {name} {}", error.message),
+            detail: format!("parameter {name} {}", error.message),
             errors: vec![error],
         }
     }

@@ -1,12 +1,16 @@
 //! Database access: the connection pool, embedded migrations and the queries per resource.
 
 pub mod embedded;
+pub mod facets;
 mod fixed_sql;
 pub mod idempotency;
 pub mod keys;
+pub mod lists;
+pub mod lookups;
+pub mod rows;
 pub mod schema;
 pub mod signal_json;
-pub mod signals;
+pub mod writes;
 
 use std::cell::RefCell;
 use std::rc::Rc;
@@ -283,4 +287,14 @@ pub async fn ping(pool: &PgPool, timeout: Duration) -> bool {
         c.batch_execute("SELECT 1").await.ok()
     };
     matches!(tokio::time::timeout(timeout, check).await, Ok(Some(())))
+}
+
+/// The SQL text of a query with `$n` placeholders, as PostgreSQL receives it (for benchmarks
+/// and `EXPLAIN`).
+pub fn sql_text<T: diesel::query_builder::QueryFragment<diesel::pg::Pg>>(query: &T) -> String {
+    let text = diesel::debug_query::<diesel::pg::Pg, _>(query).to_string();
+    text.split(" -- binds: ")
+        .next()
+        .unwrap_or_default()
+        .to_owned()
 }

@@ -1,86 +1,69 @@
 //! Signals read straight into their JSON representation: the hot path of list pages and single
 //! reads. Each field is written from the row's bytes as they came from PostgreSQL (no owned
 //! string per field, no serde struct in between); the result is byte for byte what serializing
-//! `api::signals::Signal` gives (an integration test compares them).
+//! `domain::signal::Signal` gives (an integration test compares them).
 
 use chrono::{DateTime, Utc};
-use diesel::deserialize::{self, FromSqlRow};
+use diesel::deserialize::{self, FromSql, FromSqlRow};
 use diesel::pg::{Pg, PgValue};
 use diesel::row::{Field, Row};
-use diesel::sql_types::{
-    Array, Float, Jsonb, Nullable, SmallInt, Text, Timestamptz, Uuid as SqlUuid,
-};
+use diesel::sql_types::{Float, SmallInt, Timestamptz, Uuid as SqlUuid};
 use uuid::Uuid;
 
 use super::schema::signals;
-use crate::domain::signal::ALL_FIELDS;
+use crate::domain::signal::{field_index, ALL_FIELDS};
 use crate::json;
 
-/// The columns of the representation, in its field order ([`ALL_FIELDS`]).
-pub type Columns = (
-    signals::id,
-    signals::slug,
-    signals::title,
-    signals::summary,
-    signals::body,
-    signals::score,
-    signals::category,
-    signals::published_at,
-    signals::sections,
-    signals::tags,
-    signals::source_url,
-    signals::created_at,
-    signals::updated_at,
-);
+macro_rules! columns {
+    ($( $(#[$meta:meta])* $name:ident : $ty:ty => $kind:ident, )*) => {
+        /// The columns of the representation, in its field order ([`ALL_FIELDS`]).
+        pub type Columns = ($(signals::$name,)*);
 
-pub const COLUMNS: Columns = (
-    signals::id,
-    signals::slug,
-    signals::title,
-    signals::summary,
-    signals::body,
-    signals::score,
-    signals::category,
-    signals::published_at,
-    signals::sections,
-    signals::tags,
-    signals::source_url,
-    signals::created_at,
-    signals::updated_at,
-);
+        pub const COLUMNS: Columns = ($(signals::$name,)*);
 
-type ColumnTypes = (
-    SqlUuid,
-    Text,
-    Text,
-    Text,
-    Text,
-    SmallInt,
-    Text,
-    Timestamptz,
-    Jsonb,
-    Array<Text>,
-    Nullable<Text>,
-    Timestamptz,
-    Timestamptz,
-);
+        /// The columns and a text-search rank (what list queries select).
+        pub type RankedColumns<Rank> = ($(signals::$name,)* Rank,);
 
-type RankedColumnTypes = (
-    SqlUuid,
-    Text,
-    Text,
-    Text,
-    Text,
-    SmallInt,
-    Text,
-    Timestamptz,
-    Jsonb,
-    Array<Text>,
-    Nullable<Text>,
-    Timestamptz,
-    Timestamptz,
-    Float,
-);
+        pub fn ranked_columns<Rank>(rank: Rank) -> RankedColumns<Rank> {
+            ($(signals::$name,)* rank,)
+        }
+
+        type ColumnTypes = ($(diesel::dsl::SqlTypeOf<signals::$name>,)*);
+
+        type RankedColumnTypes = ($(diesel::dsl::SqlTypeOf<signals::$name>,)* Float,);
+
+        /// Writes every field of the row as a member of the JSON object, each by the writer
+        /// its entry names; returns where each member starts.
+        fn write_members<'a>(
+            out: &mut Vec<u8>,
+            row: &impl Row<'a, Pg>,
+        ) -> deserialize::Result<[u32; ALL_FIELDS.len()]> {
+            let mut starts = [0u32; ALL_FIELDS.len()];
+            let mut i = 0;
+            $(
+                out.push(if i == 0 { b'{' } else { b',' });
+                starts[i] = out.len() as u32;
+                json::write_str(out, stringify!($name));
+                out.push(b':');
+                let field = row.get(i).ok_or(diesel::result::UnexpectedEndOfRow)?;
+                write::$kind(out, field.value())?;
+                #[allow(unused_assignments)]
+                {
+                    i += 1;
+                }
+            )*
+            out.push(b'}');
+            Ok(starts)
+        }
+    };
+}
+
+crate::signal_fields!(columns);
+
+const ID: usize = field_index("id");
+const SCORE: usize = field_index("score");
+const PUBLISHED_AT: usize = field_index("published_at");
+const UPDATED_AT: usize = field_index("updated_at");
 
 /// One signal as its JSON object, with the keys a page needs (ETag, cursor) decoded.
 #[derive(Debug, Clone)]
@@ -131,89 +114,83 @@ impl SignalJson {
     }
 
     fn decode<'a>(row: &impl Row<'a, Pg>) -> deserialize::Result<Self> {
-        let mut out = Vec::with_capacity(4096);
-        let mut starts = [0u32; ALL_FIELDS.len()];
-        let mut member = |out: &mut Vec<u8>, i: usize| {
-            out.push(if i == 0 { b'{' } else { b',' });
-            starts[i] = out.len() as u32;
-            out.push(b'"');
-            out.extend_from_slice(ALL_FIELDS[i].as_bytes());
-            out.extend_from_slice(b"\":");
-        };
-        let id: Uuid = row.get_value::<SqlUuid, _, _>(0)?;
-        member(&mut out, 0);
-        json::write_uuid(&mut out, &id);
-        for i in 1..=4 {
-            member(&mut out, i);
-            write_text(&mut out, row, i)?;
-        }
-        let score: i16 = row.get_value::<SmallInt, _, _>(5)?;
-        member(&mut out, 5);
-        json::write_int(&mut out, score.into());
-        member(&mut out, 6);
-        write_text(&mut out, row, 6)?;
-        let published_at: DateTime<Utc> = row.get_value::<Timestamptz, _, _>(7)?;
-        member(&mut out, 7);
-        json::write_time(&mut out, &published_at);
-        member(&mut out, 8);
-        with_value(row, 8, |v| match v.as_bytes().split_first() {
-            // jsonb's binary format: a version byte (1), then the JSON text.
-            Some((1, stored)) => Ok(json::write_sections(
-                &mut out,
-                std::str::from_utf8(stored)?,
-            )?),
-            _ => Err("unsupported jsonb format".into()),
-        })?;
-        member(&mut out, 9);
-        with_value(row, 9, |v| write_text_array(&mut out, v.as_bytes()))?;
-        member(&mut out, 10);
-        let field = row.get(10).ok_or(diesel::result::UnexpectedEndOfRow)?;
-        match field.value() {
-            Some(v) => json::write_str(&mut out, text(v)?),
-            None => out.extend_from_slice(b"null"),
-        }
-        let created_at: DateTime<Utc> = row.get_value::<Timestamptz, _, _>(11)?;
-        member(&mut out, 11);
-        json::write_time(&mut out, &created_at);
-        let updated_at: DateTime<Utc> = row.get_value::<Timestamptz, _, _>(12)?;
-        member(&mut out, 12);
-        json::write_time(&mut out, &updated_at);
-        out.push(b'}');
-        let rank = match row.field_count() > 13 {
-            true => row.get_value::<Float, f32, _>(13)?,
+        let mut json = Vec::with_capacity(4096);
+        let starts = write_members(&mut json, row)?;
+        let rank = match row.field_count() > ALL_FIELDS.len() {
+            true => row.get_value::<Float, f32, _>(ALL_FIELDS.len())?,
             false => 0.0,
         };
         Ok(SignalJson {
-            json: out,
+            json,
             starts,
-            id,
-            score,
-            published_at,
-            updated_at,
+            id: row.get_value::<SqlUuid, Uuid, _>(ID)?,
+            score: row.get_value::<SmallInt, i16, _>(SCORE)?,
+            published_at: row.get_value::<Timestamptz, DateTime<Utc>, _>(PUBLISHED_AT)?,
+            updated_at: row.get_value::<Timestamptz, DateTime<Utc>, _>(UPDATED_AT)?,
             rank,
         })
     }
 }
 
-/// Runs `f` on the (non-null) value of field `i`.
-fn with_value<'a, R>(
-    row: &impl Row<'a, Pg>,
-    i: usize,
-    f: impl FnOnce(PgValue<'_>) -> deserialize::Result<R>,
-) -> deserialize::Result<R> {
-    let field = row.get(i).ok_or(diesel::result::UnexpectedEndOfRow)?;
-    match field.value() {
-        Some(v) => f(v),
-        None => Err(Box::new(diesel::result::UnexpectedNullError)),
-    }
-}
+/// How the fast path writes each kind of column (the names after `=>` in `signal_fields!`),
+/// from the value's bytes in PostgreSQL's binary format.
+mod write {
+    use super::*;
 
-/// Writes the text of field `i` as a JSON string.
-fn write_text<'a>(out: &mut Vec<u8>, row: &impl Row<'a, Pg>, i: usize) -> deserialize::Result<()> {
-    with_value(row, i, |v| {
-        json::write_str(out, text(v)?);
+    pub fn uuid(out: &mut Vec<u8>, v: Option<PgValue<'_>>) -> deserialize::Result<()> {
+        let v = some(v)?;
+        let id: Uuid = FromSql::<SqlUuid, Pg>::from_sql(v)?;
+        json::write_uuid(out, &id);
         Ok(())
-    })
+    }
+
+    pub fn text(out: &mut Vec<u8>, v: Option<PgValue<'_>>) -> deserialize::Result<()> {
+        let v = some(v)?;
+        json::write_str(out, super::text(v)?);
+        Ok(())
+    }
+
+    pub fn int(out: &mut Vec<u8>, v: Option<PgValue<'_>>) -> deserialize::Result<()> {
+        let v = some(v)?;
+        let n: i16 = FromSql::<SmallInt, Pg>::from_sql(v)?;
+        json::write_int(out, n.into());
+        Ok(())
+    }
+
+    pub fn time(out: &mut Vec<u8>, v: Option<PgValue<'_>>) -> deserialize::Result<()> {
+        let v = some(v)?;
+        let t: DateTime<Utc> = FromSql::<Timestamptz, Pg>::from_sql(v)?;
+        json::write_time(out, &t);
+        Ok(())
+    }
+
+    pub fn sections(out: &mut Vec<u8>, v: Option<PgValue<'_>>) -> deserialize::Result<()> {
+        let v = some(v)?;
+        match v.as_bytes().split_first() {
+            // jsonb's binary format: a version byte (1), then the JSON text.
+            Some((1, stored)) => Ok(json::write_sections(out, std::str::from_utf8(stored)?)?),
+            _ => Err("unsupported jsonb format".into()),
+        }
+    }
+
+    pub fn text_array(out: &mut Vec<u8>, v: Option<PgValue<'_>>) -> deserialize::Result<()> {
+        let v = some(v)?;
+        write_text_array(out, v.as_bytes())
+    }
+
+    pub fn nullable_text(out: &mut Vec<u8>, v: Option<PgValue<'_>>) -> deserialize::Result<()> {
+        match v {
+            Some(_) => text(out, v),
+            None => {
+                out.extend_from_slice(b"null");
+                Ok(())
+            }
+        }
+    }
+
+    fn some(v: Option<PgValue<'_>>) -> deserialize::Result<PgValue<'_>> {
+        v.ok_or_else(|| Box::new(diesel::result::UnexpectedNullError) as _)
+    }
 }
 
 fn text<'b>(v: PgValue<'b>) -> deserialize::Result<&'b str> {

@@ -1,6 +1,12 @@
-//! Validated domain values. Handlers and the database layer only ever see these.
+//! The service's words, parsed once: a signal's fields (defined once), what clients send, the
+//! filters, sorts and cursors of queries. No HTTP, no SQL: handlers and the database layer
+//! only ever see these.
 
+pub mod cursor;
+pub mod examples;
+pub mod input;
 pub mod key;
+pub mod query;
 pub mod signal;
 
 use serde::Serialize;
@@ -11,7 +17,7 @@ use utoipa::ToSchema;
 #[schema(example = json!({"field": "score", "message": "must be between 0 and 10"}))]
 pub struct FieldError {
     /// A path into the request body (`score`, `tags[2]`, `sections[0].heading`) or the name of a
-    /// query parameter; empty for the body as a whole.
+    /// query parameter or header; empty for the body as a whole.
     pub field: String,
     pub message: String,
     /// The position of the item in a batch request, when the error is about one item.

@@ -379,7 +379,7 @@ pub async fn assert_problem(res: &mut Response, status: u16) -> Value {
 
 /// A valid signal with these fields changed.
 pub fn signal(overrides: Value) -> Value {
-    let mut base = signals::api::signals::example_input();
+    let mut base = signals::domain::examples::input();
     for (k, v) in overrides.as_object().unwrap() {
         base[k] = v.clone();
     }

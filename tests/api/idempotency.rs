@@ -117,6 +117,52 @@ async fn many_concurrent_requests_with_one_key_create_exactly_one_signal() {
 }
 
 #[actix_web::test]
+async fn a_duplicate_while_the_first_is_in_flight_is_409_and_writes_nothing() {
+    let app = TestApp::spawn_with(|_, db| db.pool_size = 4).await;
+    let key = app.key(Scope::Write).await;
+    let body = signal(json!({}));
+    // The first request takes the key's lock, then waits on the locked table: it is in flight.
+    let lock = app.lock_signals().await;
+    let first = app
+        .request(Method::POST, "/v1/signals", &key)
+        .insert_header(("Idempotency-Key", "slow-one"))
+        .send_json(&body);
+    let first = actix_web::rt::spawn(first);
+    let mut conn = signals::db::conn(&app.pool).await.unwrap();
+    let started = std::time::Instant::now();
+    loop {
+        #[derive(diesel::QueryableByName)]
+        struct Held {
+            #[diesel(sql_type = diesel::sql_types::BigInt)]
+            n: i64,
+        }
+        let held: Held = diesel_async::RunQueryDsl::get_result(
+            diesel::sql_query(
+                "SELECT count(*) AS n FROM pg_locks WHERE locktype = 'advisory' AND granted",
+            ),
+            &mut conn,
+        )
+        .await
+        .unwrap();
+        if held.n > 0 {
+            break;
+        }
+        assert!(
+            started.elapsed().as_secs() < 10,
+            "the first request never took its lock"
+        );
+        actix_web::rt::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+    let mut second = post(&app, "/v1/signals", &key, "slow-one", &body).await;
+    let problem = assert_problem(&mut second, 409).await;
+    assert_eq!(problem["errors"][0]["field"], "Idempotency-Key");
+    lock.batch_execute("COMMIT").await.unwrap();
+    let first = first.await.unwrap().unwrap();
+    assert_eq!(first.status(), 201);
+    assert_eq!(signal_count(&app).await, 1, "the 409 wrote nothing");
+}
+
+#[actix_web::test]
 async fn batches_are_idempotent_too() {
     let app = TestApp::spawn().await;
     let key = app.key(Scope::Write).await;

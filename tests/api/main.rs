@@ -12,4 +12,5 @@ mod listing;
 mod migrations;
 mod openapi;
 mod pools;
+mod routes;
 mod signals_crud;

@@ -6,9 +6,10 @@ use diesel::sql_types::{BigInt, Integer, Text};
 use diesel::QueryableByName;
 use diesel_async::RunQueryDsl;
 use serde_json::{json, Value};
-use signals::db::signals::{self as store, After, ListFilter, Sort};
+use signals::db::lists as store;
 use signals::db::{self, PgConn, Plans, PoolFactory};
 use signals::domain::key::Scope;
+use signals::domain::query::{After, ListFilter, Sort};
 
 use crate::helpers::{assert_problem, db_settings, json_body, signal, TestApp, TestDb};
 

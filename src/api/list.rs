@@ -1,0 +1,173 @@
+//! `GET /v1/signals`: list and query signals, a page at a time in keyset order.
+
+use actix_web::http::header;
+use actix_web::{get, web, HttpRequest, HttpResponse};
+use serde::Serialize;
+use utoipa::openapi::path::{Parameter, ParameterIn};
+use utoipa::{IntoParams, ToSchema};
+
+use super::auth::Reader;
+use super::problem::{responses, ApiError};
+use super::{cacheable_json, version_etag, AppState};
+use crate::db::{self, lists, signal_json::SignalJson};
+use crate::domain::examples;
+use crate::domain::query::{parameters, After, ListQuery, LIST_PARAMS};
+use crate::domain::signal::{Signal, ALL_FIELDS};
+use crate::json;
+
+/// A page of signals in keyset order.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct SignalPage {
+    pub items: Vec<Signal>,
+    /// Pass as `cursor` for the next page; null on the last page.
+    #[schema(pattern = "^[A-Za-z0-9_-]{1,2048}\\.[A-Za-z0-9_-]{22}$")]
+    pub next_cursor: Option<String>,
+    /// The number of all matching signals; only with `include_total=true`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub total: Option<i64>,
+}
+
+impl IntoParams for ListQuery {
+    fn into_params(_: impl Fn() -> Option<ParameterIn>) -> Vec<Parameter> {
+        parameters(LIST_PARAMS)
+    }
+}
+
+/// List signals
+///
+/// Newest first by default. Filters combine with AND. Pagination is keyset: follow
+/// `next_cursor` (or the `Link: rel="next"` header) and every matching signal is seen exactly
+/// once, in order, even while signals are added meanwhile; a later page costs what the first one
+/// does. Unknown or repeated single-valued parameters are rejected with 400.
+#[utoipa::path(
+    operation_id = "list_signals",
+    tag = "signals",
+    params(ListQuery),
+    responses(
+        (status = 200, description = "A page of signals", body = SignalPage, headers(
+            ("Link" = String, description = "`<next page URL>; rel=\"next\"` when there is a next page"),
+            ("ETag" = String, description = "Strong validator of the page"),
+            ("Cache-Control" = String),
+        ), example = json!({"items": [examples::signal()], "next_cursor": null})),
+        (status = 304, description = "Not modified: the ETag in If-None-Match is current"),
+        (status = 400, response = responses::BadRequest),
+        (status = 401, response = responses::Unauthorized),
+        (status = 503, response = responses::Unavailable),
+    ),
+    security((), ("bearer" = []))
+)]
+#[get("/v1/signals")]
+pub async fn list_signals(
+    req: HttpRequest,
+    state: web::Data<AppState>,
+    _reader: Reader,
+) -> Result<HttpResponse, ApiError> {
+    let query = ListQuery::parse(req.query_string()).map_err(ApiError::parameter)?;
+    let after = query
+        .after(&state.cursor_key)
+        .map_err(ApiError::parameter)?;
+    let mut conn = db::conn(&state.list_pool).await?;
+    let mut rows = lists::list(
+        &mut conn,
+        &query.filter,
+        query.sort,
+        after.as_ref(),
+        query.limit,
+    )
+    .await?;
+    let next_cursor = if rows.len() as i64 > query.limit {
+        rows.truncate(query.limit as usize);
+        rows.last().map(|last| {
+            let after = After::of(
+                query.sort,
+                last.id,
+                last.score,
+                last.published_at,
+                last.rank,
+            );
+            query.cursor_for(&after, &state.cursor_key)
+        })
+    } else {
+        None
+    };
+    let total = match query.include_total {
+        true => Some(lists::count(&mut conn, &query.filter).await?),
+        false => None,
+    };
+    let versions: Vec<_> = rows.iter().map(|r| (r.id, r.updated_at)).collect();
+    let etag = version_etag(
+        &versions,
+        &format!("{:?}|{next_cursor:?}|{total:?}", query.fields),
+    );
+    let make_body = || {
+        page_json(
+            &rows,
+            query.fields.as_deref(),
+            next_cursor.as_deref(),
+            total,
+        )
+    };
+    let mut response = cacheable_json(&req, etag, state.public_read, make_body);
+    if let Some(cursor) = &next_cursor {
+        if let Ok(link) =
+            header::HeaderValue::from_str(&format!("<{}>; rel=\"next\"", next_url(&req, cursor)))
+        {
+            response.headers_mut().insert(header::LINK, link);
+        }
+    }
+    Ok(response)
+}
+
+/// The JSON of a page (what serializing a [`SignalPage`] gives), its signals with only the
+/// named top-level fields when `fields` is given.
+fn page_json(
+    rows: &[SignalJson],
+    fields: Option<&[String]>,
+    next_cursor: Option<&str>,
+    total: Option<i64>,
+) -> Vec<u8> {
+    let size: usize = rows.iter().map(|r| r.as_bytes().len() + 1).sum();
+    let mut out = Vec::with_capacity(size + 256);
+    out.extend_from_slice(b"{\"items\":[");
+    for (i, row) in rows.iter().enumerate() {
+        if i > 0 {
+            out.push(b',');
+        }
+        match fields {
+            None => out.extend_from_slice(row.as_bytes()),
+            Some(fields) => {
+                row.write_fields(&mut out, |k| fields.iter().any(|f| f == ALL_FIELDS[k]))
+            }
+        }
+    }
+    out.extend_from_slice(b"],\"next_cursor\":");
+    match next_cursor {
+        Some(cursor) => json::write_str(&mut out, cursor),
+        None => out.extend_from_slice(b"null"),
+    }
+    if let Some(total) = total {
+        out.extend_from_slice(b",\"total\":");
+        json::write_int(&mut out, total);
+    }
+    out.push(b'}');
+    out
+}
+
+/// The absolute URL of the next page: the same query with the new cursor.
+fn next_url(req: &HttpRequest, cursor: &str) -> String {
+    let mut query = form_urlencoded::Serializer::new(String::new());
+    for (k, v) in form_urlencoded::parse(req.query_string().as_bytes()) {
+        if k != "cursor" {
+            query.append_pair(&k, &v);
+        }
+    }
+    query.append_pair("cursor", cursor);
+    let info = req.connection_info();
+    format!(
+        "{}://{}{}?{}",
+        info.scheme(),
+        info.host(),
+        req.path(),
+        query.finish()
+    )
+}

@@ -1,0 +1,176 @@
+//! Lists of signals: filtered, in keyset order, each signal read straight into its JSON.
+
+use diesel::expression::{is_aggregate, BoxableExpression};
+use diesel::pg::Pg;
+use diesel::sql_types::{Bool, Float};
+use diesel::{ExpressionMethods, PgArrayExpressionMethods, QueryDsl};
+use diesel_async::{AsyncPgConnection, RunQueryDsl};
+
+use super::fixed_sql::{Bind, FixedSql};
+use super::schema::signals;
+use super::signal_json::{self, SignalJson};
+use super::sql_text;
+use crate::domain::query::{After, ListFilter, Sort};
+
+const TSQUERY: &str = "websearch_to_tsquery('english'::regconfig, ";
+const RANK: &str = "ts_rank_cd(search, websearch_to_tsquery('english'::regconfig, ";
+
+type RankExpr =
+    Box<dyn BoxableExpression<signals::table, Pg, (), is_aggregate::Never, SqlType = Float>>;
+
+/// The text-search rank of a row for `q`; 0 without a query.
+fn rank(q: Option<&str>) -> RankExpr {
+    match q {
+        Some(q) => Box::new(FixedSql::new(RANK).bind(Bind::Text(q.to_owned())).sql("))")),
+        None => Box::new(FixedSql::<Float>::new("0::real")),
+    }
+}
+
+/// Adds every filter of `f` to a query, whatever it selects.
+fn filtered<'a, ST: 'a>(
+    mut query: signals::BoxedQuery<'a, Pg, ST>,
+    f: &'a ListFilter,
+) -> signals::BoxedQuery<'a, Pg, ST> {
+    if let Some(min) = f.min_score {
+        query = query.filter(signals::score.ge(min));
+    }
+    if let Some(max) = f.max_score {
+        query = query.filter(signals::score.le(max));
+    }
+    // The keys were lower-cased by `case_key` when written and the filter values when parsed.
+    if !f.categories.is_empty() {
+        query = query.filter(signals::category_key.eq_any(&f.categories));
+    }
+    if !f.tags_all.is_empty() {
+        query = query.filter(signals::tag_keys.contains(&f.tags_all));
+    }
+    if !f.tags_any.is_empty() {
+        query = query.filter(signals::tag_keys.overlaps_with(&f.tags_any));
+    }
+    if let Some(since) = f.since {
+        query = query.filter(signals::published_at.ge(since));
+    }
+    if let Some(until) = f.until {
+        query = query.filter(signals::published_at.lt(until));
+    }
+    if let Some(q) = &f.q {
+        query = query.filter(
+            FixedSql::<Bool>::new("search @@ ")
+                .sql(TSQUERY)
+                .bind(Bind::Text(q.clone()))
+                .sql(")"),
+        );
+    }
+    query
+}
+
+/// One page in keyset order, each signal as its JSON representation with its text-search rank
+/// (0 unless sorting by relevance): `limit + 1` rows are read so the caller knows whether more
+/// follow.
+pub async fn list(
+    conn: &mut AsyncPgConnection,
+    filter: &ListFilter,
+    sort: Sort,
+    after: Option<&After>,
+    limit: i64,
+) -> diesel::QueryResult<Vec<SignalJson>> {
+    list_query(filter, sort, after, limit).load(conn).await
+}
+
+/// The SQL text `list` sends for these arguments, with `$n` placeholders (for benchmarks and
+/// `EXPLAIN`: the statement as PostgreSQL sees it).
+pub fn list_sql(filter: &ListFilter, sort: Sort, after: Option<&After>, limit: i64) -> String {
+    sql_text(&list_query(filter, sort, after, limit))
+}
+
+type ListQuery<'a> =
+    signals::BoxedQuery<'a, Pg, diesel::dsl::SqlTypeOf<signal_json::RankedColumns<RankExpr>>>;
+
+fn list_query<'a>(
+    filter: &'a ListFilter,
+    sort: Sort,
+    after: Option<&After>,
+    limit: i64,
+) -> ListQuery<'a> {
+    let q = filter.q.as_deref();
+    let mut query = filtered(
+        signals::table
+            .select(signal_json::ranked_columns(rank(q)))
+            .into_boxed::<Pg>(),
+        filter,
+    );
+    let cmp = if sort.descending() { "<" } else { ">" };
+    if let Some(after) = after {
+        // Row comparisons, so a composite index serves the keyset condition directly.
+        query = match after {
+            After::Published(t, id) => query.filter(
+                FixedSql::<Bool>::new("(published_at, id) ")
+                    .sql(cmp)
+                    .sql(" (")
+                    .bind(Bind::Time(*t))
+                    .sql(", ")
+                    .bind(Bind::Uuid(*id))
+                    .sql(")"),
+            ),
+            After::Score(s, t, id) => query.filter(
+                FixedSql::<Bool>::new("(score, published_at, id) ")
+                    .sql(cmp)
+                    .sql(" (")
+                    .bind(Bind::SmallInt(*s))
+                    .sql(", ")
+                    .bind(Bind::Time(*t))
+                    .sql(", ")
+                    .bind(Bind::Uuid(*id))
+                    .sql(")"),
+            ),
+            After::Relevance(r, t, id) => query.filter(
+                match q {
+                    Some(q) => FixedSql::<Bool>::new("(")
+                        .sql(RANK)
+                        .bind(Bind::Text(q.to_owned()))
+                        .sql(")), published_at, id) < ("),
+                    // Every row ranks 0 without a text query.
+                    None => FixedSql::<Bool>::new("(0::real, published_at, id) < ("),
+                }
+                .bind(Bind::Float(*r))
+                .sql(", ")
+                .bind(Bind::Time(*t))
+                .sql(", ")
+                .bind(Bind::Uuid(*id))
+                .sql(")"),
+            ),
+        };
+    }
+    query = match sort {
+        Sort::PublishedDesc => query.order((signals::published_at.desc(), signals::id.desc())),
+        Sort::PublishedAsc => query.order((signals::published_at.asc(), signals::id.asc())),
+        Sort::ScoreDesc => query.order((
+            signals::score.desc(),
+            signals::published_at.desc(),
+            signals::id.desc(),
+        )),
+        Sort::ScoreAsc => query.order((
+            signals::score.asc(),
+            signals::published_at.asc(),
+            signals::id.asc(),
+        )),
+        Sort::Relevance => query.order((
+            rank(q).desc(),
+            signals::published_at.desc(),
+            signals::id.desc(),
+        )),
+    };
+    query.limit(limit + 1)
+}
+
+/// How many signals match the filters (for `include_total`).
+pub async fn count(conn: &mut AsyncPgConnection, filter: &ListFilter) -> diesel::QueryResult<i64> {
+    filtered(
+        signals::table
+            .select(diesel::dsl::count_star())
+            .into_boxed::<Pg>(),
+        filter,
+    )
+    .get_result(conn)
+    .await
+}

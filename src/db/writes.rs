@@ -1,0 +1,260 @@
+//! Writes of signals: insert, replace, delete and batches, inside the caller's transaction.
+
+use chrono::{DateTime, Utc};
+use diesel::{ExpressionMethods, OptionalExtension, QueryDsl, SelectableHelper};
+use diesel_async::{AsyncPgConnection, RunQueryDsl};
+use uuid::Uuid;
+
+use super::rows::SignalRow;
+use super::schema::signals;
+use crate::domain::input::SignalInput;
+use crate::domain::query::{case_key, OnConflict};
+use crate::domain::signal::{slug_from_title, SignalRef};
+
+async fn find_slug_for_update(
+    conn: &mut AsyncPgConnection,
+    slug: &str,
+) -> diesel::QueryResult<Option<SignalRow>> {
+    signals::table
+        .select(SignalRow::as_select())
+        .filter(signals::slug.eq(slug))
+        .for_update()
+        .first(conn)
+        .await
+        .optional()
+}
+
+/// The row, locked until the end of the caller's transaction.
+pub async fn find_for_update(
+    conn: &mut AsyncPgConnection,
+    r: &SignalRef,
+) -> diesel::QueryResult<Option<SignalRow>> {
+    match r {
+        SignalRef::Id(id) => signals::table
+            .select(SignalRow::as_select())
+            .filter(signals::id.eq(id))
+            .for_update()
+            .first(conn)
+            .await
+            .optional(),
+        SignalRef::Slug(slug) => find_slug_for_update(conn, slug).await,
+    }
+}
+
+/// Why an insert did not happen.
+#[derive(Debug, thiserror::Error)]
+pub enum InsertError {
+    #[error("the slug {0:?} is taken")]
+    SlugTaken(String),
+    #[error(transparent)]
+    Query(#[from] diesel::result::Error),
+}
+
+/// Inserts a signal. An explicit slug that is taken is an error; a slug derived from the title
+/// gets a suffix until it is unique.
+pub async fn insert(
+    conn: &mut AsyncPgConnection,
+    draft: &SignalInput,
+    created_by: Option<Uuid>,
+) -> Result<SignalRow, InsertError> {
+    insert_avoiding(conn, draft, created_by, &[]).await
+}
+
+/// `insert`, with derived slugs also kept clear of `reserved` (the explicit slugs of the rest of
+/// a batch, so an item's derived slug never takes a later item's slug).
+async fn insert_avoiding(
+    conn: &mut AsyncPgConnection,
+    draft: &SignalInput,
+    created_by: Option<Uuid>,
+    reserved: &[&str],
+) -> Result<SignalRow, InsertError> {
+    let now = Utc::now();
+    let base = draft
+        .slug
+        .clone()
+        .unwrap_or_else(|| slug_from_title(&draft.title));
+    for attempt in 0.. {
+        let slug = match attempt {
+            0 => base.clone(),
+            _ if draft.slug.is_some() => return Err(InsertError::SlugTaken(base)),
+            1..=3 => format!("{base}-{}", attempt + 1),
+            _ => format!("{base}-{}", &Uuid::now_v7().simple().to_string()[20..]),
+        };
+        if draft.slug.is_none() && reserved.contains(&slug.as_str()) {
+            continue;
+        }
+        let inserted = diesel::insert_into(signals::table)
+            .values((
+                signals::id.eq(Uuid::now_v7()),
+                signals::slug.eq(&slug),
+                fields(draft, now),
+                signals::created_by.eq(created_by),
+                signals::created_at.eq(now),
+                signals::updated_at.eq(now),
+            ))
+            .on_conflict(signals::slug)
+            .do_nothing()
+            .returning(SignalRow::as_returning())
+            .get_result(conn)
+            .await
+            .optional()?;
+        if let Some(row) = inserted {
+            return Ok(row);
+        }
+    }
+    unreachable!("the attempt loop only ends by returning")
+}
+
+/// Replaces the client fields of a signal; a missing slug or publication time keeps the current one.
+pub async fn replace(
+    conn: &mut AsyncPgConnection,
+    current: &SignalRow,
+    draft: &SignalInput,
+) -> diesel::QueryResult<SignalRow> {
+    let slug = draft.slug.as_deref().unwrap_or(&current.slug);
+    let published_at = draft.published_at.unwrap_or(current.published_at);
+    diesel::update(signals::table.filter(signals::id.eq(current.id)))
+        .set((
+            signals::slug.eq(slug),
+            fields(draft, published_at),
+            // Strictly later than the current version: ETags are derived from it.
+            signals::updated_at
+                .eq(Utc::now().max(current.updated_at + chrono::Duration::microseconds(1))),
+        ))
+        .returning(SignalRow::as_returning())
+        .get_result(conn)
+        .await
+}
+
+type Fields<'a> = (
+    diesel::dsl::Eq<signals::category_key, String>,
+    diesel::dsl::Eq<signals::tag_keys, Vec<String>>,
+    diesel::dsl::Eq<signals::title, &'a str>,
+    diesel::dsl::Eq<signals::summary, &'a str>,
+    diesel::dsl::Eq<signals::body, &'a str>,
+    diesel::dsl::Eq<signals::score, i16>,
+    diesel::dsl::Eq<signals::category, &'a str>,
+    diesel::dsl::Eq<signals::published_at, DateTime<Utc>>,
+    diesel::dsl::Eq<signals::sections, serde_json::Value>,
+    diesel::dsl::Eq<signals::tags, &'a [String]>,
+    diesel::dsl::Eq<signals::source_url, Option<&'a str>>,
+);
+
+/// The client-set columns of a draft; `default_published_at` when the draft has no time.
+fn fields(draft: &SignalInput, default_published_at: DateTime<Utc>) -> Fields<'_> {
+    (
+        signals::category_key.eq(case_key(&draft.category)),
+        signals::tag_keys.eq(draft.tags.iter().map(|t| case_key(t)).collect::<Vec<_>>()),
+        signals::title.eq(draft.title.as_str()),
+        signals::summary.eq(draft.summary.as_str()),
+        signals::body.eq(draft.body.as_str()),
+        signals::score.eq(draft.score),
+        signals::category.eq(draft.category.as_str()),
+        signals::published_at.eq(draft.published_at.unwrap_or(default_published_at)),
+        signals::sections.eq(serde_json::to_value(&draft.sections).unwrap_or_default()),
+        signals::tags.eq(draft.tags.as_slice()),
+        signals::source_url.eq(draft.source_url.as_deref()),
+    )
+}
+
+pub async fn delete(conn: &mut AsyncPgConnection, id: Uuid) -> diesel::QueryResult<bool> {
+    let n = diesel::delete(signals::table.filter(signals::id.eq(id)))
+        .execute(conn)
+        .await?;
+    Ok(n > 0)
+}
+
+/// What happened to one item of a batch.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum BatchOutcome {
+    Created(Uuid),
+    Updated(Uuid),
+    Skipped(Uuid),
+}
+
+/// Why a batch was rejected as a whole.
+#[derive(Debug, thiserror::Error)]
+pub enum BatchError {
+    /// Items (by index) whose slug is taken, with `on_conflict = error`.
+    #[error("slugs taken")]
+    Conflict(Vec<usize>),
+    /// Items (by index) that would update a signal this key may not change.
+    #[error("not allowed")]
+    Forbidden(Vec<usize>),
+    #[error(transparent)]
+    Query(#[from] diesel::result::Error),
+}
+
+/// Writes a batch, item by item in input order, inside the caller's transaction: any error
+/// leaves nothing written. `may_change` says whether the caller may update a signal created by
+/// the given key.
+pub async fn write_batch(
+    conn: &mut AsyncPgConnection,
+    drafts: &[SignalInput],
+    on_conflict: OnConflict,
+    created_by: Option<Uuid>,
+    may_change: impl Fn(Option<Uuid>) -> bool,
+) -> Result<Vec<BatchOutcome>, BatchError> {
+    let slugs: Vec<&str> = drafts.iter().filter_map(|d| d.slug.as_deref()).collect();
+    // Locked, so a concurrent batch cannot change them between this check and the writes.
+    let existing: Vec<SignalRow> = signals::table
+        .select(SignalRow::as_select())
+        .filter(signals::slug.eq_any(&slugs))
+        .for_update()
+        .load(conn)
+        .await?;
+    let existing_for = |d: &SignalInput| {
+        d.slug
+            .as_deref()
+            .and_then(|slug| existing.iter().find(|row| row.slug == slug))
+    };
+    let taken: Vec<usize> = (0..drafts.len())
+        .filter(|&i| existing_for(&drafts[i]).is_some())
+        .collect();
+    match on_conflict {
+        OnConflict::Error if !taken.is_empty() => return Err(BatchError::Conflict(taken)),
+        OnConflict::Update => {
+            let forbidden: Vec<usize> = taken
+                .iter()
+                .copied()
+                .filter(|&i| {
+                    existing_for(&drafts[i]).is_some_and(|row| !may_change(row.created_by))
+                })
+                .collect();
+            if !forbidden.is_empty() {
+                return Err(BatchError::Forbidden(forbidden));
+            }
+        }
+        _ => {}
+    }
+    let mut outcomes = Vec::with_capacity(drafts.len());
+    for (index, draft) in drafts.iter().enumerate() {
+        let outcome = match (existing_for(draft), on_conflict) {
+            (Some(row), OnConflict::Skip) => BatchOutcome::Skipped(row.id),
+            (Some(row), _) => BatchOutcome::Updated(replace(conn, row, draft).await?.id),
+            (None, _) => match insert_avoiding(conn, draft, created_by, &slugs).await {
+                Ok(row) => BatchOutcome::Created(row.id),
+                // Taken by a signal another transaction committed after the check above.
+                Err(InsertError::SlugTaken(slug)) => {
+                    let row = match on_conflict {
+                        OnConflict::Error => None,
+                        _ => find_slug_for_update(conn, &slug).await?,
+                    };
+                    match (row, on_conflict) {
+                        (Some(row), OnConflict::Skip) => BatchOutcome::Skipped(row.id),
+                        (Some(row), OnConflict::Update) if may_change(row.created_by) => {
+                            BatchOutcome::Updated(replace(conn, &row, draft).await?.id)
+                        }
+                        (Some(_), OnConflict::Update) => {
+                            return Err(BatchError::Forbidden(vec![index]))
+                        }
+                        _ => return Err(BatchError::Conflict(vec![index])),
+                    }
+                }
+                Err(InsertError::Query(e)) => return Err(e.into()),
+            },
+        };
+        outcomes.push(outcome);
+    }
+    Ok(outcomes)
+}

@@ -1,0 +1,692 @@
+//! The words of queries: filters, sorts, where a page ends, what a batch does with taken slugs,
+//! and the query parameters that carry them — each parameter defined once, in a table that
+//! both the parser and the OpenAPI document are made from.
+
+use chrono::{DateTime, Utc};
+use serde_json::{json, Value};
+use utoipa::openapi::path::{Parameter, ParameterBuilder, ParameterIn, ParameterStyle};
+use utoipa::openapi::schema::{
+    ArrayBuilder, KnownFormat, ObjectBuilder, Schema, SchemaFormat, Type,
+};
+use utoipa::openapi::{RefOr, Required};
+use uuid::Uuid;
+
+use super::input::{parse_timestamp, Text, SCORE_MAX, SCORE_MIN, TAG};
+use super::signal::ALL_FIELDS;
+use super::FieldError;
+
+/// The key case-insensitive filters compare: the same lower-casing for stored values and for
+/// filter values, done by the service rather than by the database so it does not depend on its
+/// locale.
+pub fn case_key(s: &str) -> String {
+    s.to_lowercase()
+}
+
+/// The filters of a list request. Category and tag values are already [`case_key`]s.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct ListFilter {
+    pub min_score: Option<i16>,
+    pub max_score: Option<i16>,
+    pub categories: Vec<String>,
+    pub tags_all: Vec<String>,
+    pub tags_any: Vec<String>,
+    pub since: Option<DateTime<Utc>>,
+    pub until: Option<DateTime<Utc>>,
+    /// Web-search syntax: words, "phrases", -exclusions, or.
+    pub q: Option<String>,
+}
+
+/// The filters the facet endpoints accept.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct FacetFilter {
+    pub min_score: Option<i16>,
+    pub since: Option<DateTime<Utc>>,
+    pub until: Option<DateTime<Utc>>,
+    /// Tags only; a [`case_key`].
+    pub prefix: Option<String>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Sort {
+    PublishedDesc,
+    PublishedAsc,
+    ScoreDesc,
+    ScoreAsc,
+    /// Best text match first (needs `q`); ties newest first.
+    Relevance,
+}
+
+impl Sort {
+    const ALL: [(Sort, &'static str); 5] = [
+        (Sort::PublishedDesc, "-published_at"),
+        (Sort::PublishedAsc, "published_at"),
+        (Sort::ScoreDesc, "-score"),
+        (Sort::ScoreAsc, "score"),
+        (Sort::Relevance, "relevance"),
+    ];
+
+    pub fn names() -> impl Iterator<Item = &'static str> {
+        Self::ALL.iter().map(|(_, n)| *n)
+    }
+
+    pub fn from_name(s: &str) -> Option<Sort> {
+        Self::ALL.iter().find(|(_, n)| *n == s).map(|(v, _)| *v)
+    }
+
+    pub fn descending(self) -> bool {
+        !matches!(self, Sort::PublishedAsc | Sort::ScoreAsc)
+    }
+}
+
+/// Where the previous page ended: the sort key of its last row.
+#[derive(Debug, Clone, PartialEq)]
+pub enum After {
+    Published(DateTime<Utc>, Uuid),
+    Score(i16, DateTime<Utc>, Uuid),
+    Relevance(f32, DateTime<Utc>, Uuid),
+}
+
+impl After {
+    /// The position after a row with these keys, in `sort`'s order.
+    pub fn of(sort: Sort, id: Uuid, score: i16, published_at: DateTime<Utc>, rank: f32) -> After {
+        match sort {
+            Sort::PublishedDesc | Sort::PublishedAsc => After::Published(published_at, id),
+            Sort::ScoreDesc | Sort::ScoreAsc => After::Score(score, published_at, id),
+            Sort::Relevance => After::Relevance(rank, published_at, id),
+        }
+    }
+}
+
+/// What a batch does with an item whose explicit slug another signal already has.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum OnConflict {
+    /// Reject the whole batch.
+    Error,
+    /// Leave the existing signal as it is.
+    Skip,
+    /// Replace the existing signal's fields.
+    Update,
+}
+
+impl OnConflict {
+    pub const NAMES: [&'static str; 3] = ["error", "skip", "update"];
+
+    pub fn from_name(s: &str) -> Option<OnConflict> {
+        match s {
+            "error" => Some(OnConflict::Error),
+            "skip" => Some(OnConflict::Skip),
+            "update" => Some(OnConflict::Update),
+            _ => None,
+        }
+    }
+}
+
+pub const LIMIT_DEFAULT: i64 = 20;
+pub const LIMIT_MAX: i64 = 100;
+pub const FACET_LIMIT_DEFAULT: i64 = 50;
+/// A text query: web-search syntax, at most 256 characters.
+pub const Q: Text = Text {
+    min: 1,
+    max: 256,
+    trim: true,
+};
+/// A cursor: base64url JSON, a dot, and a base64url tag of 16 bytes.
+pub const CURSOR_PATTERN: &str = "^[A-Za-z0-9_-]{1,2048}\\.[A-Za-z0-9_-]{22}$";
+
+/// What a query parameter holds, and so how it is parsed and documented.
+#[derive(Debug, Clone, Copy)]
+pub enum Kind {
+    /// An integer from 0 to 10.
+    Score,
+    /// An RFC 3339 date-time.
+    Time,
+    /// A category, tag or prefix: compared by its [`case_key`].
+    Word,
+    /// The text query.
+    Query,
+    /// An integer from 1 to the maximum, with a default.
+    Limit {
+        max: i64,
+        default: i64,
+    },
+    Sort,
+    Cursor,
+    Fields,
+    Bool,
+}
+
+/// One query parameter of an operation: the parser and the document both read it.
+#[derive(Debug, Clone, Copy)]
+pub struct Param {
+    pub name: &'static str,
+    pub kind: Kind,
+    /// May be given more than once; its values form a set.
+    pub repeatable: bool,
+    pub description: &'static str,
+}
+
+const fn param(name: &'static str, kind: Kind, description: &'static str) -> Param {
+    Param {
+        name,
+        kind,
+        repeatable: false,
+        description,
+    }
+}
+
+const fn repeated(name: &'static str, description: &'static str) -> Param {
+    Param {
+        name,
+        kind: Kind::Word,
+        repeatable: true,
+        description,
+    }
+}
+
+/// The parameters of `GET /v1/signals`.
+pub const LIST_PARAMS: &[Param] = &[
+    param(
+        "min_score",
+        Kind::Score,
+        "Only signals scored at least this (inclusive).",
+    ),
+    param(
+        "max_score",
+        Kind::Score,
+        "Only signals scored at most this (inclusive). Below `min_score`, nothing matches.",
+    ),
+    repeated(
+        "category",
+        "Repeatable; matches any of them, case-insensitively.",
+    ),
+    repeated(
+        "tag",
+        "Repeatable; the signal has all of them (case-insensitive).",
+    ),
+    repeated(
+        "any_tag",
+        "Repeatable; the signal has at least one of them (case-insensitive).",
+    ),
+    param("since", Kind::Time, "RFC 3339; `since <= published_at`."),
+    param(
+        "until",
+        Kind::Time,
+        "RFC 3339; `published_at < until`. Not after `since`, nothing matches.",
+    ),
+    param(
+        "q",
+        Kind::Query,
+        "Full-text search in web-search syntax (words, \"quoted phrases\", -exclusions, `or`) \
+         over title, tags, summary, body and sections; title and tags weigh most.",
+    ),
+    param(
+        "sort",
+        Kind::Sort,
+        "Order; ties break by `published_at`, then `id`, in the same direction (`relevance`: \
+         newest first). Default `-published_at`, or `relevance` when `q` is given. Without `q` \
+         every signal is equally relevant, so `relevance` is newest first.",
+    ),
+    param(
+        "limit",
+        Kind::Limit {
+            max: LIMIT_MAX,
+            default: LIMIT_DEFAULT,
+        },
+        "Page size.",
+    ),
+    param(
+        "cursor",
+        Kind::Cursor,
+        "Opaque, from `next_cursor` of the previous page; only valid with the filters and sort \
+         that made it (else 400). Cursors are signed: one the service did not issue is 400.",
+    ),
+    param(
+        "fields",
+        Kind::Fields,
+        "Comma-separated top-level fields to return; `id` is always included.",
+    ),
+    param(
+        "include_total",
+        Kind::Bool,
+        "`true` adds `total`, the count of all matching signals.",
+    ),
+];
+
+const FACET_SCORE: Param = param(
+    "min_score",
+    Kind::Score,
+    "Count only signals scored at least this.",
+);
+const FACET_SINCE: Param = param(
+    "since",
+    Kind::Time,
+    "RFC 3339; count only signals with `since <= published_at`.",
+);
+const FACET_UNTIL: Param = param(
+    "until",
+    Kind::Time,
+    "RFC 3339; count only signals with `published_at < until`.",
+);
+
+/// The parameters of `GET /v1/categories`.
+pub const CATEGORY_PARAMS: &[Param] = &[FACET_SCORE, FACET_SINCE, FACET_UNTIL];
+
+/// The parameters of `GET /v1/tags`.
+pub const TAG_PARAMS: &[Param] = &[
+    FACET_SCORE,
+    FACET_SINCE,
+    FACET_UNTIL,
+    param(
+        "prefix",
+        Kind::Word,
+        "Only tags starting with this, case-insensitively.",
+    ),
+    param(
+        "limit",
+        Kind::Limit {
+            max: LIMIT_MAX,
+            default: FACET_LIMIT_DEFAULT,
+        },
+        "Most tags to return.",
+    ),
+];
+
+/// A parsed value of a parameter.
+enum Parsed {
+    Score(i16),
+    Time(DateTime<Utc>),
+    Text(String),
+    Int(i64),
+    Sort(Sort),
+    Fields(Vec<String>),
+    Bool(bool),
+}
+
+impl Param {
+    fn error(&self, message: impl Into<String>) -> FieldError {
+        FieldError::new(self.name, message)
+    }
+
+    fn parse(&self, value: &str) -> Result<Parsed, FieldError> {
+        Ok(match self.kind {
+            Kind::Score => Parsed::Score(
+                value
+                    .parse::<i16>()
+                    .ok()
+                    .filter(|s| (SCORE_MIN..=SCORE_MAX).contains(s))
+                    .ok_or_else(|| {
+                        self.error(format!(
+                            "must be an integer between {SCORE_MIN} and {SCORE_MAX}"
+                        ))
+                    })?,
+            ),
+            Kind::Time => Parsed::Time(parse_timestamp(value).map_err(|m| self.error(m))?),
+            Kind::Word => Parsed::Text(case_key(TAG.check(value).map_err(|m| self.error(m))?)),
+            Kind::Query => Parsed::Text(Q.check(value).map_err(|m| self.error(m))?.to_owned()),
+            Kind::Limit { max, .. } => Parsed::Int(
+                value
+                    .parse()
+                    .ok()
+                    .filter(|n| (1..=max).contains(n))
+                    .ok_or_else(|| self.error(format!("must be an integer from 1 to {max}")))?,
+            ),
+            Kind::Sort => Parsed::Sort(Sort::from_name(value).ok_or_else(|| {
+                self.error(format!(
+                    "must be one of {}",
+                    Sort::names().collect::<Vec<_>>().join(", ")
+                ))
+            })?),
+            Kind::Cursor => {
+                if !has_cursor_shape(value) {
+                    return Err(self.error("is not a cursor this service issued"));
+                }
+                Parsed::Text(value.to_owned())
+            }
+            Kind::Fields => Parsed::Fields(fields(value).map_err(|m| self.error(m))?),
+            Kind::Bool => Parsed::Bool(match value {
+                "true" => true,
+                "false" => false,
+                _ => return Err(self.error("must be true or false")),
+            }),
+        })
+    }
+
+    fn schema(&self) -> RefOr<Schema> {
+        let one: Schema = match self.kind {
+            Kind::Score => ObjectBuilder::new()
+                .schema_type(Type::Integer)
+                .minimum(Some(SCORE_MIN))
+                .maximum(Some(SCORE_MAX))
+                .into(),
+            Kind::Time => ObjectBuilder::new()
+                .schema_type(Type::String)
+                .format(Some(SchemaFormat::KnownFormat(KnownFormat::DateTime)))
+                .into(),
+            Kind::Word => TAG.schema("").description(None::<String>).into(),
+            Kind::Query => Q.schema("").description(None::<String>).into(),
+            Kind::Limit { max, default } => ObjectBuilder::new()
+                .schema_type(Type::Integer)
+                .minimum(Some(1))
+                .maximum(Some(max))
+                .default(Some(json!(default)))
+                .into(),
+            Kind::Sort => ObjectBuilder::new()
+                .schema_type(Type::String)
+                .enum_values(Some(Sort::names()))
+                .into(),
+            Kind::Cursor => ObjectBuilder::new()
+                .schema_type(Type::String)
+                .pattern(Some(CURSOR_PATTERN))
+                .into(),
+            Kind::Fields => {
+                let name = format!("({})", ALL_FIELDS.join("|"));
+                ObjectBuilder::new()
+                    .schema_type(Type::String)
+                    .pattern(Some(format!("^{name}(,{name})*$")))
+                    .into()
+            }
+            Kind::Bool => ObjectBuilder::new()
+                .schema_type(Type::Boolean)
+                .default(Some(json!(false)))
+                .into(),
+        };
+        match self.repeatable {
+            true => ArrayBuilder::new().items(RefOr::T(one)).into(),
+            false => one.into(),
+        }
+    }
+
+    fn example(&self) -> Option<Value> {
+        Some(match (self.name, self.kind) {
+            (_, Kind::Score) if self.name == "max_score" => json!(9),
+            (_, Kind::Score) => json!(7),
+            ("since", _) => json!("2026-05-01T00:00:00Z"),
+            ("until", _) => json!("2026-06-01T00:00:00Z"),
+            ("category", _) => json!(["Industry"]),
+            ("tag", _) => json!(["LLM"]),
+            ("any_tag", _) => json!(["DeepSeek", "OpenAI"]),
+            ("prefix", _) => json!("ll"),
+            (_, Kind::Query) => json!("deepseek \"valuation\" -rumor"),
+            (_, Kind::Limit { default, .. }) => json!(default),
+            (_, Kind::Sort) => json!("-published_at"),
+            (_, Kind::Fields) => json!("title,score,published_at"),
+            (_, Kind::Bool) => json!(false),
+            _ => return None,
+        })
+    }
+
+    /// The OpenAPI parameter.
+    pub fn parameter(&self) -> Parameter {
+        let mut p = ParameterBuilder::new()
+            .name(self.name)
+            .parameter_in(ParameterIn::Query)
+            .required(Required::False)
+            .description(Some(self.description))
+            .schema(Some(self.schema()))
+            .example(self.example());
+        if self.repeatable {
+            p = p.style(Some(ParameterStyle::Form)).explode(Some(true));
+        }
+        p.build()
+    }
+}
+
+/// The OpenAPI parameters of a table.
+pub fn parameters(table: &[Param]) -> Vec<Parameter> {
+    table.iter().map(Param::parameter).collect()
+}
+
+/// Whether `value` has the shape [`CURSOR_PATTERN`] documents (checked by hand: the pattern is
+/// simple, and the signature check that follows is what really decides).
+fn has_cursor_shape(value: &str) -> bool {
+    let b64 = |s: &str| {
+        s.bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-')
+    };
+    match value.split_once('.') {
+        Some((payload, tag)) => {
+            (1..=2048).contains(&payload.len()) && b64(payload) && tag.len() == 22 && b64(tag)
+        }
+        None => false,
+    }
+}
+
+/// The `fields` list: names of [`ALL_FIELDS`] separated by commas, `id` always first.
+fn fields(value: &str) -> Result<Vec<String>, String> {
+    let mut out = vec!["id".to_owned()];
+    for field in value.split(',') {
+        if !ALL_FIELDS.contains(&field) {
+            return Err(format!(
+                "names an unknown field {field:?} (known: {})",
+                ALL_FIELDS.join(", ")
+            ));
+        }
+        if !out.iter().any(|f| f == field) {
+            out.push(field.to_owned());
+        }
+    }
+    Ok(out)
+}
+
+/// The parsed parameters of a query string, by the table: unknown names and repeated single
+/// values are refused.
+fn parse_pairs(query_string: &str, table: &[Param]) -> Result<Vec<(Param, Parsed)>, FieldError> {
+    let mut out: Vec<(Param, Parsed)> = Vec::new();
+    for (name, value) in form_urlencoded::parse(query_string.as_bytes()) {
+        let Some(param) = table.iter().find(|p| p.name == name) else {
+            let known: Vec<&str> = table.iter().map(|p| p.name).collect();
+            return Err(FieldError::new(
+                &name,
+                format!(
+                    "is not a parameter of this endpoint (known: {})",
+                    known.join(", ")
+                ),
+            ));
+        };
+        if !param.repeatable && out.iter().any(|(p, _)| p.name == name) {
+            return Err(param.error("must be given at most once"));
+        }
+        out.push((*param, param.parse(&value)?));
+    }
+    Ok(out)
+}
+
+/// A parsed list request.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ListQuery {
+    pub filter: ListFilter,
+    pub sort: Sort,
+    pub limit: i64,
+    /// The raw cursor; checked against the filter with [`ListQuery::after`].
+    pub cursor: Option<String>,
+    /// Only these top-level fields (always with `id`).
+    pub fields: Option<Vec<String>>,
+    pub include_total: bool,
+}
+
+impl ListQuery {
+    /// Parses a query string of [`LIST_PARAMS`]; any unknown, repeated or malformed parameter
+    /// is an error.
+    pub fn parse(query_string: &str) -> Result<ListQuery, FieldError> {
+        let mut q = ListQuery {
+            filter: ListFilter::default(),
+            sort: Sort::PublishedDesc,
+            limit: LIMIT_DEFAULT,
+            cursor: None,
+            fields: None,
+            include_total: false,
+        };
+        let mut sort_given = false;
+        for (param, value) in parse_pairs(query_string, LIST_PARAMS)? {
+            let f = &mut q.filter;
+            match (param.name, value) {
+                ("min_score", Parsed::Score(s)) => f.min_score = Some(s),
+                ("max_score", Parsed::Score(s)) => f.max_score = Some(s),
+                ("since", Parsed::Time(t)) => f.since = Some(t),
+                ("until", Parsed::Time(t)) => f.until = Some(t),
+                ("category", Parsed::Text(w)) => f.categories.push(w),
+                ("tag", Parsed::Text(w)) => f.tags_all.push(w),
+                ("any_tag", Parsed::Text(w)) => f.tags_any.push(w),
+                ("q", Parsed::Text(text)) => f.q = Some(text),
+                ("sort", Parsed::Sort(s)) => {
+                    q.sort = s;
+                    sort_given = true;
+                }
+                ("limit", Parsed::Int(n)) => q.limit = n,
+                ("cursor", Parsed::Text(c)) => q.cursor = Some(c),
+                ("fields", Parsed::Fields(list)) => q.fields = Some(list),
+                ("include_total", Parsed::Bool(b)) => q.include_total = b,
+                _ => unreachable!("every parameter of LIST_PARAMS is matched by its kind"),
+            }
+        }
+        if q.filter.q.is_some() && !sort_given {
+            q.sort = Sort::Relevance;
+        }
+        // Sets, not lists: a canonical order makes equal filters produce equal cursors.
+        let f = &mut q.filter;
+        for list in [&mut f.categories, &mut f.tags_all, &mut f.tags_any] {
+            list.sort();
+            list.dedup();
+        }
+        Ok(q)
+    }
+}
+
+/// A parsed `GET /v1/categories` or `GET /v1/tags` request.
+#[derive(Debug, Clone, PartialEq)]
+pub struct FacetQuery {
+    pub filter: FacetFilter,
+    pub limit: i64,
+}
+
+impl FacetQuery {
+    /// Parses a query string of `table` ([`CATEGORY_PARAMS`] or [`TAG_PARAMS`]).
+    pub fn parse(query_string: &str, table: &[Param]) -> Result<FacetQuery, FieldError> {
+        let mut q = FacetQuery {
+            filter: FacetFilter::default(),
+            limit: FACET_LIMIT_DEFAULT,
+        };
+        for (param, value) in parse_pairs(query_string, table)? {
+            match (param.name, value) {
+                ("min_score", Parsed::Score(s)) => q.filter.min_score = Some(s),
+                ("since", Parsed::Time(t)) => q.filter.since = Some(t),
+                ("until", Parsed::Time(t)) => q.filter.until = Some(t),
+                ("prefix", Parsed::Text(p)) => q.filter.prefix = Some(p),
+                ("limit", Parsed::Int(n)) => q.limit = n,
+                _ => unreachable!("every facet parameter is matched by its kind"),
+            }
+        }
+        Ok(q)
+    }
+}
+
+/// A parsed `GET /v1/categories` request.
+pub struct CategoryQuery(pub FacetQuery);
+
+impl CategoryQuery {
+    pub fn parse(query_string: &str) -> Result<Self, FieldError> {
+        FacetQuery::parse(query_string, CATEGORY_PARAMS).map(CategoryQuery)
+    }
+}
+
+/// A parsed `GET /v1/tags` request.
+pub struct TagQuery(pub FacetQuery);
+
+impl TagQuery {
+    pub fn parse(query_string: &str) -> Result<Self, FieldError> {
+        FacetQuery::parse(query_string, TAG_PARAMS).map(TagQuery)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn parameters_parse_and_lists_become_sets() {
+        let q = ListQuery::parse(
+            "min_score=7&category=AI&category=Industry&category=ai&tag=LLM&limit=5",
+        )
+        .unwrap();
+        assert_eq!(q.filter.min_score, Some(7));
+        assert_eq!(q.filter.categories, ["ai", "industry"]);
+        assert_eq!(q.filter.tags_all, ["llm"]);
+        assert_eq!(q.limit, 5);
+        assert_eq!(q.sort, Sort::PublishedDesc);
+    }
+
+    #[test]
+    fn bad_parameters_are_rejected() {
+        for bad in [
+            "min_score=11",
+            "min_score=x",
+            "min_score=1&min_score=2",
+            "limit=0",
+            "limit=101",
+            "sort=newest",
+            "since=yesterday",
+            "colour=red",
+            "tag=",
+            "tag=%20",
+            "category=a%00b",
+            "q=",
+            "fields=id,colour",
+            "fields=title,%20score",
+            "fields=",
+            "include_total=yes",
+            "q=a&q=b",
+            "cursor=garbage",
+        ] {
+            assert!(ListQuery::parse(bad).is_err(), "{bad}");
+        }
+    }
+
+    #[test]
+    fn bounds_that_exclude_everything_are_not_errors() {
+        // Every value is well-formed; together they match nothing: an empty page, not a 400.
+        assert!(ListQuery::parse("min_score=8&max_score=7").is_ok());
+        assert!(ListQuery::parse("since=2026-02-01T00:00:00Z&until=2026-01-01T00:00:00Z").is_ok());
+        assert!(FacetQuery::parse(
+            "since=2026-02-01T00:00:00Z&until=2026-01-01T00:00:00Z",
+            TAG_PARAMS
+        )
+        .is_ok());
+        // Without a text query every signal is as relevant as any other: newest first.
+        assert_eq!(
+            ListQuery::parse("sort=relevance").unwrap().sort,
+            Sort::Relevance
+        );
+    }
+
+    #[test]
+    fn a_text_query_defaults_to_relevance_and_is_bounded() {
+        let q = ListQuery::parse("q=deepseek%20-funding&fields=title,score,title").unwrap();
+        assert_eq!(q.sort, Sort::Relevance);
+        assert_eq!(q.filter.q.as_deref(), Some("deepseek -funding"));
+        assert_eq!(q.fields.unwrap(), ["id", "title", "score"]);
+        assert_eq!(
+            ListQuery::parse("q=x&sort=-score").unwrap().sort,
+            Sort::ScoreDesc
+        );
+        assert!(ListQuery::parse(&format!("q={}", "a".repeat(256))).is_ok());
+        assert!(ListQuery::parse(&format!("q={}", "a".repeat(257))).is_err());
+    }
+
+    #[test]
+    fn facet_parameters_depend_on_the_facet() {
+        let t = FacetQuery::parse("prefix=LL&limit=5&min_score=3", TAG_PARAMS).unwrap();
+        assert_eq!(t.filter.prefix.as_deref(), Some("ll"));
+        assert_eq!(t.limit, 5);
+        assert!(FacetQuery::parse("prefix=LL", CATEGORY_PARAMS).is_err());
+        assert!(FacetQuery::parse("limit=101", TAG_PARAMS).is_err());
+    }
+
+    #[test]
+    fn every_parameter_is_documented_with_a_schema() {
+        for table in [LIST_PARAMS, CATEGORY_PARAMS, TAG_PARAMS] {
+            for p in parameters(table) {
+                assert!(p.schema.is_some() && p.description.is_some(), "{}", p.name);
+            }
+        }
+    }
+}
