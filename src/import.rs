@@ -58,7 +58,7 @@ pub async fn run(
         }
         let value: Value = serde_json::from_str(&line)
             .map_err(|e| Fatal(format!("line {line_no}: not valid JSON: {e}; nothing of lines {first_line}..{line_no} was written")))?;
-        let draft = parse_item(&value, &batch).map_err(|errors| {
+        let draft = parse_item(&value).map_err(|errors| {
             let what: Vec<String> = errors
                 .iter()
                 .map(|e| format!("{} {}", e.field, e.message))

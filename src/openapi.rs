@@ -17,13 +17,15 @@ use crate::api::problem::{responses, Problem};
             (`Authorization: Bearer <key>`). Every error is an RFC 9457 problem document \
             (`application/problem+json`). Every response carries `X-Request-Id`.",
         license(name = "MIT", identifier = "MIT"),
+        contact(name = "Signals maintainers"),
     ),
     tags(
         (name = "signals", description = "Signal items"),
         (name = "operations", description = "Health, readiness, metrics and this document"),
     ),
+    servers((url = "/", description = "The service that serves this document")),
     components(
-        schemas(Problem),
+        schemas(Problem, crate::domain::signal::Signal, crate::api::list::SignalFields),
         responses(
             responses::BadRequest,
             responses::Unauthorized,

@@ -56,7 +56,7 @@ impl From<Vec<BatchOutcome>> for BatchResult {
 #[utoipa::path(
     operation_id = "batch_signals",
     tag = "signals",
-    params(super::IdempotencyKeyHeader),
+    params(Idempotency),
     request_body(content = BatchInput, content_type = "application/json"),
     responses(
         (status = 200, description = "Every item written (or skipped)", body = BatchResult, headers(

@@ -5,6 +5,7 @@ use serde::Serialize;
 use utoipa::{IntoParams, ToSchema};
 
 use super::auth::Reader;
+use super::conditions::IfNoneMatch;
 use super::problem::{responses, ApiError};
 use super::{cacheable_json, etag_of, AppState};
 use crate::db::{self, facets::FacetCount};
@@ -40,7 +41,7 @@ impl IntoParams for TagQuery {
     }
 }
 
-fn page(req: &HttpRequest, items: Vec<FacetCount>, public: bool) -> HttpResponse {
+fn page(held: &IfNoneMatch, items: Vec<FacetCount>, public: bool) -> HttpResponse {
     let page = FacetPage {
         items: items
             .into_iter()
@@ -51,7 +52,7 @@ fn page(req: &HttpRequest, items: Vec<FacetCount>, public: bool) -> HttpResponse
             .collect(),
     };
     let body = serde_json::to_vec(&page).unwrap_or_default();
-    cacheable_json(req, etag_of(&body), public, || body)
+    cacheable_json(held, etag_of(&body), public, || body)
 }
 
 /// List categories
@@ -61,7 +62,7 @@ fn page(req: &HttpRequest, items: Vec<FacetCount>, public: bool) -> HttpResponse
 #[utoipa::path(
     operation_id = "list_categories",
     tag = "signals",
-    params(CategoryQuery),
+    params(CategoryQuery, IfNoneMatch),
     responses(
         (status = 200, description = "Categories with counts", body = FacetPage, headers(("ETag" = String, description = "Strong validator of the list"), ("Cache-Control" = String))),
         (status = 304, description = "Not modified: the ETag in If-None-Match is current"),
@@ -76,12 +77,13 @@ pub async fn list_categories(
     req: HttpRequest,
     state: web::Data<AppState>,
     _reader: Reader,
+    held: IfNoneMatch,
 ) -> Result<HttpResponse, ApiError> {
     let CategoryQuery(query) =
         CategoryQuery::parse(req.query_string()).map_err(ApiError::parameter)?;
     let mut conn = db::conn(&state.list_pool).await?;
     let items = db::facets::categories(&mut conn, &query.filter).await?;
-    Ok(page(&req, items, state.public_read))
+    Ok(page(&held, items, state.public_read))
 }
 
 /// List tags
@@ -91,7 +93,7 @@ pub async fn list_categories(
 #[utoipa::path(
     operation_id = "list_tags",
     tag = "signals",
-    params(TagQuery),
+    params(TagQuery, IfNoneMatch),
     responses(
         (status = 200, description = "Tags with counts", body = FacetPage, headers(("ETag" = String, description = "Strong validator of the list"), ("Cache-Control" = String))),
         (status = 304, description = "Not modified: the ETag in If-None-Match is current"),
@@ -106,9 +108,10 @@ pub async fn list_tags(
     req: HttpRequest,
     state: web::Data<AppState>,
     _reader: Reader,
+    held: IfNoneMatch,
 ) -> Result<HttpResponse, ApiError> {
     let TagQuery(query) = TagQuery::parse(req.query_string()).map_err(ApiError::parameter)?;
     let mut conn = db::conn(&state.list_pool).await?;
     let items = db::facets::tags(&mut conn, &query.filter, query.limit).await?;
-    Ok(page(&req, items, state.public_read))
+    Ok(page(&held, items, state.public_read))
 }

@@ -4,9 +4,12 @@ use actix_web::http::header;
 use actix_web::{get, web, HttpRequest, HttpResponse};
 use serde::Serialize;
 use utoipa::openapi::path::{Parameter, ParameterIn};
-use utoipa::{IntoParams, ToSchema};
+use utoipa::openapi::schema::{AnyOfBuilder, ArrayBuilder, Ref, Schema};
+use utoipa::openapi::RefOr;
+use utoipa::{IntoParams, PartialSchema, ToSchema};
 
 use super::auth::Reader;
+use super::conditions::IfNoneMatch;
 use super::problem::{responses, ApiError};
 use super::{cacheable_json, version_etag, AppState};
 use crate::db::{self, lists, signal_json::SignalJson};
@@ -18,6 +21,8 @@ use crate::json;
 /// A page of signals in keyset order.
 #[derive(Debug, Serialize, ToSchema)]
 pub struct SignalPage {
+    /// The signals; with `fields`, each has only those fields (and `id`).
+    #[schema(schema_with = page_items)]
     pub items: Vec<Signal>,
     /// Pass as `cursor` for the next page; null on the last page.
     #[schema(pattern = "^[A-Za-z0-9_-]{1,2048}\\.[A-Za-z0-9_-]{22}$")]
@@ -25,6 +30,32 @@ pub struct SignalPage {
     /// The number of all matching signals; only with `include_total=true`.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub total: Option<i64>,
+}
+
+/// A signal with only some of its fields, as `fields=` asks: `id` and those named.
+pub struct SignalFields;
+
+impl PartialSchema for SignalFields {
+    fn schema() -> RefOr<Schema> {
+        let mut schema = Signal::schema();
+        if let RefOr::T(Schema::Object(object)) = &mut schema {
+            object.required = vec!["id".into()];
+            object.description =
+                Some("A signal with only the fields `fields` names, and `id` (always).".into());
+            object.example = None;
+        }
+        schema
+    }
+}
+
+impl ToSchema for SignalFields {}
+
+fn page_items() -> ArrayBuilder {
+    ArrayBuilder::new().items(
+        AnyOfBuilder::new()
+            .item(Ref::from_schema_name("Signal"))
+            .item(Ref::from_schema_name("SignalFields")),
+    )
 }
 
 impl IntoParams for ListQuery {
@@ -42,7 +73,7 @@ impl IntoParams for ListQuery {
 #[utoipa::path(
     operation_id = "list_signals",
     tag = "signals",
-    params(ListQuery),
+    params(ListQuery, IfNoneMatch),
     responses(
         (status = 200, description = "A page of signals", body = SignalPage, headers(
             ("Link" = String, description = "`<next page URL>; rel=\"next\"` when there is a next page"),
@@ -61,6 +92,7 @@ pub async fn list_signals(
     req: HttpRequest,
     state: web::Data<AppState>,
     _reader: Reader,
+    held: IfNoneMatch,
 ) -> Result<HttpResponse, ApiError> {
     let query = ListQuery::parse(req.query_string()).map_err(ApiError::parameter)?;
     let after = query
@@ -107,7 +139,7 @@ pub async fn list_signals(
             total,
         )
     };
-    let mut response = cacheable_json(&req, etag, state.public_read, make_body);
+    let mut response = cacheable_json(&held, etag, state.public_read, make_body);
     if let Some(cursor) = &next_cursor {
         if let Ok(link) =
             header::HeaderValue::from_str(&format!("<{}>; rel=\"next\"", next_url(&req, cursor)))

@@ -2,6 +2,7 @@
 
 pub mod auth;
 pub mod batch;
+pub mod conditions;
 pub mod facets;
 pub mod idempotency;
 pub mod list;
@@ -13,19 +14,18 @@ pub mod system;
 use std::time::Duration;
 
 use actix_web::dev::ResourceDef;
-use actix_web::http::header::{self, HeaderMap};
+use actix_web::http::header;
 use actix_web::{web, HttpRequest, HttpResponse};
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use base64::Engine;
 use serde_json::Value;
 use sha2::{Digest, Sha256};
-use utoipa::openapi::path::{Operation, Parameter, ParameterBuilder, ParameterIn};
-use utoipa::openapi::schema::{ObjectBuilder, Type};
-use utoipa::openapi::{OpenApi, RefOr, Required, ResponseBuilder};
-use utoipa::IntoParams;
+use utoipa::openapi::path::Operation;
+use utoipa::openapi::{OpenApi, RefOr, ResponseBuilder};
 use utoipa_actix_web::service_config::ServiceConfig;
 
 use crate::db::{PgPool, SharedConn};
+use conditions::IfNoneMatch;
 use problem::ApiError;
 
 /// What every handler shares.
@@ -68,8 +68,39 @@ pub fn openapi() -> OpenApi {
         .openapi(crate::openapi::frame())
         .configure(configure)
         .split_for_parts();
+    add_links(&mut api);
     add_head_operations(&mut api);
     api
+}
+
+/// Links from a created signal to the operations on it (so clients and the stateful checks
+/// of outside test suites can follow them).
+fn add_links(api: &mut OpenApi) {
+    use utoipa::openapi::link::LinkBuilder;
+    let Some(create) = api
+        .paths
+        .paths
+        .get_mut("/v1/signals")
+        .and_then(|item| item.post.as_mut())
+    else {
+        return;
+    };
+    let Some(RefOr::T(created)) = create.responses.responses.get_mut("201") else {
+        return;
+    };
+    for (name, operation) in [
+        ("GetSignal", "get_signal"),
+        ("ReplaceSignal", "replace_signal"),
+        ("PatchSignal", "patch_signal"),
+        ("DeleteSignal", "delete_signal"),
+    ] {
+        let link = LinkBuilder::new()
+            .operation_id(operation)
+            .parameter("id_or_slug", "$response.body#/id")
+            .description(format!("`{operation}` of the created signal, by its id"))
+            .build();
+        created.links.insert(name.to_owned(), RefOr::T(link));
+    }
 }
 
 /// Every GET operation also answers HEAD (the same status and headers, no body): the document
@@ -173,92 +204,6 @@ pub async fn no_route(
     }
 }
 
-/// The `{id_or_slug}` path parameter.
-pub struct IdOrSlug;
-
-impl IntoParams for IdOrSlug {
-    fn into_params(_: impl Fn() -> Option<ParameterIn>) -> Vec<Parameter> {
-        vec![ParameterBuilder::new()
-            .name("id_or_slug")
-            .parameter_in(ParameterIn::Path)
-            .required(Required::True)
-            .description(Some(
-                "The signal's id (a UUID) or its slug; anything else names no signal (404).",
-            ))
-            .schema(Some(
-                ObjectBuilder::new()
-                    .schema_type(Type::String)
-                    .min_length(Some(1))
-                    .max_length(Some(crate::domain::signal::SLUG_MAX)),
-            ))
-            .example(Some(serde_json::json!("deepseek-targets-45b-valuation")))
-            .build()]
-    }
-}
-
-/// An entity tag, or a list of them, as `If-Match` and `If-None-Match` carry (RFC 9110).
-const ETAG_LIST_PATTERN: &str = r#"^(\*|(W/)?"[!#-~]*"([ \t]*,[ \t]*(W/)?"[!#-~]*")*)$"#;
-
-fn header_param(name: &str, description: &str, schema: ObjectBuilder) -> Parameter {
-    ParameterBuilder::new()
-        .name(name)
-        .parameter_in(ParameterIn::Header)
-        .required(Required::False)
-        .description(Some(description))
-        .schema(Some(schema))
-        .build()
-}
-
-/// The `If-Match` header of PUT, PATCH and DELETE.
-pub struct IfMatchHeader;
-
-impl IntoParams for IfMatchHeader {
-    fn into_params(_: impl Fn() -> Option<ParameterIn>) -> Vec<Parameter> {
-        vec![header_param(
-            "If-Match",
-            "Change only if the signal's current ETag is one of these (or `*`); else 412. \
-             An ETag from an earlier response that no longer matches is 412, not 400.",
-            ObjectBuilder::new()
-                .schema_type(Type::String)
-                .pattern(Some(ETAG_LIST_PATTERN)),
-        )]
-    }
-}
-
-/// The `If-None-Match` header of GET.
-pub struct IfNoneMatchHeader;
-
-impl IntoParams for IfNoneMatchHeader {
-    fn into_params(_: impl Fn() -> Option<ParameterIn>) -> Vec<Parameter> {
-        vec![header_param(
-            "If-None-Match",
-            "ETag(s) the client holds; 304 when one is current (or `*`).",
-            ObjectBuilder::new()
-                .schema_type(Type::String)
-                .pattern(Some(ETAG_LIST_PATTERN)),
-        )]
-    }
-}
-
-/// The `Idempotency-Key` header of the creating POSTs.
-pub struct IdempotencyKeyHeader;
-
-impl IntoParams for IdempotencyKeyHeader {
-    fn into_params(_: impl Fn() -> Option<ParameterIn>) -> Vec<Parameter> {
-        vec![header_param(
-            "Idempotency-Key",
-            "Makes retries safe: the write is done once per key and API key (24 hours). \
-             Leading and trailing spaces are not part of the key.",
-            ObjectBuilder::new()
-                .schema_type(Type::String)
-                .min_length(Some(1))
-                .max_length(Some(idempotency::KEY_MAX))
-                .pattern(Some(idempotency::KEY_PATTERN))
-                .examples([serde_json::json!("cron-2026-05-06T18:00-deepseek")]),
-        )]
-    }
-}
-
 /// Reads a JSON body of at most `limit` bytes whose media type is one of `types`.
 pub async fn read_json(
     req: &HttpRequest,
@@ -338,41 +283,10 @@ fn etag_from(digest: &[u8]) -> String {
     format!("\"{}\"", URL_SAFE_NO_PAD.encode(&digest[..16]))
 }
 
-/// Whether `If-None-Match` names this ETag (weak comparison), so a 304 can be sent.
-pub fn not_modified(headers: &HeaderMap, etag: &str) -> bool {
-    let Some(value) = headers
-        .get(header::IF_NONE_MATCH)
-        .and_then(|v| v.to_str().ok())
-    else {
-        return false;
-    };
-    value
-        .split(',')
-        .map(str::trim)
-        .any(|tag| tag == "*" || tag.trim_start_matches("W/") == etag)
-}
-
-/// Checks `If-Match` against the current ETag (strong comparison); absent means no condition.
-pub fn check_if_match(headers: &HeaderMap, etag: &str) -> Result<(), ApiError> {
-    let Some(value) = headers.get(header::IF_MATCH) else {
-        return Ok(());
-    };
-    let value = value.to_str().map_err(|_| ApiError::PreconditionFailed)?;
-    if value
-        .split(',')
-        .map(str::trim)
-        .any(|tag| tag == "*" || tag == etag)
-    {
-        Ok(())
-    } else {
-        Err(ApiError::PreconditionFailed)
-    }
-}
-
 /// A JSON response with a strong ETag, or 304 (without making the body) when the client
 /// already has it.
 pub fn cacheable_json(
-    req: &HttpRequest,
+    held: &IfNoneMatch,
     etag: String,
     public: bool,
     body: impl FnOnce() -> Vec<u8>,
@@ -382,7 +296,7 @@ pub fn cacheable_json(
     } else {
         "private, max-age=0, must-revalidate"
     };
-    if not_modified(req.headers(), &etag) {
+    if held.holds(&etag) {
         return HttpResponse::NotModified()
             .insert_header((header::ETAG, etag))
             .insert_header((header::CACHE_CONTROL, cache))

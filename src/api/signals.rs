@@ -2,52 +2,26 @@
 //! signal item.
 
 use actix_web::guard::GuardContext;
-use actix_web::http::header::HeaderMap;
 use actix_web::http::StatusCode;
 use actix_web::{delete, get, patch, post, put, web, HttpRequest, HttpResponse};
 use diesel_async::{AsyncConnection, AsyncPgConnection};
 use futures_util::future::BoxFuture;
-use utoipa::openapi::schema::Schema;
-use utoipa::openapi::RefOr;
-use utoipa::{PartialSchema, ToSchema};
 
 use super::auth::{Principal, Reader, Writer};
+use super::conditions::{not_found, IfMatch, IfNoneMatch, SignalPath};
 use super::idempotency::{self, Idempotency, Reply, Write};
 use super::problem::{responses, ApiError};
-use super::{cacheable_json, check_if_match, read_json, signal_etag, AppState};
+use super::{cacheable_json, read_json, signal_etag, AppState};
 use crate::db::rows::SignalRow;
 use crate::db::{self, lookups, writes, PgConn};
 use crate::domain::examples;
-use crate::domain::input::SignalInput;
-use crate::domain::signal::{merge_patch, Signal, SignalRef, RESERVED_SLUGS};
+use crate::domain::input::{SignalInput, SignalPatch};
+use crate::domain::signal::{Signal, SignalRef, RESERVED_SLUGS};
 
 /// Largest body of a single create, replace or patch.
 pub const BODY_LIMIT: usize = 1024 * 1024;
 const JSON: &[&str] = &["application/json"];
 const PATCH_TYPES: &[&str] = &["application/merge-patch+json", "application/json"];
-
-/// The body of a patch: any of the client fields; `null` resets one to its default. Made from
-/// [`SignalInput`]'s schema, with nothing required.
-pub struct SignalPatch;
-
-impl PartialSchema for SignalPatch {
-    fn schema() -> RefOr<Schema> {
-        let mut schema = SignalInput::schema();
-        if let RefOr::T(Schema::Object(object)) = &mut schema {
-            object.required.clear();
-            object.description = Some(
-                "A JSON Merge Patch (RFC 7396) of the client fields: the fields to change, \
-                 `null` to reset one to its default. The result is validated like a create."
-                    .into(),
-            );
-            object.examples =
-                vec![serde_json::json!({"score": 8, "tags": ["DeepSeek", "Funding"]})];
-        }
-        schema
-    }
-}
-
-impl ToSchema for SignalPatch {}
 
 /// Routes `/v1/signals/{id_or_slug}` only for names a signal can have: the other resources
 /// under `/v1/signals/` (`batch`, `stream`) keep their own paths and methods.
@@ -55,16 +29,6 @@ pub fn names_a_signal(ctx: &GuardContext<'_>) -> bool {
     let path = ctx.head().uri.path();
     let last = path.rsplit('/').next().unwrap_or_default();
     !RESERVED_SLUGS.contains(&last)
-}
-
-/// The signal a path names, or 404: nothing can exist under a name that is neither an id nor
-/// a well-formed slug.
-fn signal_ref(path: &str) -> Result<SignalRef, ApiError> {
-    SignalRef::parse(path).ok_or_else(not_found)
-}
-
-fn not_found() -> ApiError {
-    ApiError::NotFound("no signal with this id or slug".into())
 }
 
 /// Create a signal
@@ -79,7 +43,7 @@ fn not_found() -> ApiError {
 #[utoipa::path(
     operation_id = "create_signal",
     tag = "signals",
-    params(super::IdempotencyKeyHeader),
+    params(Idempotency),
     request_body(content = SignalInput, content_type = "application/json"),
     responses(
         (status = 201, description = "Created", body = Signal, headers(
@@ -145,7 +109,7 @@ impl Write for Create<'_> {
 #[utoipa::path(
     operation_id = "get_signal",
     tag = "signals",
-    params(super::IdOrSlug, super::IfNoneMatchHeader),
+    params(SignalPath, IfNoneMatch),
     responses(
         (status = 200, description = "The signal", body = Signal, headers(
             ("ETag" = String, description = "Strong validator of the representation"),
@@ -160,17 +124,16 @@ impl Write for Create<'_> {
 )]
 #[get("/v1/signals/{id_or_slug}", guard = "names_a_signal")]
 pub async fn get_signal(
-    req: HttpRequest,
     state: web::Data<AppState>,
     _reader: Reader,
-    path: web::Path<String>,
+    SignalPath(signal_ref): SignalPath,
+    held: IfNoneMatch,
 ) -> Result<HttpResponse, ApiError> {
-    let signal_ref = signal_ref(&path)?;
     let signal = lookups::lookup(&state.lookups, &signal_ref)
         .await?
         .ok_or_else(not_found)?;
     Ok(cacheable_json(
-        &req,
+        &held,
         signal_etag(signal.id, signal.updated_at),
         state.public_read,
         || signal.into_bytes(),
@@ -186,7 +149,7 @@ pub async fn get_signal(
 #[utoipa::path(
     operation_id = "replace_signal",
     tag = "signals",
-    params(super::IdOrSlug, super::IfMatchHeader),
+    params(SignalPath, IfMatch),
     request_body(content = SignalInput, content_type = "application/json"),
     responses(
         (status = 200, description = "Replaced", body = Signal, headers(("ETag" = String, description = "Strong validator of the new representation")), example = json!(examples::signal())),
@@ -208,20 +171,16 @@ pub async fn replace_signal(
     req: HttpRequest,
     state: web::Data<AppState>,
     Writer(principal): Writer,
-    path: web::Path<String>,
+    SignalPath(signal_ref): SignalPath,
+    if_match: IfMatch,
     payload: web::Payload,
 ) -> Result<HttpResponse, ApiError> {
-    let signal_ref = signal_ref(&path)?;
     let body = read_json(&req, payload, BODY_LIMIT, JSON).await?;
     let input = SignalInput::parse(&body).map_err(ApiError::Validation)?;
     let mut conn = db::conn(&state.pool).await?;
-    let updated = change(
-        &mut conn,
-        req.headers(),
-        principal,
-        &signal_ref,
-        move |_| Ok(input),
-    )
+    let updated = change(&mut conn, &if_match, principal, &signal_ref, move |_| {
+        Ok(input)
+    })
     .await?;
     Ok(json_with_etag(&Signal::from(updated)))
 }
@@ -234,7 +193,7 @@ pub async fn replace_signal(
 #[utoipa::path(
     operation_id = "patch_signal",
     tag = "signals",
-    params(super::IdOrSlug, super::IfMatchHeader),
+    params(SignalPath, IfMatch),
     request_body(
         content(
             (SignalPatch = "application/merge-patch+json"),
@@ -262,28 +221,19 @@ pub async fn patch_signal(
     req: HttpRequest,
     state: web::Data<AppState>,
     Writer(principal): Writer,
-    path: web::Path<String>,
+    SignalPath(signal_ref): SignalPath,
+    if_match: IfMatch,
     payload: web::Payload,
 ) -> Result<HttpResponse, ApiError> {
-    let signal_ref = signal_ref(&path)?;
-    let patch = read_json(&req, payload, BODY_LIMIT, PATCH_TYPES).await?;
-    if !patch.is_object() {
-        return Err(ApiError::Validation(vec![crate::domain::FieldError::new(
-            "",
-            "a patch of a signal must be a JSON object of the fields to change",
-        )]));
-    }
+    let body = read_json(&req, payload, BODY_LIMIT, PATCH_TYPES).await?;
+    let patch = SignalPatch::parse(body).map_err(ApiError::Validation)?;
     let mut conn = db::conn(&state.pool).await?;
     let updated = change(
         &mut conn,
-        req.headers(),
+        &if_match,
         principal,
         &signal_ref,
-        move |current| {
-            let mut merged = current.client_fields();
-            merge_patch(&mut merged, &patch);
-            SignalInput::parse(&merged).map_err(ApiError::Validation)
-        },
+        move |current| patch.apply(current).map_err(ApiError::Validation),
     )
     .await?;
     Ok(json_with_etag(&Signal::from(updated)))
@@ -295,7 +245,7 @@ pub async fn patch_signal(
 #[utoipa::path(
     operation_id = "delete_signal",
     tag = "signals",
-    params(super::IdOrSlug, super::IfMatchHeader),
+    params(SignalPath, IfMatch),
     responses(
         (status = 204, description = "Deleted"),
         (status = 401, response = responses::Unauthorized),
@@ -308,20 +258,18 @@ pub async fn patch_signal(
 )]
 #[delete("/v1/signals/{id_or_slug}", guard = "names_a_signal")]
 pub async fn delete_signal(
-    req: HttpRequest,
     state: web::Data<AppState>,
     Writer(principal): Writer,
-    path: web::Path<String>,
+    SignalPath(signal_ref): SignalPath,
+    if_match: IfMatch,
 ) -> Result<HttpResponse, ApiError> {
-    let signal_ref = signal_ref(&path)?;
-    let headers = req.headers();
     let mut conn = db::conn(&state.pool).await?;
     conn.transaction::<_, ApiError, _>(async |conn| {
         let current = writes::find_for_update(conn, &signal_ref)
             .await?
             .ok_or_else(not_found)?;
         principal.may_change(current.created_by)?;
-        check_if_match(headers, &signal_etag(current.id, current.updated_at))?;
+        if_match.check(&signal_etag(current.id, current.updated_at))?;
         writes::delete(conn, current.id).await?;
         Ok(())
     })
@@ -333,7 +281,7 @@ pub async fn delete_signal(
 /// fields from the current signal, write them, all in one transaction.
 async fn change(
     conn: &mut PgConn,
-    headers: &HeaderMap,
+    if_match: &IfMatch,
     principal: Principal,
     signal_ref: &SignalRef,
     input: impl FnOnce(&Signal) -> Result<SignalInput, ApiError> + Send,
@@ -343,7 +291,7 @@ async fn change(
             .await?
             .ok_or_else(not_found)?;
         principal.may_change(current.created_by)?;
-        check_if_match(headers, &signal_etag(current.id, current.updated_at))?;
+        if_match.check(&signal_etag(current.id, current.updated_at))?;
         let input = input(&Signal::from(current.clone()))?;
         Ok(writes::replace(conn, &current, &input).await?)
     })

@@ -3,6 +3,7 @@
 use actix_web::{get, web, HttpResponse};
 use std::sync::Arc;
 
+use super::conditions::NoParameters;
 use super::middleware::Metrics;
 use super::problem::{responses, ApiError};
 use super::AppState;
@@ -17,10 +18,14 @@ pub struct OpenApiJson(pub Arc<String>);
 #[utoipa::path(
     operation_id = "healthz",
     tag = "operations",
-    responses((status = 200, description = "The process is running", content_type = "text/plain", body = String, example = "ok"))
+    responses(
+        (status = 200, description = "The process is running", content_type = "text/plain", body = String, example = "ok"),
+        (status = 400, response = responses::BadRequest),
+    ),
+    security(())
 )]
 #[get("/healthz")]
-pub async fn healthz() -> HttpResponse {
+pub async fn healthz(_: NoParameters) -> HttpResponse {
     HttpResponse::Ok().content_type("text/plain").body("ok")
 }
 
@@ -32,11 +37,13 @@ pub async fn healthz() -> HttpResponse {
     tag = "operations",
     responses(
         (status = 200, description = "The database answers", content_type = "text/plain", body = String, example = "ready"),
+        (status = 400, response = responses::BadRequest),
         (status = 503, response = responses::Unavailable),
-    )
+    ),
+    security(())
 )]
 #[get("/readyz")]
-pub async fn readyz(state: web::Data<AppState>) -> Result<HttpResponse, ApiError> {
+pub async fn readyz(_: NoParameters, state: web::Data<AppState>) -> Result<HttpResponse, ApiError> {
     if db::ping(&state.pool, state.db_timeout).await {
         Ok(HttpResponse::Ok().content_type("text/plain").body("ready"))
     } else {
@@ -52,11 +59,19 @@ pub async fn readyz(state: web::Data<AppState>) -> Result<HttpResponse, ApiError
 #[utoipa::path(
     operation_id = "metrics",
     tag = "operations",
-    responses((status = 200, description = "Prometheus text exposition format", content_type = "text/plain; version=0.0.4", body = String,
-        example = "signals_http_requests_total{method=\"GET\",route=\"/v1/signals\",status=\"200\"} 42\n"))
+    responses(
+        (status = 200, description = "Prometheus text exposition format", content_type = "text/plain; version=0.0.4", body = String,
+            example = "signals_http_requests_total{method=\"GET\",route=\"/v1/signals\",status=\"200\"} 42\n"),
+        (status = 400, response = responses::BadRequest),
+    ),
+    security(())
 )]
 #[get("/metrics")]
-pub async fn metrics(pools: web::Data<PoolRegistry>, metrics: web::Data<Metrics>) -> HttpResponse {
+pub async fn metrics(
+    _: NoParameters,
+    pools: web::Data<PoolRegistry>,
+    metrics: web::Data<Metrics>,
+) -> HttpResponse {
     let (max_size, size, available, waiting) = pools.totals();
     let mut text = metrics.render();
     let gauges = [
@@ -93,10 +108,14 @@ pub async fn metrics(pools: web::Data<PoolRegistry>, metrics: web::Data<Metrics>
 #[utoipa::path(
     operation_id = "openapi",
     tag = "operations",
-    responses((status = 200, description = "The OpenAPI 3.1 document", content_type = "application/json", body = Object))
+    responses(
+        (status = 200, description = "The OpenAPI 3.1 document", content_type = "application/json", body = Object),
+        (status = 400, response = responses::BadRequest),
+    ),
+    security(())
 )]
 #[get("/openapi.json")]
-pub async fn openapi_json(doc: web::Data<OpenApiJson>) -> HttpResponse {
+pub async fn openapi_json(_: NoParameters, doc: web::Data<OpenApiJson>) -> HttpResponse {
     HttpResponse::Ok()
         .content_type("application/json")
         .body(doc.0.as_ref().clone())

@@ -17,7 +17,9 @@ use utoipa::openapi::schema::{
 use utoipa::openapi::RefOr;
 use utoipa::{PartialSchema, ToSchema};
 
-use super::signal::{check_slug, is_client_field, Section, SERVER_FIELDS, SLUG_MAX};
+use super::signal::{
+    check_slug, is_client_field, merge_patch, Section, Signal, SERVER_FIELDS, SLUG_MAX,
+};
 use super::FieldError;
 
 /// The characters `str::trim` removes (Unicode `White_Space`), as a regular-expression class
@@ -165,15 +167,8 @@ impl SignalInput {
         };
         let mut p = Parser {
             object,
-            errors: Vec::new(),
+            errors: unknown_fields(object),
         };
-        for key in object.keys() {
-            if SERVER_FIELDS.contains(&key.as_str()) {
-                p.error(key, "is set by the server and cannot be sent");
-            } else if !is_client_field(key) {
-                p.error(key, "is not a field of a signal");
-            }
-        }
         let slug = p.slug();
         let title = p.text("title", TITLE, true);
         let summary = p.text("summary", SUMMARY, false);
@@ -210,6 +205,67 @@ impl SignalInput {
         }
     }
 }
+
+/// A JSON Merge Patch (RFC 7396) of a signal's client fields, checked before it is applied:
+/// an object whose fields each pass the rules on their own (so a bad field is 422 before the
+/// signal is looked up); the merged result is validated like a create.
+#[derive(Debug, Clone, PartialEq)]
+pub struct SignalPatch(Map<String, Value>);
+
+impl SignalPatch {
+    pub fn parse(patch: Value) -> Result<SignalPatch, Vec<FieldError>> {
+        let Value::Object(fields) = patch else {
+            return Err(vec![FieldError::new(
+                "",
+                "a patch of a signal must be a JSON object of the fields to change",
+            )]);
+        };
+        // A null removes a field, so merging would hide an unknown one: they are named here.
+        let mut errors = unknown_fields(&fields);
+        // Applied to any valid signal, a patch of valid fields gives a valid signal, except
+        // where it resets a required field (which it may not do to any signal either).
+        let known: Map<String, Value> = fields
+            .iter()
+            .filter(|(k, _)| is_client_field(k))
+            .map(|(k, v)| (k.clone(), v.clone()))
+            .collect();
+        let mut probe = json!({"title": "t", "score": 0, "category": "c"});
+        merge_patch(&mut probe, &Value::Object(known));
+        if let Err(invalid) = SignalInput::parse(&probe) {
+            errors.extend(invalid);
+        }
+        match errors.is_empty() {
+            true => Ok(SignalPatch(fields)),
+            false => Err(errors),
+        }
+    }
+
+    /// The client fields of `current` with the patch applied.
+    pub fn apply(&self, current: &Signal) -> Result<SignalInput, Vec<FieldError>> {
+        let mut merged = current.client_fields();
+        merge_patch(&mut merged, &Value::Object(self.0.clone()));
+        SignalInput::parse(&merged)
+    }
+}
+
+/// The schema of a patch: [`SignalInput`]'s, with nothing required.
+impl PartialSchema for SignalPatch {
+    fn schema() -> RefOr<Schema> {
+        let mut schema = SignalInput::schema();
+        if let RefOr::T(Schema::Object(object)) = &mut schema {
+            object.required.clear();
+            object.description = Some(
+                "A JSON Merge Patch (RFC 7396) of the client fields: the fields to change, \
+                 `null` to reset one to its default. The result is validated like a create."
+                    .into(),
+            );
+            object.examples = vec![json!({"score": 8, "tags": ["DeepSeek", "Funding"]})];
+        }
+        schema
+    }
+}
+
+impl ToSchema for SignalPatch {}
 
 /// The schema of the body of a create or replace, from the rules the parser applies.
 impl PartialSchema for SignalInput {
@@ -313,6 +369,18 @@ impl ToSchema for SignalInput {
 
 fn nullable(text: ObjectBuilder) -> ObjectBuilder {
     text.schema_type(SchemaType::from_iter([Type::String, Type::Null]))
+}
+
+/// An error for each key of a body that is not a client field of a signal.
+fn unknown_fields(object: &Map<String, Value>) -> Vec<FieldError> {
+    object
+        .keys()
+        .filter(|k| !is_client_field(k))
+        .map(|k| match SERVER_FIELDS.contains(&k.as_str()) {
+            true => FieldError::new(k, "is set by the server and cannot be sent"),
+            false => FieldError::new(k, "is not a field of a signal"),
+        })
+        .collect()
 }
 
 struct Parser<'a> {
@@ -598,7 +666,7 @@ impl BatchInput {
         let mut parsed = Vec::with_capacity(items.len());
         let mut errors = Vec::new();
         for (index, item) in items.iter().enumerate() {
-            match parse_item(item, &parsed) {
+            match parse_item(item) {
                 Ok(input) => parsed.push(input),
                 Err(item_errors) => errors.extend(item_errors.into_iter().map(|e| FieldError {
                     index: Some(index),
@@ -616,19 +684,11 @@ impl BatchInput {
     }
 }
 
-/// Parses one item of a batch (or one line of `signals import`), validated like a single create;
-/// `earlier` are the batch's items before it, whose slugs it must not repeat.
-pub fn parse_item(item: &Value, earlier: &[SignalInput]) -> Result<SignalInput, Vec<FieldError>> {
-    let input = SignalInput::parse(item)?;
-    if let Some(slug) = &input.slug {
-        if earlier.iter().any(|d| d.slug.as_ref() == Some(slug)) {
-            return Err(vec![FieldError::new(
-                "slug",
-                "is used by an earlier item of this batch",
-            )]);
-        }
-    }
-    Ok(input)
+/// Parses one item of a batch (or one line of `signals import`), validated like a single
+/// create. An explicit slug may repeat in a batch: the later item meets the signal the earlier
+/// one wrote, as it would meet any existing signal (`on_conflict` decides).
+pub fn parse_item(item: &Value) -> Result<SignalInput, Vec<FieldError>> {
+    SignalInput::parse(item)
 }
 
 impl PartialSchema for BatchInput {
@@ -643,8 +703,9 @@ impl PartialSchema for BatchInput {
                     .min_items(Some(1))
                     .max_items(Some(BATCH_MAX_ITEMS))
                     .description(Some(
-                        "The signals, each validated like a single create; an explicit slug \
-                         may appear only once in a batch.",
+                        "The signals, each validated like a single create. An explicit slug \
+                         may repeat: a later item meets the signal an earlier one wrote, as it \
+                         would meet any existing signal (`on_conflict` decides).",
                     )),
             )
             .required("items")
@@ -898,10 +959,25 @@ mod tests {
     }
 
     #[test]
-    fn batches_report_every_item_and_refuse_repeated_slugs() {
+    fn a_patch_names_only_client_fields_each_valid_on_its_own() {
+        assert!(SignalPatch::parse(json!({"score": 8, "slug": null})).is_ok());
+        for bad in [
+            json!({"": null}),
+            json!({"colour": null}),
+            json!({"id": null}),
+            json!({"score": 11}),
+            json!({"title": null}),
+            json!([1]),
+        ] {
+            assert!(SignalPatch::parse(bad.clone()).is_err(), "{bad}");
+        }
+    }
+
+    #[test]
+    fn batches_report_every_item_with_its_index() {
         let ok = json!({"title": "t", "score": 1, "category": "c", "slug": "s"});
         let errors =
-            BatchInput::parse(&json!({"items": [ok, {"score": 99}, ok.clone()]})).unwrap_err();
+            BatchInput::parse(&json!({"items": [ok, {"score": 99}, {"slug": "Bad"}]})).unwrap_err();
         let indexed: Vec<(Option<usize>, &str)> =
             errors.iter().map(|e| (e.index, e.field.as_str())).collect();
         assert_eq!(
@@ -910,7 +986,10 @@ mod tests {
                 (Some(1), "title"),
                 (Some(1), "score"),
                 (Some(1), "category"),
-                (Some(2), "slug")
+                (Some(2), "slug"),
+                (Some(2), "title"),
+                (Some(2), "score"),
+                (Some(2), "category")
             ]
         );
         assert!(BatchInput::parse(&json!({"items": []})).is_err());

@@ -45,7 +45,7 @@ async fn one_invalid_item_rejects_the_whole_batch_with_its_index() {
     let app = TestApp::spawn().await;
     let key = app.key(Scope::Write).await;
     let items = json!([signal(json!({"slug": "fine"})), signal(json!({"score": 11})), {"title": "x"},
-                       signal(json!({"slug": "fine"}))]);
+                       signal(json!({"slug": "Not Fine"}))]);
     let mut res = post_batch(&app, &key, &json!({"items": items})).await;
     let problem = assert_problem(&mut res, 422).await;
     let pairs: Vec<(u64, &str)> = problem["errors"]
@@ -59,6 +59,48 @@ async fn one_invalid_item_rejects_the_whole_batch_with_its_index() {
         [(1, "score"), (2, "score"), (2, "category"), (3, "slug")]
     );
     assert_eq!(count(&app).await, 0, "nothing was written");
+}
+
+#[actix_web::test]
+async fn a_slug_repeated_in_a_batch_meets_the_signal_its_first_item_wrote() {
+    let app = TestApp::spawn().await;
+    let key = app.key(Scope::Write).await;
+    let items = |score: i64| {
+        json!([
+            signal(json!({"slug": "twice", "score": 1})),
+            signal(json!({"slug": "twice", "score": score}))
+        ])
+    };
+    let mut res = post_batch(&app, &key, &json!({"items": items(2)})).await;
+    let problem = assert_problem(&mut res, 409).await;
+    assert_eq!(problem["errors"][0]["index"], 1);
+    assert_eq!(count(&app).await, 0, "nothing was written");
+    let mut res = post_batch(
+        &app,
+        &key,
+        &json!({"items": items(2), "on_conflict": "skip"}),
+    )
+    .await;
+    let skipped = json_body(&mut res).await;
+    assert_eq!(skipped["created"].as_array().unwrap().len(), 1);
+    assert_eq!(skipped["skipped"], skipped["created"]);
+    let mut res = app.get("/v1/signals/twice").send().await.unwrap();
+    assert_eq!(json_body(&mut res).await["score"], 1);
+    app.request(Method::DELETE, "/v1/signals/twice", &key)
+        .send()
+        .await
+        .unwrap();
+    let mut res = post_batch(
+        &app,
+        &key,
+        &json!({"items": items(3), "on_conflict": "update"}),
+    )
+    .await;
+    let updated = json_body(&mut res).await;
+    assert_eq!(updated["updated"], updated["created"]);
+    let mut res = app.get("/v1/signals/twice").send().await.unwrap();
+    assert_eq!(json_body(&mut res).await["score"], 3, "the later item wins");
+    assert_eq!(count(&app).await, 1);
 }
 
 #[actix_web::test]

@@ -1,0 +1,48 @@
+"""Schemathesis hooks for .ci/checkers: values no client can make are not generated.
+
+The service is right to refuse them, and no schema can describe them, so instead of switching a
+check off these few generated values are left out (the README names them, with the reason):
+
+- a `cursor` in a positive case: a cursor is the service's own signature over a position and a
+  query, so a generated one is always refused (400), however well-formed. The project's tests walk
+  real cursors; negative cases (malformed cursors) are kept and must be refused.
+- an `If-Match` in a positive case: a generated ETag names no version of the signal, so the
+  answer is 412 by definition (declared in the spec). `*` and malformed values (400) stay in the
+  negative cases.
+"""
+
+import uuid
+
+import schemathesis
+
+UNFORGEABLE_QUERY = ("cursor",)
+UNFORGEABLE_HEADERS = ("if-match",)
+
+
+@schemathesis.hook
+def filter_case(ctx, case):
+    meta = case.meta
+    if meta is None or not meta.generation.mode.is_positive:
+        return True
+    query = case.query or {}
+    headers = {name.lower(): value for name, value in (case.headers or {}).items()}
+    if any(name in query for name in UNFORGEABLE_QUERY):
+        return False
+    return not any(
+        name in headers and headers[name] != "*" for name in UNFORGEABLE_HEADERS
+    )
+
+
+@schemathesis.hook
+def before_call(ctx, case, kwargs):
+    """An `Idempotency-Key` names one request: the same key with another body is refused (422),
+    as API.md says. Generated and example keys repeat across cases (and across the two
+    operations that take one), so in every case not meant to be rejected the key is made unique
+    to its case, within the documented pattern and length.
+    """
+    meta = case.meta
+    if (meta is not None and not meta.generation.mode.is_positive) or not case.headers:
+        return
+    for name in list(case.headers):
+        if name.lower() == "idempotency-key":
+            case.headers[name] = f"{str(case.headers[name])[:222]}-{uuid.uuid4().hex}"

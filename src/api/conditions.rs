@@ -1,0 +1,193 @@
+//! The request's conditions and the signal it names, parsed before a handler runs: the
+//! extractor types are the documented parameters (their `IntoParams` is the spec's), so the
+//! document and the parsing cannot differ.
+
+use actix_web::dev::Payload;
+use actix_web::http::header::{self, HeaderName};
+use actix_web::{FromRequest, HttpRequest};
+use futures_util::future::{ready, Ready};
+use utoipa::openapi::path::{Parameter, ParameterBuilder, ParameterIn};
+use utoipa::openapi::schema::{ObjectBuilder, Type};
+use utoipa::openapi::Required;
+use utoipa::IntoParams;
+
+use super::problem::ApiError;
+use crate::domain::signal::{SignalRef, SLUG_MAX};
+
+/// The entity tags of a conditional header.
+#[derive(Debug, Clone, PartialEq, Eq)]
+enum Tags {
+    Any,
+    /// As sent, `W/` included.
+    List(Vec<String>),
+}
+
+/// The tags of header `name`; `None` when absent. Read leniently, as HTTP caches do: a value
+/// that is not a list of entity tags names none, so it matches no version (`If-Match`: 412;
+/// `If-None-Match`: the full answer).
+fn tags(req: &HttpRequest, name: &HeaderName) -> Option<Tags> {
+    let value = req.headers().get(name)?;
+    let value = String::from_utf8_lossy(value.as_bytes());
+    Some(match value.trim() {
+        "*" => Tags::Any,
+        list => Tags::List(list.split(',').map(|t| t.trim().to_owned()).collect()),
+    })
+}
+
+fn header_param(name: &str, description: &str) -> Parameter {
+    ParameterBuilder::new()
+        .name(name)
+        .parameter_in(ParameterIn::Header)
+        .required(Required::False)
+        .description(Some(description))
+        .schema(Some(ObjectBuilder::new().schema_type(Type::String)))
+        .build()
+}
+
+/// `If-Match` of PUT, PATCH and DELETE: the change happens only if the current ETag is one of
+/// these (strong comparison).
+pub struct IfMatch(Option<Tags>);
+
+impl IfMatch {
+    /// 412 unless the condition holds for the current `etag` (no header: it holds).
+    pub fn check(&self, etag: &str) -> Result<(), ApiError> {
+        match &self.0 {
+            None | Some(Tags::Any) => Ok(()),
+            Some(Tags::List(tags)) if tags.iter().any(|t| t == etag) => Ok(()),
+            Some(Tags::List(_)) => Err(ApiError::PreconditionFailed),
+        }
+    }
+}
+
+impl FromRequest for IfMatch {
+    type Error = ApiError;
+    type Future = Ready<Result<Self, ApiError>>;
+
+    fn from_request(req: &HttpRequest, _: &mut Payload) -> Self::Future {
+        ready(Ok(IfMatch(tags(req, &header::IF_MATCH))))
+    }
+}
+
+impl IntoParams for IfMatch {
+    fn into_params(_: impl Fn() -> Option<ParameterIn>) -> Vec<Parameter> {
+        vec![header_param(
+            "If-Match",
+            "Entity tags (`\"...\"`, comma-separated) or `*`: the change happens only if the \
+             signal's current ETag is one of them (strong comparison), else 412. An ETag that \
+             no longer matches, or never did, is 412.",
+        )]
+    }
+}
+
+/// `If-None-Match` of GET: 304 when the client holds the current version (weak comparison).
+pub struct IfNoneMatch(Option<Tags>);
+
+impl IfNoneMatch {
+    pub fn holds(&self, etag: &str) -> bool {
+        match &self.0 {
+            None => false,
+            Some(Tags::Any) => true,
+            Some(Tags::List(tags)) => tags.iter().any(|t| t.trim_start_matches("W/") == etag),
+        }
+    }
+}
+
+impl FromRequest for IfNoneMatch {
+    type Error = ApiError;
+    type Future = Ready<Result<Self, ApiError>>;
+
+    fn from_request(req: &HttpRequest, _: &mut Payload) -> Self::Future {
+        ready(Ok(IfNoneMatch(tags(req, &header::IF_NONE_MATCH))))
+    }
+}
+
+impl IntoParams for IfNoneMatch {
+    fn into_params(_: impl Fn() -> Option<ParameterIn>) -> Vec<Parameter> {
+        vec![header_param(
+            "If-None-Match",
+            "Entity tags the client holds (comma-separated) or `*`: 304 when one is current \
+             (weak comparison); anything else gets the full answer.",
+        )]
+    }
+}
+
+/// An endpoint without query parameters: one that is sent is 400, as on every other endpoint
+/// (a typo is reported, not ignored).
+pub struct NoParameters;
+
+impl FromRequest for NoParameters {
+    type Error = ApiError;
+    type Future = Ready<Result<Self, ApiError>>;
+
+    fn from_request(req: &HttpRequest, _: &mut Payload) -> Self::Future {
+        let first = form_urlencoded::parse(req.query_string().as_bytes()).next();
+        ready(match first {
+            None => Ok(NoParameters),
+            Some((name, _)) => Err(ApiError::bad_parameter(
+                &name,
+                "is not a parameter of this endpoint (it takes none)",
+            )),
+        })
+    }
+}
+
+/// The signal `{id_or_slug}` names; 404 for a name no signal can have.
+pub struct SignalPath(pub SignalRef);
+
+impl FromRequest for SignalPath {
+    type Error = ApiError;
+    type Future = Ready<Result<Self, ApiError>>;
+
+    fn from_request(req: &HttpRequest, _: &mut Payload) -> Self::Future {
+        let name = req.match_info().get("id_or_slug").unwrap_or_default();
+        ready(SignalRef::parse(name).map(SignalPath).ok_or_else(not_found))
+    }
+}
+
+pub fn not_found() -> ApiError {
+    ApiError::NotFound("no signal with this id or slug".into())
+}
+
+impl IntoParams for SignalPath {
+    fn into_params(_: impl Fn() -> Option<ParameterIn>) -> Vec<Parameter> {
+        vec![ParameterBuilder::new()
+            .name("id_or_slug")
+            .parameter_in(ParameterIn::Path)
+            .required(Required::True)
+            .description(Some(
+                "The signal's id (a UUID) or its slug; anything else names no signal (404).",
+            ))
+            .schema(Some(
+                ObjectBuilder::new()
+                    .schema_type(Type::String)
+                    .min_length(Some(1))
+                    .max_length(Some(SLUG_MAX.max(36))),
+            ))
+            .example(Some(serde_json::json!("deepseek-targets-45b-valuation")))
+            .build()]
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use actix_web::test::TestRequest;
+
+    fn if_match(value: &str) -> IfMatch {
+        let req = TestRequest::default()
+            .insert_header((header::IF_MATCH, value))
+            .to_http_request();
+        IfMatch(tags(&req, &header::IF_MATCH))
+    }
+
+    #[test]
+    fn entity_tags_are_compared_strongly_for_if_match() {
+        assert!(if_match("\"a\"").check("\"a\"").is_ok());
+        assert!(if_match("\"b\", \"a\"").check("\"a\"").is_ok());
+        assert!(if_match("*").check("\"a\"").is_ok());
+        // Strong comparison: a weak tag never matches; nor does anything malformed.
+        for stale in ["W/\"a\"", "\"b\"", "", "a", "null"] {
+            assert!(if_match(stale).check("\"a\"").is_err(), "{stale:?}");
+        }
+    }
+}
