@@ -43,8 +43,7 @@ macro_rules! columns {
             $(
                 out.push(if i == 0 { b'{' } else { b',' });
                 starts[i] = out.len() as u32;
-                json::write_str(out, stringify!($name));
-                out.push(b':');
+                out.extend_from_slice(concat!("\"", stringify!($name), "\":").as_bytes());
                 let field = row.get(i).ok_or(diesel::result::UnexpectedEndOfRow)?;
                 write::$kind(out, field.value())?;
                 #[allow(unused_assignments)]
