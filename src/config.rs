@@ -12,8 +12,8 @@ pub enum LogFormat {
 }
 
 /// The database settings every command shares, so `keys`, `migrate` and `import` always reach the
-/// same database as `serve`.
-#[derive(Debug, Clone, Args)]
+/// same database as `serve`. Its `Debug` leaves out the URL's password.
+#[derive(Clone, Args)]
 pub struct DatabaseSettings {
     /// PostgreSQL connection URL. When unset, an embedded cluster in --data-dir is used.
     #[arg(long, env = "DATABASE_URL", global = true, hide_env_values = true)]
@@ -61,6 +61,30 @@ pub struct DatabaseSettings {
     pub statement_timeout_ms: u64,
 }
 
+impl std::fmt::Debug for DatabaseSettings {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let url = self
+            .database_url
+            .as_deref()
+            .map(|u| match url::Url::parse(u) {
+                Ok(mut parsed) if parsed.password().is_some() => {
+                    let _ = parsed.set_password(Some("redacted"));
+                    parsed.to_string()
+                }
+                Ok(_) => u.to_owned(),
+                Err(_) => "(not a URL)".to_owned(),
+            });
+        f.debug_struct("DatabaseSettings")
+            .field("database_url", &url)
+            .field("data_dir", &self.data_dir)
+            .field("pg_bin", &self.pg_bin)
+            .field("pool_size", &self.pool_size)
+            .field("db_timeout_ms", &self.db_timeout_ms)
+            .field("statement_timeout_ms", &self.statement_timeout_ms)
+            .finish()
+    }
+}
+
 impl DatabaseSettings {
     pub fn db_timeout(&self) -> Duration {
         Duration::from_millis(self.db_timeout_ms)
@@ -93,6 +117,159 @@ pub struct ServeSettings {
     /// Seconds in-flight requests get to finish after SIGTERM or SIGINT.
     #[arg(long, env = "SIGNALS_SHUTDOWN_TIMEOUT_S", default_value_t = 30)]
     pub shutdown_timeout_s: u64,
+
+    /// How long a client has to send a request's head, and then its body, in milliseconds;
+    /// slower requests are answered 408 (a head) or closed.
+    #[arg(long, env = "SIGNALS_CLIENT_TIMEOUT_MS", default_value_t = 5000)]
+    pub client_timeout_ms: u64,
+
+    /// Most client connections the instance holds open at once (split between the workers);
+    /// past it, new connections wait in the listen queue.
+    #[arg(long, env = "SIGNALS_MAX_CONNECTIONS", default_value_t = 4096)]
+    pub max_connections: usize,
+
+    /// Limit of reads (GET, HEAD, OPTIONS) per API key, or per client address without a key:
+    /// QUOTA/WINDOW with an optional :BURST, e.g. 600/60s or 600/60s:60 (s, m or h); 0 turns it
+    /// off. BURST (default a tenth of QUOTA) is how many requests of one client an instance
+    /// admits before it confirms them with the count all instances share.
+    #[arg(long, env = "SIGNALS_RATE_LIMIT_READ", default_value = "600/60s")]
+    pub rate_limit_read: RateLimit,
+
+    /// Limit of writes (every other method), as for reads.
+    #[arg(long, env = "SIGNALS_RATE_LIMIT_WRITE", default_value = "120/60s")]
+    pub rate_limit_write: RateLimit,
+
+    /// The base of every absolute URL the service writes (e.g. https://signals.example.com);
+    /// unset, links are relative.
+    #[arg(long, env = "SIGNALS_PUBLIC_URL")]
+    pub public_url: Option<PublicUrl>,
+
+    /// Comma-separated addresses or CIDR ranges of proxies whose Forwarded / X-Forwarded-For
+    /// headers are believed (for the client address of rate limits); empty believes none.
+    #[arg(long, env = "SIGNALS_TRUSTED_PROXIES", value_delimiter = ',')]
+    pub trusted_proxies: Vec<Cidr>,
+}
+
+/// A rate limit: `quota` requests per `window`, checked with the shared count every `burst`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct RateLimit(pub Option<Quota>);
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Quota {
+    pub quota: u32,
+    pub window_s: u32,
+    pub burst: u32,
+}
+
+impl std::str::FromStr for RateLimit {
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<Self, String> {
+        let s = s.trim();
+        if s == "0" || s.is_empty() {
+            return Ok(RateLimit(None));
+        }
+        let bad = || format!("{s:?} is not QUOTA/WINDOW[:BURST], like 600/60s or 600/60s:60, or 0");
+        let (limit, burst) = match s.split_once(':') {
+            Some((limit, burst)) => (limit, Some(burst.parse::<u32>().map_err(|_| bad())?)),
+            None => (s, None),
+        };
+        let (quota, window) = limit.split_once('/').ok_or_else(bad)?;
+        let quota: u32 = quota.trim().parse().map_err(|_| bad())?;
+        let window = window.trim();
+        let (number, unit) = window.split_at(window.len().saturating_sub(1));
+        let scale = match unit {
+            "s" => 1,
+            "m" => 60,
+            "h" => 3600,
+            _ => return Err(bad()),
+        };
+        let window_s = number
+            .parse::<u32>()
+            .map_err(|_| bad())?
+            .checked_mul(scale)
+            .ok_or_else(bad)?;
+        if quota == 0 || window_s == 0 {
+            return Err(bad());
+        }
+        let burst = burst.unwrap_or(quota.div_ceil(10)).clamp(1, quota);
+        Ok(RateLimit(Some(Quota {
+            quota,
+            window_s,
+            burst,
+        })))
+    }
+}
+
+/// The public base URL, without a trailing slash.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PublicUrl(pub String);
+
+impl std::str::FromStr for PublicUrl {
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<Self, String> {
+        let url = url::Url::parse(s.trim()).map_err(|e| format!("{s:?} is not a URL: {e}"))?;
+        if !matches!(url.scheme(), "http" | "https") || url.host().is_none() {
+            return Err(format!("{s:?} must be an absolute http or https URL"));
+        }
+        if url.query().is_some() || url.fragment().is_some() {
+            return Err(format!("{s:?} must not have a query or fragment"));
+        }
+        Ok(PublicUrl(url.as_str().trim_end_matches('/').to_owned()))
+    }
+}
+
+/// An address range, like 10.0.0.0/8 or ::1 (a single address).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Cidr {
+    pub addr: std::net::IpAddr,
+    pub prefix: u8,
+}
+
+impl Cidr {
+    pub fn contains(&self, ip: std::net::IpAddr) -> bool {
+        use std::net::IpAddr;
+        let ip = match ip {
+            IpAddr::V6(v6) => v6.to_ipv4_mapped().map_or(ip, IpAddr::V4),
+            v4 => v4,
+        };
+        match (self.addr, ip) {
+            (IpAddr::V4(net), IpAddr::V4(ip)) => {
+                let mask = u32::MAX
+                    .checked_shl(32 - u32::from(self.prefix))
+                    .unwrap_or(0);
+                u32::from(net) & mask == u32::from(ip) & mask
+            }
+            (IpAddr::V6(net), IpAddr::V6(ip)) => {
+                let mask = u128::MAX
+                    .checked_shl(128 - u32::from(self.prefix))
+                    .unwrap_or(0);
+                u128::from(net) & mask == u128::from(ip) & mask
+            }
+            _ => false,
+        }
+    }
+}
+
+impl std::str::FromStr for Cidr {
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<Self, String> {
+        let s = s.trim();
+        let bad = || format!("{s:?} is not an IP address or CIDR range");
+        let (addr, prefix) = match s.split_once('/') {
+            Some((a, p)) => (a, Some(p.parse::<u8>().map_err(|_| bad())?)),
+            None => (s, None),
+        };
+        let addr: std::net::IpAddr = addr.parse().map_err(|_| bad())?;
+        let max = if addr.is_ipv4() { 32 } else { 128 };
+        let prefix = prefix.unwrap_or(max);
+        if prefix > max {
+            return Err(bad());
+        }
+        Ok(Cidr { addr, prefix })
+    }
 }
 
 impl ServeSettings {

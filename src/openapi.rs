@@ -36,6 +36,8 @@ use crate::api::problem::{responses, Problem};
             responses::PayloadTooLarge,
             responses::UnsupportedMediaType,
             responses::Unprocessable,
+            responses::RequestTimeout,
+            responses::TooManyRequests,
             responses::Unavailable,
         )
     ),

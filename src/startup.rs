@@ -14,8 +14,10 @@ use diesel_async::RunQueryDsl;
 use utoipa_actix_web::AppExt;
 use utoipa_swagger_ui::{Config, SwaggerUi};
 
+use crate::api::limits::{limit, Limiter, FLUSH_EVERY};
 use crate::api::middleware::{head_as_get, observe, Metrics};
 use crate::api::system::OpenApiJson;
+use crate::api::PublicBase;
 use crate::api::{self, AppState, RouteTable};
 use crate::config::{DatabaseSettings, ServeSettings};
 use crate::db::{self, schema::server_secrets, Plans, PoolFactory, PoolRegistry};
@@ -90,6 +92,37 @@ pub async fn run(
         )?)));
     let metrics = web::Data::new(Metrics::default());
     let write_origins = Arc::new(settings.cors_origins());
+    let limiter = web::Data::new(Arc::new(Limiter::new(
+        settings.rate_limit_read,
+        settings.rate_limit_write,
+        settings.trusted_proxies.clone(),
+        pools.pool(2, Plans::Reused),
+    )));
+    if limiter.enabled() {
+        // What this instance admitted goes to the shared counts; old windows are deleted.
+        let limiter = limiter.clone();
+        actix_web::rt::spawn(async move {
+            let mut every = actix_web::rt::time::interval(FLUSH_EVERY);
+            let mut ticks = 0u64;
+            loop {
+                every.tick().await;
+                if let Err(e) = limiter.flush().await {
+                    tracing::warn!(error = %e, "rate limits: cannot add to the shared counts");
+                }
+                ticks += 1;
+                if ticks % 240 == 0 {
+                    if let Err(e) = limiter.prune().await {
+                        tracing::warn!(error = %e, "rate limits: cannot delete old counts");
+                    }
+                }
+            }
+        });
+    }
+    let client_timeout = Duration::from_millis(settings.client_timeout_ms);
+    let body_timeout = web::Data::new(crate::api::BodyTimeout(client_timeout));
+    let public_url = web::Data::new(PublicBase(
+        settings.public_url.as_ref().map(|u| u.0.clone()),
+    ));
 
     // Expired idempotency records are deleted by the service itself, at start and then hourly.
     let janitor = pools.pool(1, Plans::Reused);
@@ -127,8 +160,12 @@ pub async fn run(
             .app_data(routes.clone())
             .app_data(openapi_json.clone())
             .app_data(metrics.clone())
+            .app_data(limiter.clone())
+            .app_data(public_url.clone())
+            .app_data(body_timeout.clone())
             .wrap(from_fn(head_as_get))
             .wrap(Compress::default())
+            .wrap(from_fn(limit))
             .wrap(cors(write_origins.clone()))
             .wrap(from_fn(observe))
             .into_utoipa_app()
@@ -154,6 +191,8 @@ pub async fn run(
     })
     // Responses go out whole at once; Nagle's algorithm would only hold back their last segment.
     .tcp_nodelay(true)
+    .client_request_timeout(client_timeout)
+    .max_connections(settings.max_connections.div_ceil(workers).max(1))
     .shutdown_timeout(settings.shutdown_timeout_s)
     .workers(workers);
     Ok(server
@@ -200,6 +239,8 @@ fn cors(write_origins: Arc<Vec<String>>) -> Cors {
             header::LINK,
             header::LOCATION,
             header::RETRY_AFTER,
+            crate::api::limits::RATELIMIT,
+            crate::api::limits::RATELIMIT_POLICY,
             header::HeaderName::from_static("x-request-id"),
             header::HeaderName::from_static("idempotent-replayed"),
         ])

@@ -11,7 +11,7 @@ use utoipa::{IntoParams, PartialSchema, ToSchema};
 use super::auth::Reader;
 use super::conditions::IfNoneMatch;
 use super::problem::{responses, ApiError};
-use super::{cacheable_json, version_etag, AppState};
+use super::{cacheable_json, version_etag, AppState, PublicBase};
 use crate::db::{self, lists, signal_json::SignalJson};
 use crate::domain::examples;
 use crate::domain::query::{parameters, After, ListQuery, LIST_PARAMS};
@@ -194,12 +194,12 @@ fn next_url(req: &HttpRequest, cursor: &str) -> String {
         }
     }
     query.append_pair("cursor", cursor);
-    let info = req.connection_info();
-    format!(
-        "{}://{}{}?{}",
-        info.scheme(),
-        info.host(),
-        req.path(),
-        query.finish()
-    )
+    // On SIGNALS_PUBLIC_URL, or relative: never from the request's Host or X-Forwarded-*, which
+    // a client can set (and a shared cache would keep).
+    let base = req.app_data::<web::Data<PublicBase>>();
+    let path = format!("{}?{}", req.path(), query.finish());
+    match base {
+        Some(base) => base.link(&path),
+        None => path,
+    }
 }

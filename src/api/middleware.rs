@@ -131,6 +131,12 @@ pub struct Metrics {
 
 impl Metrics {
     fn observe(&self, method: &str, route: &str, status: u16, seconds: f64) {
+        // Label values a client cannot multiply: methods outside the standard ones are one
+        // label, and so are paths no route matched ("unmatched", set by the caller).
+        let method = match method {
+            "GET" | "HEAD" | "POST" | "PUT" | "PATCH" | "DELETE" | "OPTIONS" => method,
+            _ => "OTHER",
+        };
         let mut series = self.series.lock().unwrap_or_else(|e| e.into_inner());
         let s = series
             .entry((method.to_owned(), route.to_owned(), status))

@@ -5,6 +5,7 @@ pub mod batch;
 pub mod conditions;
 pub mod facets;
 pub mod idempotency;
+pub mod limits;
 pub mod list;
 pub mod middleware;
 pub mod problem;
@@ -27,6 +28,22 @@ use utoipa_actix_web::service_config::ServiceConfig;
 use crate::db::{PgPool, SharedConn};
 use conditions::IfNoneMatch;
 use problem::ApiError;
+
+/// How long a client may take to send a body (`SIGNALS_CLIENT_TIMEOUT_MS`).
+pub struct BodyTimeout(pub Duration);
+
+/// The base of absolute URLs (`SIGNALS_PUBLIC_URL`); `None`: links are relative.
+pub struct PublicBase(pub Option<String>);
+
+impl PublicBase {
+    /// `path_and_query` (starting with `/`) as the service writes it in a link.
+    pub fn link(&self, path_and_query: &str) -> String {
+        match &self.0 {
+            Some(base) => format!("{base}{path_and_query}"),
+            None => path_and_query.to_owned(),
+        }
+    }
+}
 
 /// What every handler shares.
 pub struct AppState {
@@ -69,8 +86,90 @@ pub fn openapi() -> OpenApi {
         .configure(configure)
         .split_for_parts();
     add_links(&mut api);
+    add_rate_limits(&mut api);
+    add_body_timeouts(&mut api);
     add_head_operations(&mut api);
     api
+}
+
+/// An operation with a body answers 408 when the body comes too slowly.
+fn add_body_timeouts(api: &mut OpenApi) {
+    use utoipa::openapi::Ref;
+    for item in api.paths.paths.values_mut() {
+        for op in [&mut item.post, &mut item.put, &mut item.patch]
+            .into_iter()
+            .flatten()
+            .filter(|op| op.request_body.is_some())
+        {
+            op.responses.responses.insert(
+                "408".to_owned(),
+                RefOr::Ref(Ref::from_response_name("RequestTimeout")),
+            );
+        }
+    }
+}
+
+/// Every operation is rate-limited (`api::limits`): each may answer 429, and every response
+/// carries the RateLimit fields while a limit is configured.
+fn add_rate_limits(api: &mut OpenApi) {
+    use utoipa::openapi::header::HeaderBuilder;
+    use utoipa::openapi::schema::{ObjectBuilder, Type};
+    use utoipa::openapi::Ref;
+    let fields = [
+        (
+            "RateLimit-Policy",
+            "The limit this request counts against (draft-ietf-httpapi-ratelimit-headers), \
+             e.g. `\"read\";q=600;w=60`: 600 reads per 60 s window; when limits are on",
+        ),
+        (
+            "RateLimit",
+            "What is left of it, e.g. `\"read\";r=42;t=17`: 42 more in the 17 s until the \
+             window ends; when limits are on",
+        ),
+    ];
+    let add_fields =
+        |headers: &mut std::collections::BTreeMap<String, RefOr<utoipa::openapi::Header>>| {
+            for (name, description) in fields {
+                headers.insert(
+                    name.to_owned(),
+                    RefOr::T(
+                        HeaderBuilder::new()
+                            .schema(Some(ObjectBuilder::new().schema_type(Type::String)))
+                            .description(Some(description))
+                            .build(),
+                    ),
+                );
+            }
+        };
+    if let Some(components) = api.components.as_mut() {
+        for response in components.responses.values_mut() {
+            if let RefOr::T(response) = response {
+                add_fields(&mut response.headers);
+            }
+        }
+    }
+    for item in api.paths.paths.values_mut() {
+        for op in [
+            &mut item.get,
+            &mut item.post,
+            &mut item.put,
+            &mut item.patch,
+            &mut item.delete,
+        ]
+        .into_iter()
+        .flatten()
+        {
+            for response in op.responses.responses.values_mut() {
+                if let RefOr::T(response) = response {
+                    add_fields(&mut response.headers);
+                }
+            }
+            op.responses.responses.insert(
+                "429".to_owned(),
+                RefOr::Ref(Ref::from_response_name("TooManyRequests")),
+            );
+        }
+    }
 }
 
 /// Links from a created signal to the operations on it (so clients and the stateful checks
@@ -236,7 +335,11 @@ pub async fn read_json(
     if declared.is_some_and(|n| n > limit) {
         return Err(ApiError::PayloadTooLarge { limit });
     }
-    let bytes = match payload.to_bytes_limited(limit).await {
+    let timeout = req
+        .app_data::<web::Data<BodyTimeout>>()
+        .map_or(Duration::from_secs(5), |t| t.0);
+    let read = actix_web::rt::time::timeout(timeout, payload.to_bytes_limited(limit));
+    let bytes = match read.await.map_err(|_| ApiError::RequestTimeout)? {
         Ok(Ok(bytes)) => bytes,
         Ok(Err(e)) => {
             return Err(ApiError::bad_request(format!(

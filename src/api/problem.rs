@@ -65,11 +65,19 @@ pub enum ApiError {
     PayloadTooLarge { limit: usize },
     #[error("{0}")]
     UnsupportedMediaType(String),
+    #[error("the body did not arrive in time")]
+    RequestTimeout,
     /// Well-formed but invalid: every bad field.
     #[error("{} invalid", plural(.0.len(), "field is", "fields are"))]
     Validation(Vec<FieldError>),
     #[error("the database is unavailable")]
     Unavailable(String),
+    /// Over a rate limit: retry after this many seconds.
+    #[error("too many {class} requests: the limit allows more in {retry_after} s")]
+    RateLimited {
+        class: &'static str,
+        retry_after: u32,
+    },
     #[error("internal error")]
     Internal(String),
 }
@@ -135,6 +143,11 @@ impl ApiError {
                 "/problems/payload-too-large",
                 "Request body too large",
             ),
+            RequestTimeout => (
+                StatusCode::REQUEST_TIMEOUT,
+                "/problems/request-timeout",
+                "Request timeout",
+            ),
             UnsupportedMediaType(_) => (
                 StatusCode::UNSUPPORTED_MEDIA_TYPE,
                 "/problems/unsupported-media-type",
@@ -144,6 +157,11 @@ impl ApiError {
                 StatusCode::UNPROCESSABLE_ENTITY,
                 "/problems/validation",
                 "Invalid request",
+            ),
+            RateLimited { .. } => (
+                StatusCode::TOO_MANY_REQUESTS,
+                "/problems/rate-limited",
+                "Too many requests",
             ),
             Unavailable(_) => (
                 StatusCode::SERVICE_UNAVAILABLE,
@@ -183,7 +201,9 @@ pub fn problem_for_status(status: StatusCode) -> Problem {
         400 => "/problems/bad-request",
         404 => "/problems/not-found",
         405 => "/problems/method-not-allowed",
+        408 => "/problems/request-timeout",
         413 => "/problems/payload-too-large",
+        429 => "/problems/rate-limited",
         415 => "/problems/unsupported-media-type",
         s if s >= 500 => "/problems/internal",
         _ => "about:blank",
@@ -230,6 +250,9 @@ impl ResponseError for ApiError {
             }
             ApiError::Unavailable(_) => {
                 headers.insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
+            }
+            ApiError::RateLimited { retry_after, .. } => {
+                headers.insert(header::RETRY_AFTER, HeaderValue::from(*retry_after));
             }
             _ => {}
         }
@@ -375,6 +398,22 @@ pub mod responses {
         "/problems/unsupported-media-type",
         "Unsupported media type",
         "expected Content-Type: application/json"
+    );
+    problem_response!(
+        RequestTimeout,
+        "The body did not arrive within the client timeout",
+        408,
+        "/problems/request-timeout",
+        "Request timeout",
+        "the body did not arrive in time"
+    );
+    problem_response!(
+        TooManyRequests,
+        "Over the rate limit of this key or client address (`Retry-After`, and the RateLimit fields)",
+        429,
+        "/problems/rate-limited",
+        "Too many requests",
+        "too many read requests: the limit allows more in 17 s"
     );
     problem_response!(
         Unavailable,

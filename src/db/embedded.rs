@@ -19,7 +19,6 @@ const SUPERUSER: &str = "postgres";
 const PASSWORD_FILE: &str = "signals.password";
 
 /// A running embedded cluster. Stops the server on drop when this process started it.
-#[derive(Debug)]
 pub struct Cluster {
     data_dir: PathBuf,
     bin: PathBuf,
@@ -27,6 +26,20 @@ pub struct Cluster {
     port: u16,
     password: String,
     started_here: bool,
+    /// Held while this process owns the running server (it stops it when done); `None` when
+    /// another live `signals` process owns it.
+    _owner: Option<fs::File>,
+}
+
+/// Without the password.
+impl std::fmt::Debug for Cluster {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Cluster")
+            .field("data_dir", &self.data_dir)
+            .field("port", &self.port)
+            .field("started_here", &self.started_here)
+            .finish_non_exhaustive()
+    }
 }
 
 impl Cluster {
@@ -48,6 +61,7 @@ impl Cluster {
             })?
             .trim()
             .to_owned();
+        let owner = take_ownership(&data_dir)?;
         let mut cluster = Cluster {
             data_dir,
             bin,
@@ -55,10 +69,26 @@ impl Cluster {
             port: 0,
             password,
             started_here: false,
+            _owner: None,
         };
-        match cluster.running_port() {
-            Some(port) => cluster.port = port,
-            None => cluster.launch()?,
+        match (cluster.running_port(), owner) {
+            // Another signals process runs it: use it, leave it to that process.
+            (Some(port), None) => cluster.port = port,
+            // Running, yet no live signals process owns it: the server of a process that was
+            // killed (SIGKILL). Adopted, and stopped when this process is done with it.
+            (Some(port), Some(lock)) => {
+                tracing::warn!(
+                    port,
+                    "adopting the embedded PostgreSQL a killed process left running"
+                );
+                cluster.port = port;
+                cluster.started_here = true;
+                cluster._owner = Some(lock);
+            }
+            (None, owner) => {
+                cluster.launch()?;
+                cluster._owner = owner;
+            }
         }
         cluster.ensure_database().await?;
         Ok(cluster)
@@ -93,6 +123,30 @@ impl Cluster {
         }
     }
 
+    /// Stops the server for a while (fault tests stop a cluster of their own); [`resume`]
+    /// starts it again on the same port.
+    ///
+    /// [`resume`]: Cluster::resume
+    pub fn pause(&mut self) -> Result<(), Fatal> {
+        let status = self
+            .command("pg_ctl")
+            .args(["stop", "-w", "-m", "fast", "-D"])
+            .arg(&self.data_dir)
+            .stdout(Stdio::null())
+            .status()
+            .map_err(|e| Fatal(format!("cannot run pg_ctl: {e}")))?;
+        match status.success() {
+            true => Ok(()),
+            false => Err(Fatal(format!("pg_ctl stop failed: {status}"))),
+        }
+    }
+
+    /// Starts a paused server again, on the port it had.
+    pub fn resume(&mut self) -> Result<(), Fatal> {
+        let port = self.port;
+        self.launch_on(port)
+    }
+
     /// The port of a server already running on this data folder, if there is one.
     fn running_port(&self) -> Option<u16> {
         let status = self
@@ -114,6 +168,10 @@ impl Cluster {
 
     fn launch(&mut self) -> Result<(), Fatal> {
         let port = free_port()?;
+        self.launch_on(port)
+    }
+
+    fn launch_on(&mut self, port: u16) -> Result<(), Fatal> {
         tracing::info!(data_dir = %self.data_dir.display(), port, "starting the embedded PostgreSQL");
         let output = self
             .command("pg_ctl")
@@ -186,6 +244,23 @@ impl Drop for Cluster {
     fn drop(&mut self) {
         self.stop();
     }
+}
+
+/// The ownership lock of a data folder (a file beside it, locked with `flock` for as long as the
+/// owning process lives): `Some` when this process now owns the cluster, `None` when another
+/// live process does. The kernel releases the lock of a process that dies, however it dies.
+fn take_ownership(data_dir: &Path) -> Result<Option<fs::File>, Fatal> {
+    use std::os::fd::AsRawFd;
+    let path = data_dir.with_extension("owner");
+    let file = fs::OpenOptions::new()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .open(&path)
+        .map_err(|e| Fatal(format!("cannot open {}: {e}", path.display())))?;
+    // SAFETY: flock on a file descriptor this function owns.
+    let locked = unsafe { libc::flock(file.as_raw_fd(), libc::LOCK_EX | libc::LOCK_NB) } == 0;
+    Ok(locked.then_some(file))
 }
 
 /// Runs initdb into a scratch folder beside the data folder and renames it into place, so an
@@ -349,9 +424,21 @@ fn write_private_file(
     contents: &str,
     run_as: Option<(u32, u32)>,
 ) -> Result<(), Fatal> {
+    use std::io::Write;
+    use std::os::unix::fs::OpenOptionsExt;
     let fail = |e: std::io::Error| Fatal(format!("cannot write {}: {e}", path.display()));
-    fs::write(path, contents).map_err(fail)?;
-    fs::set_permissions(path, fs::Permissions::from_mode(0o600)).map_err(fail)?;
+    // Private from the moment it exists (a file left from before is made private first).
+    if path.exists() {
+        fs::set_permissions(path, fs::Permissions::from_mode(0o600)).map_err(fail)?;
+    }
+    fs::OpenOptions::new()
+        .write(true)
+        .create(true)
+        .truncate(true)
+        .mode(0o600)
+        .open(path)
+        .and_then(|mut f| f.write_all(contents.as_bytes()))
+        .map_err(fail)?;
     if let Some((uid, gid)) = run_as {
         std::os::unix::fs::chown(path, Some(uid), Some(gid)).map_err(fail)?;
     }

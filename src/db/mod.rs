@@ -5,6 +5,7 @@ pub mod facets;
 mod fixed_sql;
 pub mod idempotency;
 pub mod keys;
+pub mod limits;
 pub mod lists;
 pub mod lookups;
 pub mod rows;

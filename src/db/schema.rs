@@ -65,3 +65,12 @@ diesel::allow_tables_to_appear_in_same_query!(
     server_secrets,
     signals
 );
+
+diesel::table! {
+    rate_limit_counts (policy, subject, window_start) {
+        policy -> Text,
+        subject -> Text,
+        window_start -> BigInt,
+        count -> BigInt,
+    }
+}

@@ -2,7 +2,7 @@
 
 use std::net::TcpListener;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::process::{Child, Command};
 use std::time::{Duration, Instant};
 
 use serde_json::Value;
@@ -26,10 +26,18 @@ fn command(data_dir: &Path) -> Command {
 }
 
 fn start(data_dir: &Path, port: u16) -> Child {
+    // Every log line the service writes, at the most talkative level, for the secrets check.
+    std::fs::create_dir_all(data_dir.parent().unwrap()).unwrap();
+    let log = std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(data_dir.with_extension("log"))
+        .unwrap();
     command(data_dir)
         .env("SIGNALS_BIND", format!("127.0.0.1:{port}"))
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
+        .env("RUST_LOG", "trace")
+        .stdout(log.try_clone().unwrap())
+        .stderr(log)
         .spawn()
         .unwrap()
 }
@@ -98,6 +106,14 @@ async fn serve_without_database_url_runs_stops_and_restarts_its_own_postgres() {
         String::from_utf8_lossy(&out.stderr)
     );
     let key = String::from_utf8(out.stdout).unwrap().trim().to_owned();
+    let wrong = format!("{}x", &key[..key.len() - 1]);
+    let res = client
+        .get(format!("{base}/v1/signals"))
+        .insert_header(("Authorization", format!("Bearer {wrong}")))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), 401);
     let mut res = client
         .post(format!("{base}/v1/signals"))
         .insert_header(("Authorization", format!("Bearer {key}")))
@@ -127,6 +143,26 @@ async fn serve_without_database_url_runs_stops_and_restarts_its_own_postgres() {
     assert_eq!(body["slug"], "kept-across-restarts");
     terminate(&mut serve);
     assert!(!data_dir.join("postmaster.pid").exists());
+
+    // The password file was private from the start, and no secret reached a log line.
+    use std::os::unix::fs::PermissionsExt;
+    let password_file = data_dir.join("signals.password");
+    let mode = std::fs::metadata(&password_file)
+        .unwrap()
+        .permissions()
+        .mode();
+    assert_eq!(mode & 0o777, 0o600);
+    let password = std::fs::read_to_string(&password_file).unwrap();
+    let log = std::fs::read_to_string(data_dir.with_extension("log")).unwrap();
+    assert!(log.lines().count() > 10, "the service logged");
+    let secret = key.rsplit('_').next().unwrap();
+    for (what, value) in [
+        ("password", password.trim()),
+        ("key secret", secret),
+        ("wrong key", wrong.rsplit('_').next().unwrap()),
+    ] {
+        assert!(!log.contains(value), "the {what} is in the log");
+    }
 }
 
 #[test]
@@ -148,4 +184,56 @@ fn without_server_programs_one_clear_message_and_a_failing_exit() {
         "{stderr}"
     );
     assert!(!dir.join("pg").exists(), "nothing was created");
+}
+
+#[actix_web::test]
+async fn after_a_sigkill_the_next_start_adopts_the_orphaned_postgres_and_stops_it_at_the_end() {
+    let dir = TempDir(
+        std::env::temp_dir().join(format!("signals-orphan-{}", uuid::Uuid::now_v7().simple())),
+    );
+    let data_dir = dir.0.join("pg");
+    let port = free_port();
+    let base = format!("http://127.0.0.1:{port}");
+    let client = awc::Client::builder()
+        .timeout(Duration::from_secs(10))
+        .finish();
+    let mut serve = start(&data_dir, port);
+    wait_ready(&client, &base, &mut serve).await;
+    let out = command(&data_dir)
+        .args(["keys", "create", "--name", "orphan", "--scope", "write"])
+        .output()
+        .unwrap();
+    let key = String::from_utf8(out.stdout).unwrap().trim().to_owned();
+    let res = client
+        .post(format!("{base}/v1/signals"))
+        .insert_header(("Authorization", format!("Bearer {key}")))
+        .send_json(&crate::helpers::signal(
+            serde_json::json!({"slug": "survives-a-kill"}),
+        ))
+        .await
+        .unwrap();
+    assert_eq!(res.status(), 201);
+
+    // SAFETY: sending a signal to our own child process.
+    unsafe { libc::kill(serve.id() as i32, libc::SIGKILL) };
+    serve.wait().unwrap();
+    assert!(
+        data_dir.join("postmaster.pid").exists(),
+        "the killed service could not stop its PostgreSQL"
+    );
+
+    // A new start finds it running, with no live owner: it adopts it, no manual step.
+    let mut serve = start(&data_dir, port);
+    wait_ready(&client, &base, &mut serve).await;
+    let res = client
+        .get(format!("{base}/v1/signals/survives-a-kill"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), 200, "no data lost");
+    terminate(&mut serve);
+    assert!(
+        !data_dir.join("postmaster.pid").exists(),
+        "the adopted PostgreSQL is stopped with the service that adopted it"
+    );
 }

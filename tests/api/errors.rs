@@ -292,3 +292,41 @@ async fn cors_allows_reads_anywhere_and_writes_from_configured_origins() {
     let res = preflight("https://any.example", "POST").await.unwrap();
     assert!(header(&res, "access-control-allow-origin").is_none());
 }
+
+#[actix_web::test]
+async fn invented_methods_do_not_grow_the_metrics() {
+    let app = TestApp::spawn().await;
+    let size = |app: &TestApp| {
+        let client = app.client.clone();
+        let url = app.url("/metrics");
+        async move {
+            let mut res = client.get(url).send().await.unwrap();
+            res.body().limit(1 << 24).await.unwrap().len()
+        }
+    };
+    for i in 0..3 {
+        let method = Method::from_bytes(format!("INVENT{i}").as_bytes()).unwrap();
+        app.client
+            .request(method, app.url(&format!("/nowhere/{i}")))
+            .send()
+            .await
+            .unwrap();
+    }
+    // Once first, so that the series of GET /metrics itself exists before measuring.
+    size(&app).await;
+    let before = size(&app).await;
+    for i in 3..200 {
+        let method = Method::from_bytes(format!("INVENT{i}").as_bytes()).unwrap();
+        app.client
+            .request(method, app.url(&format!("/nowhere/{i}")))
+            .send()
+            .await
+            .unwrap();
+    }
+    let after = size(&app).await;
+    // Only the counts change (a few digits), not the number of series.
+    assert!(
+        after < before + 200,
+        "metrics grew from {before} to {after} bytes"
+    );
+}

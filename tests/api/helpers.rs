@@ -243,6 +243,14 @@ pub fn serve_settings() -> ServeSettings {
         cors_origins: vec!["https://admin.example".into()],
         workers: 1,
         shutdown_timeout_s: 1,
+        // Off, as the tests make many requests from one address; tests/api/limits.rs turns
+        // them on.
+        rate_limit_read: signals::config::RateLimit(None),
+        rate_limit_write: signals::config::RateLimit(None),
+        public_url: None,
+        trusted_proxies: Vec::new(),
+        client_timeout_ms: 5000,
+        max_connections: 4096,
     }
 }
 
@@ -284,6 +292,25 @@ impl TestApp {
 
     pub fn url(&self, path: &str) -> String {
         format!("{}{path}", self.address)
+    }
+
+    /// Another instance of the service on this app's database (stopped when dropped), with
+    /// the settings `configure` makes of the tests' defaults.
+    pub async fn another_instance(
+        &self,
+        configure: impl FnOnce(&mut ServeSettings, &mut DatabaseSettings),
+    ) -> Instance {
+        let mut serve = serve_settings();
+        let mut database = db_settings(&self.db.url);
+        configure(&mut serve, &mut database);
+        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+        let address = format!("http://{}", listener.local_addr().unwrap());
+        let server = signals::startup::run(listener, &self.db.url, &database, &serve)
+            .await
+            .expect("the second instance starts");
+        let handle = server.handle();
+        actix_web::rt::spawn(server);
+        Instance { address, handle }
     }
 
     /// A new API key of this scope, as `signals keys create` would make it.
@@ -330,6 +357,24 @@ impl TestApp {
         let body = json_body(&mut res).await;
         assert_eq!(res.status(), 201, "{body}");
         body
+    }
+}
+
+/// A second service instance on a test's database.
+pub struct Instance {
+    pub address: String,
+    handle: ServerHandle,
+}
+
+impl Instance {
+    pub fn url(&self, path: &str) -> String {
+        format!("{}{path}", self.address)
+    }
+}
+
+impl Drop for Instance {
+    fn drop(&mut self) {
+        drop(self.handle.stop(false));
     }
 }
 

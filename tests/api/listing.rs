@@ -44,9 +44,10 @@ async fn walk(app: &TestApp, first: &str) -> Vec<Value> {
             .split_once(">; rel=\"next\"")
             .unwrap()
             .0;
-        assert!(url.starts_with(&app.address), "{url}");
+        // Relative: without SIGNALS_PUBLIC_URL nothing of the request's Host is trusted.
+        assert!(url.starts_with("/v1/signals?"), "{url}");
         assert!(url.contains(&format!("cursor={cursor}")), "{url}");
-        path = url[app.address.len()..].to_owned();
+        path = url.to_owned();
     }
     panic!("pagination did not end");
 }
@@ -512,5 +513,29 @@ async fn categories_and_tags_are_counted() {
     ] {
         let mut res = app.get(bad).send().await.unwrap();
         assert_problem(&mut res, 400).await;
+    }
+}
+
+#[actix_web::test]
+async fn the_next_link_is_on_the_public_url_and_never_on_the_requests_host() {
+    for public_url in [None, Some("https://signals.example.com")] {
+        let app = TestApp::spawn_with(|serve, _| {
+            serve.public_url = public_url.map(|u| u.parse().unwrap());
+        })
+        .await;
+        seed(&app).await;
+        let res = app
+            .get("/v1/signals?limit=2")
+            .insert_header(("Host", "evil.example"))
+            .insert_header(("X-Forwarded-Proto", "gopher"))
+            .insert_header(("X-Forwarded-Host", "evil.example"))
+            .insert_header(("Forwarded", "host=evil.example;proto=gopher"))
+            .send()
+            .await
+            .unwrap();
+        let link = header(&res, "link").unwrap();
+        assert!(!link.contains("evil") && !link.contains("gopher"), "{link}");
+        let expected = format!("<{}/v1/signals?limit=2&cursor=", public_url.unwrap_or(""));
+        assert!(link.starts_with(&expected), "{link}");
     }
 }

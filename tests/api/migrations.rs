@@ -29,6 +29,7 @@ async fn migrations_run_up_down_and_up_again() {
             "__diesel_schema_migrations",
             "api_keys",
             "idempotency_records",
+            "rate_limit_counts",
             "server_secrets",
             "signals"
         ]

@@ -1,0 +1,519 @@
+//! Rate limits (`../shared/API.md`, "Rate limits"): reads and writes apart, per API key, and per
+//! client address for requests without one; fixed windows whose counts every instance on the
+//! database shares.
+//!
+//! Each instance counts what it admits locally and adds it to the shared count in
+//! `rate_limit_counts` in the background (every [`FLUSH_EVERY`]), reading back the total that
+//! all instances admitted. A client's request is admitted while the total known plus what this
+//! instance admitted since is under the quota; once an instance has admitted `burst` requests
+//! of a client that the shared count does not know yet, it confirms them with the shared count
+//! before admitting more. So in a window N instances admit at most `quota + N × burst`
+//! requests of one client: at most one burst per instance over.
+//!
+//! A request with a key is counted against the key's public prefix without a database lookup;
+//! every request that fails authentication is also counted against its client address, and
+//! once that count is over the quota, requests with keys from that address are refused before
+//! their key is looked up: a flood of made-up keys costs no lookup per request.
+
+use std::collections::HashMap;
+use std::net::IpAddr;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use actix_web::body::{BoxBody, MessageBody};
+use actix_web::dev::{ServiceRequest, ServiceResponse};
+use actix_web::http::header::{self, HeaderName, HeaderValue};
+use actix_web::http::{Method, StatusCode};
+use actix_web::middleware::Next;
+use actix_web::{web, Error, ResponseError};
+
+use super::problem::ApiError;
+use crate::config::{Cidr, Quota, RateLimit};
+use crate::db::limits::{self as counts, Admitted};
+use crate::db::PgPool;
+use crate::domain::key;
+
+pub const RATELIMIT_POLICY: HeaderName = HeaderName::from_static("ratelimit-policy");
+pub const RATELIMIT: HeaderName = HeaderName::from_static("ratelimit");
+
+/// How often each instance adds its counts to the shared ones.
+pub const FLUSH_EVERY: Duration = Duration::from_millis(250);
+/// Most subjects an instance tracks at once; past it the oldest windows are forgotten first.
+const MAX_SUBJECTS: usize = 100_000;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Class {
+    Read,
+    Write,
+}
+
+impl Class {
+    fn of(method: &Method) -> Class {
+        match *method {
+            Method::GET | Method::HEAD | Method::OPTIONS => Class::Read,
+            _ => Class::Write,
+        }
+    }
+
+    fn name(self) -> &'static str {
+        match self {
+            Class::Read => "read",
+            Class::Write => "write",
+        }
+    }
+}
+
+/// Whom a count is of.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+enum Subject {
+    /// An API key, by its public prefix (checked later, by the handler).
+    Key(String),
+    /// A client address, for requests without a key.
+    Address(IpAddr),
+    /// A client address, for its requests whose key failed authentication.
+    Failures(IpAddr),
+}
+
+impl Subject {
+    fn text(&self) -> String {
+        match self {
+            Subject::Key(prefix) => format!("key:{prefix}"),
+            Subject::Address(ip) => format!("addr:{ip}"),
+            Subject::Failures(ip) => format!("fail:{ip}"),
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, Default)]
+struct Count {
+    /// The window (its start, in seconds since the epoch) the counts are of.
+    window: i64,
+    /// The shared total as last read (what every instance had added by then).
+    shared: u32,
+    /// Admitted here and not yet added to the shared count.
+    pending: u32,
+}
+
+/// What a check decided, with what the RateLimit fields say.
+#[derive(Debug, Clone, Copy)]
+pub struct Decision {
+    pub class: Class,
+    pub quota: Quota,
+    pub allowed: bool,
+    pub remaining: u32,
+    /// Seconds until the window ends.
+    pub reset: u32,
+}
+
+pub struct Limiter {
+    read: Option<Quota>,
+    write: Option<Quota>,
+    proxies: Vec<Cidr>,
+    counts: Mutex<HashMap<(Class, Subject), Count>>,
+    pool: PgPool,
+}
+
+/// The count of `subject` in `window`, started anew when the window is new; at most
+/// [`MAX_SUBJECTS`] are kept (those of past windows go first).
+fn current<'m>(
+    counts: &'m mut HashMap<(Class, Subject), Count>,
+    class: Class,
+    subject: &Subject,
+    window: i64,
+) -> &'m mut Count {
+    if counts.len() >= MAX_SUBJECTS {
+        counts.retain(|_, c| c.window >= window);
+        if counts.len() >= MAX_SUBJECTS {
+            counts.clear();
+        }
+    }
+    let c = counts.entry((class, subject.clone())).or_default();
+    if c.window != window {
+        *c = Count {
+            window,
+            ..Count::default()
+        };
+    }
+    c
+}
+
+fn now_s() -> i64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs() as i64)
+}
+
+impl Limiter {
+    pub fn new(read: RateLimit, write: RateLimit, proxies: Vec<Cidr>, pool: PgPool) -> Self {
+        Limiter {
+            read: read.0,
+            write: write.0,
+            proxies,
+            counts: Mutex::new(HashMap::new()),
+            pool,
+        }
+    }
+
+    fn quota(&self, class: Class) -> Option<Quota> {
+        match class {
+            Class::Read => self.read,
+            Class::Write => self.write,
+        }
+    }
+
+    pub fn enabled(&self) -> bool {
+        self.read.is_some() || self.write.is_some()
+    }
+
+    /// Counts one request of `subject` if it is under the limit (`count`), or only looks.
+    fn decide(
+        &self,
+        class: Class,
+        quota: Quota,
+        subject: &Subject,
+        count: bool,
+    ) -> (Decision, bool) {
+        let now = now_s();
+        let window = now - now.rem_euclid(i64::from(quota.window_s));
+        let reset = (window + i64::from(quota.window_s) - now).max(0) as u32;
+        let mut counts = self.counts.lock().unwrap_or_else(|e| e.into_inner());
+        let c = current(&mut counts, class, subject, window);
+        let used = c.shared + c.pending;
+        let allowed = used < quota.quota;
+        // Past a burst that the shared count does not know of, confirm with it first.
+        let confirm = allowed && count && c.pending >= quota.burst;
+        if allowed && count && !confirm {
+            c.pending += 1;
+        }
+        let decision = Decision {
+            class,
+            quota,
+            allowed,
+            remaining: quota
+                .quota
+                .saturating_sub(used + u32::from(allowed && count)),
+            reset,
+        };
+        (decision, confirm)
+    }
+
+    /// Counts one failed request of `subject`, whatever the count.
+    fn charge(&self, class: Class, quota: Quota, subject: &Subject) {
+        let now = now_s();
+        let window = now - now.rem_euclid(i64::from(quota.window_s));
+        let mut counts = self.counts.lock().unwrap_or_else(|e| e.into_inner());
+        current(&mut counts, class, subject, window).pending += 1;
+    }
+
+    /// Admits one request of `subject` or not.
+    async fn check(&self, class: Class, quota: Quota, subject: &Subject) -> Decision {
+        let (decision, confirm) = self.decide(class, quota, subject, true);
+        if !confirm {
+            return decision;
+        }
+        // Unconfirmed admissions reached the burst: add them to the shared count now. If the
+        // database does not answer, this instance goes on with what it knows.
+        if let Err(e) = self.flush().await {
+            tracing::warn!(error = %e, "rate limits: cannot reach the shared counts");
+            let mut counts = self.counts.lock().unwrap_or_else(|e| e.into_inner());
+            if let Some(c) = counts.get_mut(&(class, subject.clone())) {
+                c.shared += c.pending;
+                c.pending = 0;
+            }
+        }
+        self.decide(class, quota, subject, true).0
+    }
+
+    /// Adds every pending count to the shared counts and reads back the totals.
+    pub async fn flush(&self) -> Result<(), String> {
+        let pending: Vec<((Class, Subject), Count)> = {
+            let mut counts = self.counts.lock().unwrap_or_else(|e| e.into_inner());
+            counts
+                .iter_mut()
+                .filter(|(_, c)| c.pending > 0)
+                .map(|(k, c)| {
+                    let taken = *c;
+                    // Moved to `shared` here, so a failed flush is retried by the caller only.
+                    c.shared += c.pending;
+                    c.pending = 0;
+                    (k.clone(), taken)
+                })
+                .collect()
+        };
+        if pending.is_empty() {
+            return Ok(());
+        }
+        let admitted: Vec<Admitted> = pending
+            .iter()
+            .map(|((class, subject), c)| Admitted {
+                policy: class.name().to_owned(),
+                subject: subject.text(),
+                window_start: c.window,
+                count: i64::from(c.pending),
+            })
+            .collect();
+        let mut conn = crate::db::conn(&self.pool)
+            .await
+            .map_err(|e| e.to_string())?;
+        let totals = counts::add(&mut conn, &admitted)
+            .await
+            .map_err(|e| e.to_string())?;
+        let mut counts = self.counts.lock().unwrap_or_else(|e| e.into_inner());
+        for ((class, subject), c) in pending {
+            let total = totals.iter().find(|t| {
+                t.policy == class.name()
+                    && t.window_start == c.window
+                    && t.subject == subject.text()
+            });
+            if let (Some(total), Some(now)) = (total, counts.get_mut(&(class, subject))) {
+                if now.window == c.window {
+                    // The total includes what this instance added; `pending` is what came since.
+                    now.shared = now
+                        .shared
+                        .max(total.count.clamp(0, i64::from(u32::MAX)) as u32);
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// Deletes the shared counts of windows long over.
+    pub async fn prune(&self) -> Result<usize, String> {
+        let longest = [self.read, self.write]
+            .iter()
+            .flatten()
+            .map(|q| i64::from(q.window_s))
+            .max()
+            .unwrap_or(0);
+        let mut conn = crate::db::conn(&self.pool)
+            .await
+            .map_err(|e| e.to_string())?;
+        counts::delete_before(&mut conn, now_s() - 2 * longest)
+            .await
+            .map_err(|e| e.to_string())
+    }
+
+    /// The client's address: the peer, or, when the peer is a trusted proxy, the last address
+    /// before the trusted ones in `Forwarded` (or `X-Forwarded-For`).
+    pub fn client_address(&self, req: &ServiceRequest) -> Option<IpAddr> {
+        let peer = req.peer_addr()?.ip();
+        client_address(peer, req.headers(), &self.proxies)
+    }
+}
+
+/// See [`Limiter::client_address`].
+pub fn client_address(
+    peer: IpAddr,
+    headers: &header::HeaderMap,
+    proxies: &[Cidr],
+) -> Option<IpAddr> {
+    let trusted = |ip: IpAddr| proxies.iter().any(|c| c.contains(ip));
+    if !trusted(peer) {
+        return Some(peer);
+    }
+    let mut hops: Vec<IpAddr> = Vec::new();
+    if let Some(forwarded) = headers.get(header::FORWARDED).and_then(|v| v.to_str().ok()) {
+        for element in forwarded.split(',') {
+            for pair in element.split(';') {
+                if let Some((name, value)) = pair.trim().split_once('=') {
+                    if name.trim().eq_ignore_ascii_case("for") {
+                        if let Some(ip) = forwarded_ip(value) {
+                            hops.push(ip);
+                        }
+                    }
+                }
+            }
+        }
+    } else {
+        for value in headers.get_all(HeaderName::from_static("x-forwarded-for")) {
+            if let Ok(value) = value.to_str() {
+                hops.extend(
+                    value
+                        .split(',')
+                        .filter_map(|v| v.trim().parse::<IpAddr>().ok()),
+                );
+            }
+        }
+    }
+    Some(
+        hops.into_iter()
+            .rev()
+            .find(|ip| !trusted(*ip))
+            .unwrap_or(peer),
+    )
+}
+
+/// An address of `Forwarded: for=`: `1.2.3.4`, `"[2001:db8::1]:4711"`, `1.2.3.4:80`.
+fn forwarded_ip(value: &str) -> Option<IpAddr> {
+    let v = value.trim().trim_matches('"');
+    if let Some(rest) = v.strip_prefix('[') {
+        return rest.split(']').next()?.parse().ok();
+    }
+    v.parse()
+        .ok()
+        .or_else(|| v.rsplit_once(':').and_then(|(ip, _)| ip.parse().ok()))
+}
+
+/// The RateLimit fields of a decision (draft-ietf-httpapi-ratelimit-headers).
+fn fields(d: &Decision) -> [(HeaderName, String); 2] {
+    let name = d.class.name();
+    [
+        (
+            RATELIMIT_POLICY,
+            format!("\"{name}\";q={};w={}", d.quota.quota, d.quota.window_s),
+        ),
+        (
+            RATELIMIT,
+            format!("\"{name}\";r={};t={}", d.remaining, d.reset),
+        ),
+    ]
+}
+
+/// The middleware: limits every request, and counts a failed authentication against its
+/// address.
+pub async fn limit(
+    req: ServiceRequest,
+    next: Next<impl MessageBody + 'static>,
+) -> Result<ServiceResponse<BoxBody>, Error> {
+    let Some(limiter) = req.app_data::<web::Data<Arc<Limiter>>>().cloned() else {
+        return next.call(req).await.map(|r| r.map_into_boxed_body());
+    };
+    let class = Class::of(req.method());
+    let Some(quota) = limiter.quota(class) else {
+        return next.call(req).await.map(|r| r.map_into_boxed_body());
+    };
+    let address = limiter.client_address(&req);
+    let key_prefix = req
+        .headers()
+        .get(header::AUTHORIZATION)
+        .map(|v| bearer_prefix(v.as_bytes()));
+    let decision = match (&key_prefix, address) {
+        (Some(prefix), address) => {
+            // Keys from an address that keeps failing to authenticate are not looked up.
+            let failing = address.map(|ip| {
+                limiter
+                    .decide(class, quota, &Subject::Failures(ip), false)
+                    .0
+            });
+            match failing {
+                Some(d) if !d.allowed => d,
+                _ => match prefix {
+                    Some(prefix) => {
+                        limiter
+                            .check(class, quota, &Subject::Key(prefix.clone()))
+                            .await
+                    }
+                    // Not even shaped like a key: it will fail; it is counted as a failure.
+                    None => match address {
+                        Some(ip) => limiter.check(class, quota, &Subject::Failures(ip)).await,
+                        None => {
+                            limiter
+                                .decide(class, quota, &Subject::Key(String::new()), true)
+                                .0
+                        }
+                    },
+                },
+            }
+        }
+        (None, Some(ip)) => limiter.check(class, quota, &Subject::Address(ip)).await,
+        (None, None) => return next.call(req).await.map(|r| r.map_into_boxed_body()),
+    };
+    if !decision.allowed {
+        let (http, _) = req.into_parts();
+        let mut res = ApiError::RateLimited {
+            class: decision.class.name(),
+            retry_after: decision.reset.max(1),
+        }
+        .error_response();
+        add_fields(res.headers_mut(), &decision);
+        return Ok(ServiceResponse::new(http, res));
+    }
+    let mut res = next.call(req).await?.map_into_boxed_body();
+    // A well-formed key that failed: counted against the address too (a malformed one was
+    // counted there already).
+    if let (StatusCode::UNAUTHORIZED, Some(Some(_)), Some(ip)) =
+        (res.status(), &key_prefix, address)
+    {
+        limiter.charge(class, quota, &Subject::Failures(ip));
+    }
+    add_fields(res.headers_mut(), &decision);
+    Ok(res)
+}
+
+fn add_fields(headers: &mut header::HeaderMap, decision: &Decision) {
+    for (name, value) in fields(decision) {
+        if let Ok(value) = HeaderValue::from_str(&value) {
+            headers.insert(name, value);
+        }
+    }
+}
+
+/// The public prefix of a bearer key; `None` when the header holds no well-formed key.
+fn bearer_prefix(value: &[u8]) -> Option<String> {
+    let value = std::str::from_utf8(value).ok()?;
+    let (scheme, token) = value.split_once(' ')?;
+    if !scheme.eq_ignore_ascii_case("bearer") {
+        return None;
+    }
+    key::split(token.trim()).map(|(prefix, _)| prefix.to_owned())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn cidrs(list: &[&str]) -> Vec<Cidr> {
+        list.iter().map(|c| c.parse().unwrap()).collect()
+    }
+
+    #[test]
+    fn forwarded_addresses_are_believed_only_from_trusted_proxies() {
+        let mut headers = header::HeaderMap::new();
+        headers.insert(
+            HeaderName::from_static("x-forwarded-for"),
+            HeaderValue::from_static("6.6.6.6, 203.0.113.9, 10.0.0.2"),
+        );
+        let peer: IpAddr = "10.0.0.1".parse().unwrap();
+        assert_eq!(client_address(peer, &headers, &[]), Some(peer));
+        assert_eq!(
+            client_address(peer, &headers, &cidrs(&["10.0.0.0/8"])),
+            Some("203.0.113.9".parse().unwrap())
+        );
+        headers.insert(
+            header::FORWARDED,
+            HeaderValue::from_static("for=6.6.6.6, for=\"[2001:db8::1]:4711\";proto=https"),
+        );
+        assert_eq!(
+            client_address(peer, &headers, &cidrs(&["10.0.0.0/8"])),
+            Some("2001:db8::1".parse().unwrap())
+        );
+        let outsider: IpAddr = "198.51.100.7".parse().unwrap();
+        assert_eq!(
+            client_address(outsider, &headers, &cidrs(&["10.0.0.0/8"])),
+            Some(outsider)
+        );
+    }
+
+    #[test]
+    fn cidr_ranges_match_their_addresses() {
+        let net: Cidr = "192.168.0.0/16".parse().unwrap();
+        assert!(net.contains("192.168.4.5".parse().unwrap()));
+        assert!(net.contains("::ffff:192.168.4.5".parse().unwrap()));
+        assert!(!net.contains("192.169.0.1".parse().unwrap()));
+        let one: Cidr = "::1".parse().unwrap();
+        assert!(one.contains("::1".parse().unwrap()));
+        assert!("10.0.0.0/33".parse::<Cidr>().is_err());
+    }
+
+    #[test]
+    fn limits_parse_with_a_burst() {
+        let q = "600/60s".parse::<RateLimit>().unwrap().0.unwrap();
+        assert_eq!((q.quota, q.window_s, q.burst), (600, 60, 60));
+        let q = "10/1m:2".parse::<RateLimit>().unwrap().0.unwrap();
+        assert_eq!((q.quota, q.window_s, q.burst), (10, 60, 2));
+        assert_eq!("0".parse::<RateLimit>().unwrap(), RateLimit(None));
+        for bad in ["600", "600/60", "x/60s", "600/0s", "0/60s", "600/60s:x"] {
+            assert!(bad.parse::<RateLimit>().is_err(), "{bad}");
+        }
+    }
+}

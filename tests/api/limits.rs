@@ -1,0 +1,165 @@
+//! Rate limits: 429 with Retry-After and the RateLimit fields, per key and per address, one
+//! limit for several instances, and made-up keys refused before they are looked up.
+
+use awc::http::Method;
+use signals::config::RateLimit;
+use signals::domain::key::{self, Scope};
+
+use crate::helpers::{assert_problem, header, TestApp};
+
+fn limit(s: &str) -> RateLimit {
+    s.parse().unwrap()
+}
+
+#[actix_web::test]
+async fn reads_over_the_limit_get_429_with_retry_after_and_the_ratelimit_fields() {
+    let app = TestApp::spawn_with(|serve, _| serve.rate_limit_read = limit("5/60s:2")).await;
+    let mut remaining = Vec::new();
+    for _ in 0..5 {
+        let res = app.get("/v1/signals").send().await.unwrap();
+        assert_eq!(res.status(), 200);
+        assert_eq!(
+            header(&res, "ratelimit-policy").as_deref(),
+            Some("\"read\";q=5;w=60")
+        );
+        let fields = header(&res, "ratelimit").unwrap();
+        let r: u32 = fields
+            .split(';')
+            .find_map(|p| p.strip_prefix("r="))
+            .unwrap()
+            .parse()
+            .unwrap();
+        remaining.push(r);
+    }
+    assert_eq!(remaining, [4, 3, 2, 1, 0]);
+    let mut res = app.get("/v1/signals").send().await.unwrap();
+    let problem = assert_problem(&mut res, 429).await;
+    assert_eq!(problem["type"], "/problems/rate-limited");
+    let retry: u32 = header(&res, "retry-after").unwrap().parse().unwrap();
+    assert!((1..=60).contains(&retry));
+    assert!(header(&res, "ratelimit")
+        .unwrap()
+        .starts_with("\"read\";r=0;t="));
+    // Writes have their own limit (off here): no fields on them.
+    let key = app.key(Scope::Write).await;
+    let res = app
+        .request(Method::POST, "/v1/signals", &key)
+        .send_json(&crate::helpers::signal(serde_json::json!({})))
+        .await
+        .unwrap();
+    assert_eq!(res.status(), 201);
+    assert!(header(&res, "ratelimit").is_none());
+}
+
+#[actix_web::test]
+async fn a_key_has_a_limit_of_its_own_apart_from_its_address() {
+    let app = TestApp::spawn_with(|serve, _| serve.rate_limit_read = limit("3/60s:1")).await;
+    for _ in 0..3 {
+        assert_eq!(app.get("/healthz").send().await.unwrap().status(), 200);
+    }
+    assert_eq!(app.get("/healthz").send().await.unwrap().status(), 429);
+    let (a, b) = (app.key(Scope::Read).await, app.key(Scope::Read).await);
+    for key in [&a, &b] {
+        for _ in 0..3 {
+            let res = app
+                .request(Method::GET, "/v1/signals", key)
+                .send()
+                .await
+                .unwrap();
+            assert_eq!(res.status(), 200);
+        }
+        let mut res = app
+            .request(Method::GET, "/v1/signals", key)
+            .send()
+            .await
+            .unwrap();
+        assert_problem(&mut res, 429).await;
+    }
+}
+
+#[actix_web::test]
+async fn two_instances_on_one_database_enforce_one_limit() {
+    let (quota, burst) = (20, 2);
+    let setting = format!("{quota}/60s:{burst}");
+    let app = TestApp::spawn_with(|serve, _| serve.rate_limit_read = limit(&setting)).await;
+    let other = app
+        .another_instance(|serve, _| serve.rate_limit_read = limit(&setting))
+        .await;
+    let mut admitted = 0;
+    for i in 0..60 {
+        let url = if i % 2 == 0 {
+            app.url("/healthz")
+        } else {
+            other.url("/healthz")
+        };
+        let res = app.client.get(url).send().await.unwrap();
+        match res.status().as_u16() {
+            200 => admitted += 1,
+            429 => {}
+            other => panic!("unexpected status {other}"),
+        }
+    }
+    // One limit, at most one burst over per instance; never each instance's quota.
+    assert!(admitted >= quota, "admitted {admitted}");
+    assert!(admitted <= quota + 2 * burst, "admitted {admitted}");
+}
+
+#[actix_web::test]
+async fn made_up_keys_are_refused_by_address_before_they_are_looked_up() {
+    let app = TestApp::spawn_with(|serve, _| serve.rate_limit_read = limit("5/60s:1")).await;
+    let mut statuses = Vec::new();
+    for _ in 0..12 {
+        let made_up = key::generate().token;
+        let res = app
+            .request(Method::GET, "/v1/signals", &made_up)
+            .send()
+            .await
+            .unwrap();
+        statuses.push(res.status().as_u16());
+    }
+    // Each key is new, so no key's own limit is reached: the address's failures are.
+    assert_eq!(&statuses[..5], [401; 5]);
+    assert!(statuses[5..].iter().all(|s| *s == 429), "{statuses:?}");
+    // A real key from the same address is refused too while the address is over (it is not
+    // looked up either); a request without a key is counted apart.
+    let real = app.key(Scope::Read).await;
+    let res = app
+        .request(Method::GET, "/v1/signals", &real)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), 429);
+    assert_eq!(app.get("/v1/signals").send().await.unwrap().status(), 200);
+}
+
+#[actix_web::test]
+async fn forwarded_addresses_count_only_from_trusted_proxies() {
+    let count_as_one =
+        TestApp::spawn_with(|serve, _| serve.rate_limit_read = limit("2/60s:1")).await;
+    let trusting = TestApp::spawn_with(|serve, _| {
+        serve.rate_limit_read = limit("2/60s:1");
+        serve.trusted_proxies = vec!["127.0.0.1".parse().unwrap()];
+    })
+    .await;
+    let statuses = |app: &TestApp| {
+        let app_client = app.client.clone();
+        let url = app.url("/healthz");
+        async move {
+            let mut out = Vec::new();
+            for i in 0..4 {
+                let res = app_client
+                    .get(&url)
+                    .insert_header(("X-Forwarded-For", format!("203.0.113.{}", i % 2 + 1)))
+                    .send()
+                    .await
+                    .unwrap();
+                out.push(res.status().as_u16());
+            }
+            out
+        }
+    };
+    // Untrusted: every request is the peer's, whatever it claims.
+    assert_eq!(statuses(&count_as_one).await, [200, 200, 429, 429]);
+    // Trusted: two clients behind the proxy, two requests each.
+    assert_eq!(statuses(&trusting).await, [200, 200, 200, 200]);
+}
