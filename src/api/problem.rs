@@ -271,33 +271,13 @@ impl From<DbError> for ApiError {
 
 impl From<diesel::result::Error> for ApiError {
     fn from(e: diesel::result::Error) -> Self {
-        use diesel::result::{DatabaseErrorKind, Error};
-        match &e {
-            // The connection closed or failed under the statement. diesel-async reports every
-            // error without an SQLSTATE this way, a value the driver cannot encode too; the
-            // service checks its values before they reach the database, so that leaves the
-            // connection.
-            Error::DatabaseError(
-                DatabaseErrorKind::ClosedConnection | DatabaseErrorKind::UnableToSendCommand,
-                _,
-            ) => ApiError::Unavailable(e.to_string()),
-            Error::DatabaseError(DatabaseErrorKind::UniqueViolation, info)
-                if info.constraint_name() == Some("signals_slug_key") =>
-            {
-                slug_taken()
-            }
-            // statement_timeout: the database is overloaded or stuck, not the request wrong.
-            Error::DatabaseError(_, info) if info.message().contains("statement timeout") => {
+        use crate::db::Failure;
+        match crate::db::classify(&e) {
+            Failure::Unique(Some("signals_slug_key")) => slug_taken(),
+            Failure::Retryable | Failure::ConnectionLost | Failure::Database => {
                 ApiError::Unavailable(e.to_string())
             }
-            // Lost a race with a concurrent transaction: retrying the same request succeeds.
-            Error::DatabaseError(DatabaseErrorKind::SerializationFailure, _) => {
-                ApiError::Unavailable(e.to_string())
-            }
-            Error::DatabaseError(_, info) if info.message().contains("deadlock detected") => {
-                ApiError::Unavailable(e.to_string())
-            }
-            _ => ApiError::Internal(e.to_string()),
+            Failure::Unique(_) | Failure::Other => ApiError::Internal(e.to_string()),
         }
     }
 }

@@ -73,19 +73,13 @@ pub async fn lookup(shared: &SharedConn, r: &SignalRef) -> Result<Option<SignalJ
     }
 }
 
-/// Whether a statement failed because its connection closed, rather than because of itself.
-/// diesel-async reports every error without an SQLSTATE as `UnableToSendCommand`; a backend
-/// terminated under a statement answers it with an SQLSTATE, recognized by its (English) message.
+/// Whether the shared connection may be broken by this failure: it is let go then (a new one is
+/// cheap), also for the database's own conditions (a terminated backend among them).
 fn connection_lost(e: &diesel::result::Error) -> bool {
-    use diesel::result::{DatabaseErrorKind, Error};
-    match e {
-        Error::DatabaseError(
-            DatabaseErrorKind::ClosedConnection | DatabaseErrorKind::UnableToSendCommand,
-            _,
-        ) => true,
-        Error::DatabaseError(_, info) => info.message().starts_with("terminating connection"),
-        _ => false,
-    }
+    matches!(
+        super::classify(e),
+        super::Failure::ConnectionLost | super::Failure::Database
+    )
 }
 
 /// The SQL text `find` sends (with `$n` placeholders), as [`list_sql`] does for lists.

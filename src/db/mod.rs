@@ -191,6 +191,51 @@ pub enum DbError {
     Query(#[from] diesel::result::Error),
 }
 
+/// What a failed statement means for the request, decided in this one place from the error's
+/// kind, never from its (localized) message text.
+///
+/// diesel-async 0.9 keeps the SQLSTATE of eight codes as kinds (23505 unique violation, 40001
+/// serialization failure among them) and reports every error without one (a closed connection)
+/// as `UnableToSendCommand`; every other SQLSTATE reaches the service as `Unknown`. The service
+/// checks every value before it reaches the database, so an `Unknown` database error is a
+/// condition of the database — a statement timeout (57014), a deadlock (40P01), a terminated
+/// backend (57P01) or a lost connection (08xxx), exhaustion — and is answered 503 with
+/// `Retry-After`, its message logged.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Failure {
+    /// 23505 on this constraint.
+    Unique(Option<&'static str>),
+    /// 40001: lost a race with another transaction; the same request succeeds when retried.
+    Retryable,
+    /// The connection closed or failed under the statement (or before it was sent).
+    ConnectionLost,
+    /// Any other condition of the database (see above).
+    Database,
+    /// Not the database's: a value diesel could not encode or decode, a missing row.
+    Other,
+}
+
+/// The constraints whose violation the service answers as such (409 and the like).
+const KNOWN_CONSTRAINTS: [&str; 1] = ["signals_slug_key"];
+
+pub fn classify(e: &diesel::result::Error) -> Failure {
+    use diesel::result::{DatabaseErrorKind as Kind, Error};
+    match e {
+        Error::DatabaseError(Kind::UniqueViolation, info) => Failure::Unique(
+            KNOWN_CONSTRAINTS
+                .iter()
+                .copied()
+                .find(|c| info.constraint_name() == Some(c)),
+        ),
+        Error::DatabaseError(Kind::SerializationFailure, _) => Failure::Retryable,
+        Error::DatabaseError(Kind::ClosedConnection | Kind::UnableToSendCommand, _) => {
+            Failure::ConnectionLost
+        }
+        Error::DatabaseError(_, _) => Failure::Database,
+        _ => Failure::Other,
+    }
+}
+
 impl From<PoolError> for DbError {
     fn from(e: PoolError) -> Self {
         DbError::Unavailable(e.to_string())
@@ -298,4 +343,45 @@ pub fn sql_text<T: diesel::query_builder::QueryFragment<diesel::pg::Pg>>(query: 
         .next()
         .unwrap_or_default()
         .to_owned()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use diesel::result::{DatabaseErrorKind as Kind, Error};
+
+    fn database(kind: Kind, message: &str) -> Error {
+        Error::DatabaseError(kind, Box::new(message.to_owned()))
+    }
+
+    #[test]
+    fn failures_are_classified_by_kind_whatever_the_message_says() {
+        // Messages of a German-speaking server, and an English one that says something else.
+        for message in [
+            "Storniere Anfrage wegen Zeitüberschreitung der Anweisung",
+            "Verklemmung (Deadlock) entdeckt",
+            "breche Verbindung ab aufgrund von Anweisung des Administrators",
+            "terminating connection due to administrator command",
+        ] {
+            assert_eq!(
+                classify(&database(Kind::Unknown, message)),
+                Failure::Database
+            );
+        }
+        assert_eq!(
+            classify(&database(
+                Kind::SerializationFailure,
+                "konnte Zugriff nicht serialisieren"
+            )),
+            Failure::Retryable
+        );
+        assert_eq!(
+            classify(&database(
+                Kind::UnableToSendCommand,
+                "Verbindung geschlossen"
+            )),
+            Failure::ConnectionLost
+        );
+        assert_eq!(classify(&Error::NotFound), Failure::Other);
+    }
 }

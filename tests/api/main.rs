@@ -6,6 +6,7 @@ mod cli;
 mod embedded;
 mod errors;
 mod exposure;
+mod faults;
 mod helpers;
 mod idempotency;
 mod import;

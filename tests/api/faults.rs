@@ -1,0 +1,426 @@
+//! Faults survived, against the real binary and a PostgreSQL cluster of the test's own (made in
+//! a temporary folder on a free port, so the test can stop and start it): the database gone
+//! for five seconds under load, every backend killed, SIGTERM with requests in flight.
+
+use std::cell::RefCell;
+use std::path::PathBuf;
+use std::process::{Child, Command};
+use std::rc::Rc;
+use std::time::{Duration, Instant};
+
+use signals::db::embedded::Cluster;
+
+use crate::cli::BIN;
+use crate::embedded::{free_port, wait_ready};
+
+struct Own {
+    dir: PathBuf,
+    cluster: Cluster,
+    service: Child,
+    base: String,
+    key: String,
+    client: awc::Client,
+}
+
+impl Drop for Own {
+    fn drop(&mut self) {
+        let _ = self.service.kill();
+        let _ = self.service.wait();
+        self.cluster.stop();
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
+}
+
+/// A cluster of the test's own, migrated, and the service binary on it.
+async fn own(extra_env: &[(&str, &str)]) -> Own {
+    let dir =
+        std::env::temp_dir().join(format!("signals-faults-{}", uuid::Uuid::now_v7().simple()));
+    let cluster = Cluster::start(&dir.join("pg"), None)
+        .await
+        .expect("a cluster of the test's own");
+    let url = cluster.url();
+    let run = |args: &[&str]| {
+        let out = Command::new(BIN)
+            .args(args)
+            .env("DATABASE_URL", &url)
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8(out.stdout).unwrap().trim().to_owned()
+    };
+    run(&["migrate"]);
+    let key = run(&["keys", "create", "--name", "faults", "--scope", "write"]);
+    let port = free_port();
+    let log = std::fs::File::create(dir.join("service.log")).unwrap();
+    let mut cmd = Command::new(BIN);
+    cmd.arg("serve")
+        .env("DATABASE_URL", &url)
+        .env("SIGNALS_BIND", format!("127.0.0.1:{port}"))
+        .env("SIGNALS_DB_TIMEOUT_MS", "1000")
+        .env("SIGNALS_STATEMENT_TIMEOUT_MS", "2000")
+        .env("SIGNALS_RATE_LIMIT_READ", "0")
+        .env("SIGNALS_RATE_LIMIT_WRITE", "0")
+        .env("SIGNALS_WORKERS", "2")
+        .env("RUST_LOG", "warn")
+        .stdout(log.try_clone().unwrap())
+        .stderr(log);
+    for (k, v) in extra_env {
+        cmd.env(k, v);
+    }
+    let mut service = cmd.spawn().unwrap();
+    let base = format!("http://127.0.0.1:{port}");
+    let client = awc::Client::builder()
+        .timeout(Duration::from_secs(15))
+        .finish();
+    wait_ready(&client, &base, &mut service).await;
+    Own {
+        dir,
+        cluster,
+        service,
+        base,
+        key,
+        client,
+    }
+}
+
+#[derive(Debug, Clone)]
+struct Answer {
+    at: Instant,
+    took: Duration,
+    status: u16,
+    problem: bool,
+    retry_after: bool,
+    /// The id of a created signal (an acknowledged write).
+    created: Option<String>,
+}
+
+type Answers = Rc<RefCell<Vec<Answer>>>;
+
+/// Readers and writers in a loop until `stop`; every answer is recorded.
+fn load(
+    own: &Own,
+    answers: &Answers,
+    stop: &Rc<RefCell<bool>>,
+    readers: usize,
+    writers: usize,
+) -> Vec<actix_web::rt::task::JoinHandle<()>> {
+    let mut tasks = Vec::new();
+    for i in 0..readers + writers {
+        let (client, base, key) = (own.client.clone(), own.base.clone(), own.key.clone());
+        let (answers, stop) = (answers.clone(), stop.clone());
+        tasks.push(actix_web::rt::spawn(async move {
+            let mut n = 0;
+            while !*stop.borrow() {
+                n += 1;
+                let started = Instant::now();
+                let res = if i < readers {
+                    client
+                        .get(format!("{base}/v1/signals?limit=5"))
+                        .send()
+                        .await
+                } else {
+                    let body = crate::helpers::signal(
+                        serde_json::json!({"title": format!("Under load {i} {n}")}),
+                    );
+                    client
+                        .post(format!("{base}/v1/signals"))
+                        .insert_header(("Authorization", format!("Bearer {key}")))
+                        .send_json(&body)
+                        .await
+                };
+                let mut res = match res {
+                    Ok(res) => res,
+                    Err(e) => panic!("no answer: {e}"),
+                };
+                let content_type = res
+                    .headers()
+                    .get("content-type")
+                    .map(|v| v.to_str().unwrap().to_owned())
+                    .unwrap_or_default();
+                let retry_after = res.headers().contains_key("retry-after");
+                let status = res.status().as_u16();
+                let body = res.body().limit(1 << 24).await.unwrap_or_default();
+                let created = (status == 201).then(|| {
+                    serde_json::from_slice::<serde_json::Value>(&body).unwrap()["id"]
+                        .as_str()
+                        .unwrap()
+                        .to_owned()
+                });
+                answers.borrow_mut().push(Answer {
+                    at: started,
+                    took: started.elapsed(),
+                    status,
+                    problem: content_type == "application/problem+json",
+                    retry_after,
+                    created,
+                });
+                actix_web::rt::time::sleep(Duration::from_millis(20)).await;
+            }
+        }));
+    }
+    tasks
+}
+
+async fn stored_ids(own: &Own) -> std::collections::HashSet<String> {
+    let (client, conn) = tokio_postgres::connect(&own.cluster.url(), tokio_postgres::NoTls)
+        .await
+        .unwrap();
+    actix_web::rt::spawn(conn);
+    client
+        .query("SELECT id::text FROM signals", &[])
+        .await
+        .unwrap()
+        .iter()
+        .map(|r| r.get(0))
+        .collect()
+}
+
+fn assert_only_successes_or_503s(answers: &[Answer]) {
+    for a in answers {
+        match a.status {
+            200 | 201 => {}
+            503 => assert!(
+                a.problem && a.retry_after,
+                "a 503 is problem+json with Retry-After: {a:?}"
+            ),
+            other => panic!("status {other}: {a:?}"),
+        }
+    }
+}
+
+#[actix_web::test]
+async fn postgres_stopped_for_five_seconds_under_load_gives_503s_then_recovers_losing_nothing() {
+    let mut own = own(&[]).await;
+    let pid = own.service.id();
+    let answers: Answers = Rc::default();
+    let stop = Rc::new(RefCell::new(false));
+    let tasks = load(&own, &answers, &stop, 3, 2);
+    actix_web::rt::time::sleep(Duration::from_millis(1500)).await;
+
+    own.cluster.pause().unwrap();
+    let stopped = Instant::now();
+    actix_web::rt::time::sleep(Duration::from_millis(1500)).await;
+    let res = own
+        .client
+        .get(format!("{}/readyz", own.base))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), 503, "not ready while the database is down");
+    let res = own
+        .client
+        .get(format!("{}/healthz", own.base))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), 200, "alive while the database is down");
+    actix_web::rt::time::sleep(Duration::from_secs(5).saturating_sub(stopped.elapsed())).await;
+    own.cluster.resume().unwrap();
+    let resumed = Instant::now();
+    actix_web::rt::time::sleep(Duration::from_secs(5)).await;
+    *stop.borrow_mut() = true;
+    for task in tasks {
+        task.await.unwrap();
+    }
+
+    let answers = answers.borrow().clone();
+    assert_only_successes_or_503s(&answers);
+    let down: Vec<&Answer> = answers
+        .iter()
+        .filter(|a| a.at > stopped + Duration::from_millis(200) && a.at + a.took < resumed)
+        .collect();
+    assert!(
+        !down.is_empty() && down.iter().all(|a| a.status == 503),
+        "every answer while down is 503"
+    );
+    // No request waited past the pool's timeout and its statement's.
+    let longest = answers.iter().map(|a| a.took).max().unwrap();
+    assert!(
+        longest < Duration::from_millis(1000 + 2000 + 1500),
+        "a request took {longest:?}"
+    );
+    let first_success = answers
+        .iter()
+        .filter(|a| a.at >= resumed && a.status < 300)
+        .map(|a| a.at + a.took - resumed)
+        .min()
+        .expect("requests succeed again");
+    println!("recovered {first_success:?} after PostgreSQL started again");
+    assert!(first_success < Duration::from_secs(5));
+    assert!(
+        own.service.try_wait().unwrap().is_none() && own.service.id() == pid,
+        "the service never restarted"
+    );
+    let stored = stored_ids(&own).await;
+    let acknowledged: Vec<&String> = answers.iter().filter_map(|a| a.created.as_ref()).collect();
+    assert!(acknowledged.len() > 10);
+    for id in acknowledged {
+        assert!(stored.contains(id), "the acknowledged write {id} was lost");
+    }
+}
+
+#[actix_web::test]
+async fn killing_every_backend_under_load_fails_at_most_the_requests_in_flight() {
+    let own = own(&[]).await;
+    let answers: Answers = Rc::default();
+    let stop = Rc::new(RefCell::new(false));
+    let tasks = load(&own, &answers, &stop, 3, 1);
+    actix_web::rt::time::sleep(Duration::from_millis(1500)).await;
+    let (client, conn) = tokio_postgres::connect(&own.cluster.url(), tokio_postgres::NoTls)
+        .await
+        .unwrap();
+    actix_web::rt::spawn(conn);
+    let killed = Instant::now();
+    let rows = client
+        .query(
+            "SELECT pg_terminate_backend(pid) FROM pg_stat_activity \
+             WHERE application_name = 'signals' AND pid <> pg_backend_pid()",
+            &[],
+        )
+        .await
+        .unwrap();
+    assert!(!rows.is_empty(), "the service had backends to kill");
+    actix_web::rt::time::sleep(Duration::from_secs(2)).await;
+    *stop.borrow_mut() = true;
+    for task in tasks {
+        task.await.unwrap();
+    }
+    let answers = answers.borrow().clone();
+    assert_only_successes_or_503s(&answers);
+    // Failures only among the requests in flight at the kill (one per load task at most, and
+    // one per connection the pools held); everything sent a moment later succeeds.
+    let failed = answers.iter().filter(|a| a.status == 503).count();
+    assert!(
+        failed <= rows.len() + 4,
+        "{failed} failed after killing {} backends",
+        rows.len()
+    );
+    let later = answers
+        .iter()
+        .filter(|a| a.at > killed + Duration::from_millis(500));
+    assert!(later.clone().count() > 5);
+    assert!(
+        later.clone().all(|a| a.status < 300),
+        "the next requests succeed"
+    );
+}
+
+#[actix_web::test]
+async fn sigterm_under_load_completes_what_was_received_and_exits_0() {
+    let mut own = own(&[("SIGNALS_SHUTDOWN_TIMEOUT_S", "10")]).await;
+    // Requests that are in flight when SIGTERM arrives: each waits on a locked table.
+    let (locker, conn) = tokio_postgres::connect(&own.cluster.url(), tokio_postgres::NoTls)
+        .await
+        .unwrap();
+    actix_web::rt::spawn(conn);
+    locker
+        .batch_execute("BEGIN; LOCK TABLE signals IN ACCESS EXCLUSIVE MODE")
+        .await
+        .unwrap();
+    let mut in_flight = Vec::new();
+    for i in 0..4 {
+        let (client, base) = (own.client.clone(), own.base.clone());
+        in_flight.push(actix_web::rt::spawn(async move {
+            let res = client
+                .get(format!("{base}/v1/signals?limit={}", i + 1))
+                .send()
+                .await
+                .expect("an answer, not a dropped connection");
+            res.status().as_u16()
+        }));
+    }
+    actix_web::rt::time::sleep(Duration::from_millis(500)).await;
+    // SAFETY: sending a signal to our own child process.
+    unsafe { libc::kill(own.service.id() as i32, libc::SIGTERM) };
+    actix_web::rt::time::sleep(Duration::from_millis(300)).await;
+    // New connections are refused while the received requests finish.
+    let refused = std::net::TcpStream::connect(own.base.trim_start_matches("http://"));
+    assert!(
+        refused.is_err(),
+        "a new connection was accepted after SIGTERM"
+    );
+    let signalled = Instant::now();
+    locker.batch_execute("COMMIT").await.unwrap();
+    for request in in_flight {
+        assert_eq!(
+            request.await.unwrap(),
+            200,
+            "a received request got its normal answer"
+        );
+    }
+    let status = own.service.wait().unwrap();
+    assert!(status.success(), "exit code 0, got {status}");
+    assert!(
+        signalled.elapsed() < Duration::from_secs(10),
+        "within SIGNALS_SHUTDOWN_TIMEOUT_S"
+    );
+}
+
+#[actix_web::test]
+async fn a_lock_held_on_signals_for_20_s_gives_503s_within_the_timeouts_and_spares_the_rest() {
+    let own = own(&[]).await;
+    let (locker, conn) = tokio_postgres::connect(&own.cluster.url(), tokio_postgres::NoTls)
+        .await
+        .unwrap();
+    actix_web::rt::spawn(conn);
+    locker
+        .batch_execute("BEGIN; LOCK TABLE signals IN ACCESS EXCLUSIVE MODE")
+        .await
+        .unwrap();
+    let locked = Instant::now();
+    // Statement timeout 2 s, pool timeout 1 s: every request needing the table answers 503
+    // within their sum plus one second.
+    let limit = Duration::from_millis(2000 + 1000 + 1000);
+    let mut rounds = 0;
+    while locked.elapsed() < Duration::from_secs(18) {
+        for path in [
+            "/v1/signals?limit=3",
+            "/v1/categories",
+            "/v1/signals/some-slug",
+        ] {
+            let started = Instant::now();
+            let mut res = own
+                .client
+                .get(format!("{}{path}", own.base))
+                .send()
+                .await
+                .unwrap();
+            assert_eq!(res.status(), 503, "{path}");
+            assert!(
+                started.elapsed() < limit,
+                "{path} took {:?}",
+                started.elapsed()
+            );
+            let body: serde_json::Value =
+                serde_json::from_slice(&res.body().await.unwrap()).unwrap();
+            assert_eq!(body["status"], 503);
+        }
+        let started = Instant::now();
+        let res = own
+            .client
+            .get(format!("{}/healthz", own.base))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(res.status(), 200);
+        assert!(
+            started.elapsed() < Duration::from_millis(500),
+            "/healthz is unaffected"
+        );
+        rounds += 1;
+    }
+    assert!(rounds >= 2);
+    actix_web::rt::time::sleep(Duration::from_secs(20).saturating_sub(locked.elapsed())).await;
+    locker.batch_execute("COMMIT").await.unwrap();
+    let res = own
+        .client
+        .get(format!("{}/v1/signals?limit=3", own.base))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), 200, "served again once the lock is gone");
+}
