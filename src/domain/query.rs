@@ -11,7 +11,7 @@ use utoipa::openapi::schema::{
 use utoipa::openapi::{RefOr, Required};
 use uuid::Uuid;
 
-use super::input::{parse_timestamp, Text, SCORE_MAX, SCORE_MIN, TAG};
+use super::input::{parse_timestamp, Text, SCORE_MAX, SCORE_MIN, TAG, TAGS_MAX};
 use super::signal::ALL_FIELDS;
 use super::FieldError;
 
@@ -160,8 +160,8 @@ pub enum Kind {
 pub struct Param {
     pub name: &'static str,
     pub kind: Kind,
-    /// May be given more than once; its values form a set.
-    pub repeatable: bool,
+    /// How often it may be given (more than once: its values form a set).
+    pub max_values: usize,
     pub description: &'static str,
 }
 
@@ -169,16 +169,17 @@ const fn param(name: &'static str, kind: Kind, description: &'static str) -> Par
     Param {
         name,
         kind,
-        repeatable: false,
+        max_values: 1,
         description,
     }
 }
 
-const fn repeated(name: &'static str, description: &'static str) -> Param {
+/// A category or tag filter given once per value, at most `max_values` times.
+const fn repeated(name: &'static str, max_values: usize, description: &'static str) -> Param {
     Param {
         name,
         kind: Kind::Word,
-        repeatable: true,
+        max_values,
         description,
     }
 }
@@ -197,15 +198,19 @@ pub const LIST_PARAMS: &[Param] = &[
     ),
     repeated(
         "category",
-        "Repeatable; matches any of them, case-insensitively.",
+        50,
+        "Repeatable (up to 50); matches any of them, case-insensitively.",
     ),
     repeated(
         "tag",
-        "Repeatable; the signal has all of them (case-insensitive).",
+        TAGS_MAX,
+        "Repeatable (up to 20, the most a signal has); the signal has all of them \
+         (case-insensitive).",
     ),
     repeated(
         "any_tag",
-        "Repeatable; the signal has at least one of them (case-insensitive).",
+        50,
+        "Repeatable (up to 50); the signal has at least one of them (case-insensitive).",
     ),
     param("since", Kind::Time, "RFC 3339; `since <= published_at`."),
     param(
@@ -390,9 +395,12 @@ impl Param {
                 .default(Some(json!(false)))
                 .into(),
         };
-        match self.repeatable {
-            true => ArrayBuilder::new().items(RefOr::T(one)).into(),
-            false => one.into(),
+        match self.max_values {
+            1 => one.into(),
+            max => ArrayBuilder::new()
+                .items(RefOr::T(one))
+                .max_items(Some(max))
+                .into(),
         }
     }
 
@@ -424,7 +432,7 @@ impl Param {
             .description(Some(self.description))
             .schema(Some(self.schema()))
             .example(self.example());
-        if self.repeatable {
+        if self.max_values > 1 {
             p = p.style(Some(ParameterStyle::Form)).explode(Some(true));
         }
         p.build()
@@ -468,11 +476,33 @@ fn fields(value: &str) -> Result<Vec<String>, String> {
     Ok(out)
 }
 
+/// The name-value pairs of a query string (`application/x-www-form-urlencoded`), refusing any
+/// that is not UTF-8 once decoded (a lenient decoder would turn it into other text).
+fn decoded_pairs(query_string: &str) -> Result<Vec<(String, String)>, FieldError> {
+    let decode = |s: &str| {
+        let plus = s.replace('+', " ");
+        percent_encoding::percent_decode_str(&plus)
+            .decode_utf8()
+            .map(|c| c.into_owned())
+    };
+    let mut pairs = Vec::new();
+    for pair in query_string.split('&').filter(|p| !p.is_empty()) {
+        let (name, value) = pair.split_once('=').unwrap_or((pair, ""));
+        let name = decode(name).map_err(|_| {
+            FieldError::new("", "a query parameter's name is not UTF-8 once decoded")
+        })?;
+        let value =
+            decode(value).map_err(|_| FieldError::new(&name, "is not UTF-8 once decoded"))?;
+        pairs.push((name, value));
+    }
+    Ok(pairs)
+}
+
 /// The parsed parameters of a query string, by the table: unknown names and repeated single
 /// values are refused.
 fn parse_pairs(query_string: &str, table: &[Param]) -> Result<Vec<(Param, Parsed)>, FieldError> {
     let mut out: Vec<(Param, Parsed)> = Vec::new();
-    for (name, value) in form_urlencoded::parse(query_string.as_bytes()) {
+    for (name, value) in decoded_pairs(query_string)? {
         let Some(param) = table.iter().find(|p| p.name == name) else {
             let known: Vec<&str> = table.iter().map(|p| p.name).collect();
             return Err(FieldError::new(
@@ -483,8 +513,12 @@ fn parse_pairs(query_string: &str, table: &[Param]) -> Result<Vec<(Param, Parsed
                 ),
             ));
         };
-        if !param.repeatable && out.iter().any(|(p, _)| p.name == name) {
-            return Err(param.error("must be given at most once"));
+        let given = out.iter().filter(|(p, _)| p.name == name).count();
+        if given >= param.max_values {
+            return Err(param.error(match param.max_values {
+                1 => "must be given at most once".to_owned(),
+                max => format!("may be given at most {max} times"),
+            }));
         }
         out.push((*param, param.parse(&value)?));
     }
@@ -636,6 +670,8 @@ mod tests {
             "include_total=yes",
             "q=a&q=b",
             "cursor=garbage",
+            "category=%ff%fe",
+            "%ff=1",
         ] {
             assert!(ListQuery::parse(bad).is_err(), "{bad}");
         }

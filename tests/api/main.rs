@@ -1,5 +1,6 @@
 //! One integration-test binary: the real service over HTTP, each test on its own database.
 
+mod abuse;
 mod auth;
 mod batch;
 mod cli;
