@@ -90,7 +90,9 @@ if psql "$DB" -qc "CREATE EXTENSION IF NOT EXISTS pg_prewarm" 2>/dev/null; then
 fi
 
 # The service, as deployed: release build, default settings, quiet logs.
-DATABASE_URL=$DB SIGNALS_BIND=127.0.0.1:$PORT RUST_LOG=warn $SIGNALS serve 2>"$WORK/serve.log" &
+# Rate limits off unless BENCH_RATE_LIMIT_READ says otherwise (bench/limits.sh measures them).
+DATABASE_URL=$DB SIGNALS_BIND=127.0.0.1:$PORT RUST_LOG=warn SIGNALS_RATE_LIMIT_READ=${BENCH_RATE_LIMIT_READ:-0} \
+  $SIGNALS serve 2>"$WORK/serve.log" &
 SERVER=$!
 trap 'kill $SERVER 2>/dev/null || true; wait $SERVER 2>/dev/null || true' EXIT
 for _ in $(seq 100); do curl -fs "$BASE/readyz" >/dev/null && break; sleep 0.2; done

@@ -4,12 +4,11 @@
 
 use std::io::{Read, Write};
 use std::net::TcpStream;
-use std::process::{Child, Command};
+use std::process::Child;
 use std::time::Duration;
 
-use crate::cli::BIN;
-use crate::embedded::{free_port, wait_ready};
-use crate::helpers::{with_database, TestDb};
+use crate::faults::{serve, signals};
+use crate::helpers::TestDb;
 
 struct Service {
     child: Child,
@@ -58,41 +57,20 @@ impl Service {
 }
 
 async fn service(db: &TestDb) -> (Service, String) {
-    let url = db.url.clone();
-    let key = {
-        let out = Command::new(BIN)
-            .args(["keys", "create", "--name", "abuse", "--scope", "write"])
-            .env("DATABASE_URL", &url)
-            .output()
-            .unwrap();
-        assert!(out.status.success());
-        String::from_utf8(out.stdout).unwrap().trim().to_owned()
-    };
-    let port = free_port();
+    let key = signals(
+        &db.url,
+        &["keys", "create", "--name", "abuse", "--scope", "write"],
+    );
     let log = std::env::temp_dir().join(format!(
         "signals-abuse-{}.log",
         uuid::Uuid::now_v7().simple()
     ));
-    let file = std::fs::File::create(&log).unwrap();
-    let mut child = Command::new(BIN)
-        .arg("serve")
-        .env("DATABASE_URL", &url)
-        .env("SIGNALS_BIND", format!("127.0.0.1:{port}"))
-        .env("SIGNALS_RATE_LIMIT_READ", "0")
-        .env("SIGNALS_RATE_LIMIT_WRITE", "0")
-        .env("SIGNALS_WORKERS", "2")
-        .env("RUST_LOG", "info")
-        .stdout(file.try_clone().unwrap())
-        .stderr(file)
-        .spawn()
-        .unwrap();
-    let client = awc::Client::default();
-    wait_ready(&client, &format!("http://127.0.0.1:{port}"), &mut child).await;
-    let _ = with_database; // the test database is the helpers' own
+    let (child, base) = serve(&db.url, &log, &[("RUST_LOG", "info")]).await;
+    let address = base.trim_start_matches("http://").to_owned();
     (
         Service {
             child,
-            address: format!("127.0.0.1:{port}"),
+            address,
             log,
         },
         key,

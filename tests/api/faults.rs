@@ -31,6 +31,63 @@ impl Drop for Own {
     }
 }
 
+/// Runs a `signals` command on the database at `url` and returns what it printed.
+pub fn signals(url: &str, args: &[&str]) -> String {
+    let out = Command::new(BIN)
+        .args(args)
+        .env("DATABASE_URL", url)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8(out.stdout).unwrap().trim().to_owned()
+}
+
+/// `signals serve` on the database at `url` (limits off, two workers, then `settings`), its
+/// logs in `log`, once it is ready; and its base URL.
+pub async fn serve(url: &str, log: &std::path::Path, settings: &[(&str, &str)]) -> (Child, String) {
+    let port = free_port();
+    let log = std::fs::File::create(log).unwrap();
+    let mut cmd = Command::new(BIN);
+    cmd.arg("serve")
+        .env("DATABASE_URL", url)
+        .env("SIGNALS_BIND", format!("127.0.0.1:{port}"))
+        .env("SIGNALS_RATE_LIMIT_READ", "0")
+        .env("SIGNALS_RATE_LIMIT_WRITE", "0")
+        .env("SIGNALS_WORKERS", "2")
+        .env("RUST_LOG", "warn")
+        .stdout(log.try_clone().unwrap())
+        .stderr(log);
+    for (k, v) in settings {
+        cmd.env(k, v);
+    }
+    let mut service = cmd.spawn().unwrap();
+    let base = format!("http://127.0.0.1:{port}");
+    wait_ready(&awc::Client::default(), &base, &mut service).await;
+    (service, base)
+}
+
+/// A session of the test's own that holds an exclusive lock on `signals` until it commits.
+async fn lock_signals(url: &str) -> tokio_postgres::Client {
+    let client = session(url).await;
+    client
+        .batch_execute("BEGIN; LOCK TABLE signals IN ACCESS EXCLUSIVE MODE")
+        .await
+        .unwrap();
+    client
+}
+
+async fn session(url: &str) -> tokio_postgres::Client {
+    let (client, conn) = tokio_postgres::connect(url, tokio_postgres::NoTls)
+        .await
+        .unwrap();
+    actix_web::rt::spawn(conn);
+    client
+}
+
 /// A cluster of the test's own, migrated, and the service binary on it.
 async fn own(extra_env: &[(&str, &str)]) -> Own {
     let dir =
@@ -39,44 +96,20 @@ async fn own(extra_env: &[(&str, &str)]) -> Own {
         .await
         .expect("a cluster of the test's own");
     let url = cluster.url();
-    let run = |args: &[&str]| {
-        let out = Command::new(BIN)
-            .args(args)
-            .env("DATABASE_URL", &url)
-            .output()
-            .unwrap();
-        assert!(
-            out.status.success(),
-            "{}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-        String::from_utf8(out.stdout).unwrap().trim().to_owned()
-    };
-    run(&["migrate"]);
-    let key = run(&["keys", "create", "--name", "faults", "--scope", "write"]);
-    let port = free_port();
-    let log = std::fs::File::create(dir.join("service.log")).unwrap();
-    let mut cmd = Command::new(BIN);
-    cmd.arg("serve")
-        .env("DATABASE_URL", &url)
-        .env("SIGNALS_BIND", format!("127.0.0.1:{port}"))
-        .env("SIGNALS_DB_TIMEOUT_MS", "1000")
-        .env("SIGNALS_STATEMENT_TIMEOUT_MS", "2000")
-        .env("SIGNALS_RATE_LIMIT_READ", "0")
-        .env("SIGNALS_RATE_LIMIT_WRITE", "0")
-        .env("SIGNALS_WORKERS", "2")
-        .env("RUST_LOG", "warn")
-        .stdout(log.try_clone().unwrap())
-        .stderr(log);
-    for (k, v) in extra_env {
-        cmd.env(k, v);
-    }
-    let mut service = cmd.spawn().unwrap();
-    let base = format!("http://127.0.0.1:{port}");
+    signals(&url, &["migrate"]);
+    let key = signals(
+        &url,
+        &["keys", "create", "--name", "faults", "--scope", "write"],
+    );
+    let mut settings = vec![
+        ("SIGNALS_DB_TIMEOUT_MS", "1000"),
+        ("SIGNALS_STATEMENT_TIMEOUT_MS", "2000"),
+    ];
+    settings.extend_from_slice(extra_env);
+    let (service, base) = serve(&url, &dir.join("service.log"), &settings).await;
     let client = awc::Client::builder()
         .timeout(Duration::from_secs(15))
         .finish();
-    wait_ready(&client, &base, &mut service).await;
     Own {
         dir,
         cluster,
@@ -166,11 +199,8 @@ fn load(
 }
 
 async fn stored_ids(own: &Own) -> std::collections::HashSet<String> {
-    let (client, conn) = tokio_postgres::connect(&own.cluster.url(), tokio_postgres::NoTls)
+    session(&own.cluster.url())
         .await
-        .unwrap();
-    actix_web::rt::spawn(conn);
-    client
         .query("SELECT id::text FROM signals", &[])
         .await
         .unwrap()
@@ -270,10 +300,7 @@ async fn killing_every_backend_under_load_fails_at_most_the_requests_in_flight()
     let stop = Rc::new(RefCell::new(false));
     let tasks = load(&own, &answers, &stop, 3, 1);
     actix_web::rt::time::sleep(Duration::from_millis(1500)).await;
-    let (client, conn) = tokio_postgres::connect(&own.cluster.url(), tokio_postgres::NoTls)
-        .await
-        .unwrap();
-    actix_web::rt::spawn(conn);
+    let client = session(&own.cluster.url()).await;
     let killed = Instant::now();
     let rows = client
         .query(
@@ -313,14 +340,7 @@ async fn killing_every_backend_under_load_fails_at_most_the_requests_in_flight()
 async fn sigterm_under_load_completes_what_was_received_and_exits_0() {
     let mut own = own(&[("SIGNALS_SHUTDOWN_TIMEOUT_S", "10")]).await;
     // Requests that are in flight when SIGTERM arrives: each waits on a locked table.
-    let (locker, conn) = tokio_postgres::connect(&own.cluster.url(), tokio_postgres::NoTls)
-        .await
-        .unwrap();
-    actix_web::rt::spawn(conn);
-    locker
-        .batch_execute("BEGIN; LOCK TABLE signals IN ACCESS EXCLUSIVE MODE")
-        .await
-        .unwrap();
+    let locker = lock_signals(&own.cluster.url()).await;
     let mut in_flight = Vec::new();
     for i in 0..4 {
         let (client, base) = (own.client.clone(), own.base.clone());
@@ -363,14 +383,7 @@ async fn sigterm_under_load_completes_what_was_received_and_exits_0() {
 #[actix_web::test]
 async fn a_lock_held_on_signals_for_20_s_gives_503s_within_the_timeouts_and_spares_the_rest() {
     let own = own(&[]).await;
-    let (locker, conn) = tokio_postgres::connect(&own.cluster.url(), tokio_postgres::NoTls)
-        .await
-        .unwrap();
-    actix_web::rt::spawn(conn);
-    locker
-        .batch_execute("BEGIN; LOCK TABLE signals IN ACCESS EXCLUSIVE MODE")
-        .await
-        .unwrap();
+    let locker = lock_signals(&own.cluster.url()).await;
     let locked = Instant::now();
     // Statement timeout 2 s, pool timeout 1 s: every request needing the table answers 503
     // within their sum plus one second.
