@@ -121,13 +121,14 @@ fn current<'m>(
     subject: &Subject,
     window: i64,
 ) -> &'m mut Count {
-    if counts.len() >= MAX_SUBJECTS {
+    let key = (class, subject.clone());
+    if !counts.contains_key(&key) && counts.len() >= MAX_SUBJECTS {
         counts.retain(|_, c| c.window >= window);
         if counts.len() >= MAX_SUBJECTS {
             counts.clear();
         }
     }
-    let c = counts.entry((class, subject.clone())).or_default();
+    let c = counts.entry(key).or_default();
     if c.window != window {
         *c = Count {
             window,
@@ -354,21 +355,6 @@ fn forwarded_ip(value: &str) -> Option<IpAddr> {
         .or_else(|| v.rsplit_once(':').and_then(|(ip, _)| ip.parse().ok()))
 }
 
-/// The RateLimit fields of a decision (draft-ietf-httpapi-ratelimit-headers).
-fn fields(d: &Decision) -> [(HeaderName, String); 2] {
-    let name = d.class.name();
-    [
-        (
-            RATELIMIT_POLICY,
-            format!("\"{name}\";q={};w={}", d.quota.quota, d.quota.window_s),
-        ),
-        (
-            RATELIMIT,
-            format!("\"{name}\";r={};t={}", d.remaining, d.reset),
-        ),
-    ]
-}
-
 /// The middleware: limits every request, and counts a failed authentication against its
 /// address.
 pub async fn limit(
@@ -440,10 +426,15 @@ pub async fn limit(
     Ok(res)
 }
 
-fn add_fields(headers: &mut header::HeaderMap, decision: &Decision) {
-    for (name, value) in fields(decision) {
-        if let Ok(value) = HeaderValue::from_str(&value) {
-            headers.insert(name, value);
+/// The RateLimit fields of a decision (draft-ietf-httpapi-ratelimit-headers): the policy
+/// (the same for every request of a class) and what is left of it.
+fn add_fields(headers: &mut header::HeaderMap, d: &Decision) {
+    let name = d.class.name();
+    let policy = format!("\"{name}\";q={};w={}", d.quota.quota, d.quota.window_s);
+    let left = format!("\"{name}\";r={};t={}", d.remaining, d.reset);
+    for (header, value) in [(RATELIMIT_POLICY, policy), (RATELIMIT, left)] {
+        if let Ok(value) = HeaderValue::try_from(value) {
+            headers.insert(header, value);
         }
     }
 }
