@@ -118,6 +118,11 @@ pub struct ServeSettings {
     #[arg(long, env = "SIGNALS_SHUTDOWN_TIMEOUT_S", default_value_t = 30)]
     pub shutdown_timeout_s: u64,
 
+    /// How long the change log keeps a change (`7d`, `12h`, `30m`, `90s`); the service
+    /// deletes older ones hourly.
+    #[arg(long, env = "SIGNALS_EVENTS_RETENTION", default_value = "7d")]
+    pub events_retention: Retention,
+
     /// How long a client has to send a request's head, and then its body, in milliseconds;
     /// slower requests are answered 408 (a head) or closed.
     #[arg(long, env = "SIGNALS_CLIENT_TIMEOUT_MS", default_value_t = 5000)]
@@ -148,6 +153,32 @@ pub struct ServeSettings {
     /// headers are believed (for the client address of rate limits); empty believes none.
     #[arg(long, env = "SIGNALS_TRUSTED_PROXIES", value_delimiter = ',')]
     pub trusted_proxies: Vec<Cidr>,
+}
+
+/// A span of time written as a number and a unit (`d`, `h`, `m`, `s`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Retention(pub Duration);
+
+impl std::str::FromStr for Retention {
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<Self, String> {
+        let s = s.trim();
+        let bad = || format!("{s:?} is not a number and a unit (d, h, m or s), like 7d");
+        let (number, unit) = s.split_at(s.len().saturating_sub(1));
+        let scale = match unit {
+            "d" => 86_400,
+            "h" => 3_600,
+            "m" => 60,
+            "s" => 1,
+            _ => return Err(bad()),
+        };
+        let n: u64 = number.parse().map_err(|_| bad())?;
+        match n.checked_mul(scale) {
+            Some(0) | None => Err(bad()),
+            Some(seconds) => Ok(Retention(Duration::from_secs(seconds))),
+        }
+    }
 }
 
 /// A rate limit: `quota` requests per `window`, checked with the shared count every `burst`.

@@ -126,6 +126,7 @@ pub async fn run(
 
     // Expired idempotency records are deleted by the service itself, at start and then hourly.
     let janitor = pools.pool(1, Plans::Reused);
+    let retention = settings.events_retention.0;
     actix_web::rt::spawn(async move {
         let mut every = actix_web::rt::time::interval(std::time::Duration::from_secs(3600));
         loop {
@@ -137,6 +138,13 @@ pub async fn run(
                 Ok(0) => {}
                 Ok(n) => tracing::info!(deleted = n, "expired idempotency records deleted"),
                 Err(e) => tracing::warn!(error = %e, "cannot delete expired idempotency records"),
+            }
+            let before = chrono::Utc::now()
+                - chrono::Duration::from_std(retention).unwrap_or(chrono::Duration::days(7));
+            match db::changes::delete_before(&mut conn, before).await {
+                Ok(0) => {}
+                Ok(n) => tracing::info!(deleted = n, "changes past the retention deleted"),
+                Err(e) => tracing::warn!(error = %e, "cannot delete old changes"),
             }
         }
     });

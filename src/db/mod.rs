@@ -1,5 +1,6 @@
 //! Database access: the connection pool, embedded migrations and the queries per resource.
 
+pub mod changes;
 pub mod embedded;
 pub mod facets;
 mod fixed_sql;
@@ -352,6 +353,16 @@ mod tests {
 
     fn database(kind: Kind, message: &str) -> Error {
         Error::DatabaseError(kind, Box::new(message.to_owned()))
+    }
+
+    #[test]
+    fn retentions_parse_with_their_unit() {
+        use crate::config::Retention;
+        assert_eq!("7d".parse::<Retention>().unwrap().0.as_secs(), 7 * 86_400);
+        assert_eq!("90s".parse::<Retention>().unwrap().0.as_secs(), 90);
+        for bad in ["7", "0d", "d", "7w", "-1h"] {
+            assert!(bad.parse::<Retention>().is_err(), "{bad}");
+        }
     }
 
     #[test]

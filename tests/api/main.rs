@@ -3,6 +3,7 @@
 mod abuse;
 mod auth;
 mod batch;
+mod changes;
 mod cli;
 mod embedded;
 mod errors;

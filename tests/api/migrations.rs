@@ -31,6 +31,7 @@ async fn migrations_run_up_down_and_up_again() {
             "idempotency_records",
             "rate_limit_counts",
             "server_secrets",
+            "signal_changes",
             "signals"
         ]
     );
