@@ -123,6 +123,10 @@ pub struct ServeSettings {
     #[arg(long, env = "SIGNALS_EVENTS_RETENTION", default_value = "7d")]
     pub events_retention: Retention,
 
+    /// Most `GET /v1/signals/stream` connections open at once; past it, 503.
+    #[arg(long, env = "SIGNALS_MAX_STREAMS", default_value_t = 1000)]
+    pub max_streams: usize,
+
     /// How long a client has to send a request's head, and then its body, in milliseconds;
     /// slower requests are answered 408 (a head) or closed.
     #[arg(long, env = "SIGNALS_CLIENT_TIMEOUT_MS", default_value_t = 5000)]

@@ -7,6 +7,7 @@ pub mod db;
 pub mod domain;
 pub mod import;
 pub mod json;
+pub mod live;
 pub mod openapi;
 pub mod startup;
 pub mod telemetry;

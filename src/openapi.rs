@@ -31,6 +31,7 @@ use crate::api::problem::{responses, Problem};
             responses::Unauthorized,
             responses::Forbidden,
             responses::NotFound,
+            responses::Gone,
             responses::Conflict,
             responses::PreconditionFailed,
             responses::PayloadTooLarge,

@@ -118,6 +118,12 @@ pub async fn run(
             }
         });
     }
+    let hub = web::Data::new(crate::live::Hub::start(
+        database_url.to_owned(),
+        db_settings.clone(),
+        pools.pool(2, Plans::Reused),
+        settings.max_streams,
+    ));
     let client_timeout = Duration::from_millis(settings.client_timeout_ms);
     let body_timeout = web::Data::new(crate::api::BodyTimeout(client_timeout));
     let public_url = web::Data::new(PublicBase(
@@ -171,6 +177,7 @@ pub async fn run(
             .app_data(limiter.clone())
             .app_data(public_url.clone())
             .app_data(body_timeout.clone())
+            .app_data(hub.clone())
             .wrap(from_fn(head_as_get))
             .wrap(Compress::default())
             .wrap(from_fn(limit))

@@ -10,6 +10,7 @@ pub mod list;
 pub mod middleware;
 pub mod problem;
 pub mod signals;
+pub mod stream;
 pub mod system;
 
 use std::time::Duration;
@@ -65,6 +66,7 @@ pub fn configure(cfg: &mut ServiceConfig) {
     cfg.service(signals::create_signal)
         .service(batch::batch_signals)
         .service(list::list_signals)
+        .service(stream::stream_signals)
         .service(signals::get_signal)
         .service(signals::replace_signal)
         .service(signals::patch_signal)

@@ -52,6 +52,9 @@ pub enum ApiError {
     Forbidden(String),
     #[error("{0}")]
     NotFound(String),
+    /// What was asked for is no longer kept.
+    #[error("{0}")]
+    Gone(String),
     #[error("{method} is not allowed here")]
     MethodNotAllowed { method: String, allow: String },
     #[error("{detail}")]
@@ -127,6 +130,7 @@ impl ApiError {
             ),
             Forbidden(_) => (StatusCode::FORBIDDEN, "/problems/forbidden", "Not allowed"),
             NotFound(_) => (StatusCode::NOT_FOUND, "/problems/not-found", "Not found"),
+            Gone(_) => (StatusCode::GONE, "/problems/gone", "Gone"),
             MethodNotAllowed { .. } => (
                 StatusCode::METHOD_NOT_ALLOWED,
                 "/problems/method-not-allowed",
@@ -346,6 +350,14 @@ pub mod responses {
         "/problems/not-found",
         "Not found",
         "no signal with this id or slug"
+    );
+    problem_response!(
+        Gone,
+        "The position is older than the change log keeps (`SIGNALS_EVENTS_RETENTION`)",
+        410,
+        "/problems/gone",
+        "Gone",
+        "the change log keeps positions from 1234 on; start again without Last-Event-ID"
     );
     problem_response!(
         Conflict,

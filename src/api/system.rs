@@ -71,6 +71,7 @@ pub async fn metrics(
     _: NoParameters,
     pools: web::Data<PoolRegistry>,
     metrics: web::Data<Metrics>,
+    hub: web::Data<std::sync::Arc<crate::live::Hub>>,
 ) -> HttpResponse {
     let (max_size, size, available, waiting) = pools.totals();
     let mut text = metrics.render();
@@ -90,6 +91,16 @@ pub async fn metrics(
             "signals_db_pool_waiting",
             "Requests waiting for a connection",
             waiting,
+        ),
+        (
+            "signals_streams_open",
+            "Open GET /v1/signals/stream connections",
+            hub.open_streams(),
+        ),
+        (
+            "signals_changes_listening",
+            "1 while the change listener is connected",
+            usize::from(hub.listening()),
         ),
     ];
     for (name, help, value) in gauges {

@@ -153,6 +153,8 @@ pub enum Kind {
     Cursor,
     Fields,
     Bool,
+    /// A position in the change log.
+    Position,
 }
 
 /// One query parameter of an operation: the parser and the document both read it.
@@ -257,6 +259,22 @@ pub const LIST_PARAMS: &[Param] = &[
     ),
 ];
 
+/// The parameters of `GET /v1/signals/stream`: the list's filters that a change can be told by,
+/// and where to resume.
+pub const STREAM_PARAMS: &[Param] = &[
+    LIST_PARAMS[0],
+    LIST_PARAMS[1],
+    LIST_PARAMS[2],
+    LIST_PARAMS[3],
+    LIST_PARAMS[4],
+    param(
+        "last_event_id",
+        Kind::Position,
+        "Resume after this position (as the `Last-Event-ID` header does, which wins when both \
+         are sent): every matching change after it is sent first, none twice, then live ones.",
+    ),
+];
+
 const FACET_SCORE: Param = param(
     "min_score",
     Kind::Score,
@@ -348,6 +366,13 @@ impl Param {
                 Parsed::Text(value.to_owned())
             }
             Kind::Fields => Parsed::Fields(fields(value).map_err(|m| self.error(m))?),
+            Kind::Position => Parsed::Int(
+                value
+                    .parse::<i64>()
+                    .ok()
+                    .filter(|n| *n >= 0)
+                    .ok_or_else(|| self.error("must be a position: an integer of 0 or more"))?,
+            ),
             Kind::Bool => Parsed::Bool(match value {
                 "true" => true,
                 "false" => false,
@@ -390,6 +415,11 @@ impl Param {
                     .pattern(Some(format!("^{name}(,{name})*$")))
                     .into()
             }
+            Kind::Position => ObjectBuilder::new()
+                .schema_type(Type::Integer)
+                .format(Some(SchemaFormat::KnownFormat(KnownFormat::Int64)))
+                .minimum(Some(0))
+                .into(),
             Kind::Bool => ObjectBuilder::new()
                 .schema_type(Type::Boolean)
                 .default(Some(json!(false)))
@@ -611,6 +641,54 @@ impl FacetQuery {
             }
         }
         Ok(q)
+    }
+}
+
+/// A parsed `GET /v1/signals/stream` request.
+#[derive(Debug, Clone, PartialEq)]
+pub struct StreamQuery {
+    pub filter: ListFilter,
+    pub last_event_id: Option<i64>,
+}
+
+impl StreamQuery {
+    pub fn parse(query_string: &str) -> Result<StreamQuery, FieldError> {
+        let mut q = StreamQuery {
+            filter: ListFilter::default(),
+            last_event_id: None,
+        };
+        for (param, value) in parse_pairs(query_string, STREAM_PARAMS)? {
+            let f = &mut q.filter;
+            match (param.name, value) {
+                ("min_score", Parsed::Score(s)) => f.min_score = Some(s),
+                ("max_score", Parsed::Score(s)) => f.max_score = Some(s),
+                ("category", Parsed::Text(w)) => f.categories.push(w),
+                ("tag", Parsed::Text(w)) => f.tags_all.push(w),
+                ("any_tag", Parsed::Text(w)) => f.tags_any.push(w),
+                ("last_event_id", Parsed::Int(n)) => q.last_event_id = Some(n),
+                _ => unreachable!("every parameter of STREAM_PARAMS is matched by its kind"),
+            }
+        }
+        Ok(q)
+    }
+}
+
+impl ListFilter {
+    /// Whether a signal in this state (the change log's `before`/`after`: `score`,
+    /// `category_key`, `tag_keys`) passes the filter's score, category and tag conditions.
+    pub fn matches_state(&self, state: &serde_json::Value) -> bool {
+        let score = state["score"].as_i64().unwrap_or(-1);
+        let category = state["category_key"].as_str().unwrap_or_default();
+        let tags: Vec<&str> = state["tag_keys"]
+            .as_array()
+            .map(|a| a.iter().filter_map(|t| t.as_str()).collect())
+            .unwrap_or_default();
+        self.min_score.is_none_or(|m| score >= i64::from(m))
+            && self.max_score.is_none_or(|m| score <= i64::from(m))
+            && (self.categories.is_empty() || self.categories.iter().any(|c| c == category))
+            && self.tags_all.iter().all(|t| tags.contains(&t.as_str()))
+            && (self.tags_any.is_empty()
+                || self.tags_any.iter().any(|t| tags.contains(&t.as_str())))
     }
 }
 

@@ -250,6 +250,7 @@ pub fn serve_settings() -> ServeSettings {
         public_url: None,
         trusted_proxies: Vec::new(),
         client_timeout_ms: 5000,
+        max_streams: 1000,
         events_retention: signals::config::Retention(Duration::from_secs(7 * 86_400)),
         max_connections: 4096,
     }

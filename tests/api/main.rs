@@ -19,3 +19,4 @@ mod openapi;
 mod pools;
 mod routes;
 mod signals_crud;
+mod stream;

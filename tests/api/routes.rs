@@ -123,6 +123,10 @@ async fn every_get_route_answers_head_with_its_status_and_headers_and_no_body() 
     gets.push("/v1/signals/no-such-signal".into());
     gets.push("/v1/signals?min_score=11".into());
     for path in gets {
+        // The stream's body never ends: tests/api/stream.rs checks its HEAD.
+        if path.starts_with("/v1/signals/stream") {
+            continue;
+        }
         let mut get = app.get(&path).send().await.unwrap();
         let get_body = get.body().limit(16 << 20).await.unwrap();
         let mut head = app.client.head(app.url(&path)).send().await.unwrap();

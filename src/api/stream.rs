@@ -1,0 +1,225 @@
+//! `GET /v1/signals/stream`: Server-Sent Events of every change that matches the list's filters,
+//! resumable with `Last-Event-ID`.
+//!
+//! A plain streaming body (no SSE helper crate): the format is four lines, and the stream needs
+//! what a helper does not give — a replay from the change log before going live, a cut-off for
+//! a subscriber that falls behind, and a slot count. It is sent with `Content-Encoding: identity`
+//! so the compression middleware, which buffers, leaves it alone.
+
+use std::collections::VecDeque;
+use std::sync::Arc;
+use std::time::Duration;
+
+use actix_web::http::header::{self, HeaderValue};
+use actix_web::web::Bytes;
+use actix_web::{get, web, HttpRequest, HttpResponse};
+use tokio::sync::broadcast::error::RecvError;
+use utoipa::openapi::path::{Parameter, ParameterBuilder, ParameterIn};
+use utoipa::openapi::schema::{ObjectBuilder, Type};
+use utoipa::openapi::Required;
+use utoipa::IntoParams;
+
+use super::auth::Reader;
+use super::problem::{responses, ApiError};
+use crate::db::{self, changes, changes::Change};
+use crate::domain::query::{parameters, ListFilter, StreamQuery, STREAM_PARAMS};
+use crate::domain::FieldError;
+use crate::live::{self, Event, Hub, StreamSlot};
+
+/// A comment line at least this often keeps idle connections (and proxies) from closing.
+pub const KEEP_ALIVE: Duration = Duration::from_secs(15);
+
+impl IntoParams for StreamQuery {
+    fn into_params(_: impl Fn() -> Option<ParameterIn>) -> Vec<Parameter> {
+        let mut params = parameters(STREAM_PARAMS);
+        params.push(
+            ParameterBuilder::new()
+                .name("Last-Event-ID")
+                .parameter_in(ParameterIn::Header)
+                .required(Required::False)
+                .description(Some(
+                    "The `id:` of the last event received: the stream resumes after it (what \
+                     browsers' EventSource sends when it reconnects).",
+                ))
+                .schema(Some(
+                    ObjectBuilder::new()
+                        .schema_type(Type::String)
+                        .pattern(Some("^[0-9]{1,18}$")),
+                ))
+                .build(),
+        );
+        params
+    }
+}
+
+/// Whether a change is one a subscriber with this filter is sent: a creation that matches, a
+/// deletion of one that matched, an update that matches before or after.
+fn concerns(filter: &ListFilter, change: &Change) -> bool {
+    let matches =
+        |state: &Option<serde_json::Value>| state.as_ref().is_some_and(|s| filter.matches_state(s));
+    matches(&change.before) || matches(&change.after)
+}
+
+/// Stream changes
+///
+/// `text/event-stream` of every change of a signal that matches the filters (as for the list:
+/// `min_score`, `max_score`, `category`, `tag`, `any_tag`): `id:` the change's position in the
+/// change log, `event:` `signal.created`, `signal.updated` (when the signal matches before or
+/// after) or `signal.deleted`, `data:` the signal as `GET /v1/signals/{id_or_slug}` returns it
+/// (`{"id", "slug"}` for a deletion). With `Last-Event-ID` (or `last_event_id`) every matching
+/// change after that position comes first, none twice, then live ones; a position the log no
+/// longer keeps (`SIGNALS_EVENTS_RETENTION`) is 410. A comment line comes at least every 15 s.
+/// A subscriber that falls more than 1,024 changes behind is cut off: it reconnects with
+/// `Last-Event-ID` and resumes. Changes committed on any instance reach every instance.
+#[utoipa::path(
+    operation_id = "stream_signals",
+    tag = "signals",
+    params(StreamQuery),
+    responses(
+        (status = 200, description = "Changes as they happen (the response does not end)",
+            content_type = "text/event-stream", body = String,
+            headers(("X-Accel-Buffering" = String, description = "`no`: proxies must not buffer the stream")),
+            example = "id: 42\nevent: signal.created\ndata: {\"id\":\"01968a4e-1c40-7cc3-9a51-4b1f0e6e2d10\",\"slug\":\"deepseek-targets-45b-valuation\",...}\n\n: keep-alive\n\n"),
+        (status = 400, response = responses::BadRequest),
+        (status = 401, response = responses::Unauthorized),
+        (status = 410, response = responses::Gone),
+        (status = 503, response = responses::Unavailable),
+    ),
+    security((), ("bearer" = []))
+)]
+#[get("/v1/signals/stream")]
+pub async fn stream_signals(
+    req: HttpRequest,
+    hub: web::Data<Arc<Hub>>,
+    _reader: Reader,
+) -> Result<HttpResponse, ApiError> {
+    let query = StreamQuery::parse(req.query_string()).map_err(ApiError::parameter)?;
+    let resume = match req.headers().get("last-event-id") {
+        Some(v) => Some(
+            v.to_str()
+                .ok()
+                .and_then(|v| v.trim().parse::<i64>().ok())
+                .filter(|n| *n >= 0)
+                .ok_or_else(|| {
+                    ApiError::parameter(FieldError::new(
+                        "Last-Event-ID",
+                        "must be a position: an integer of 0 or more",
+                    ))
+                })?,
+        ),
+        None => query.last_event_id,
+    };
+    let slot = hub
+        .open_stream()
+        .ok_or_else(|| ApiError::Unavailable("all stream slots are taken".into()))?;
+    // Subscribed before the log is read, so nothing falls between the replay and live.
+    let rx = hub.subscribe();
+    if let Some(after) = resume {
+        let mut conn = db::conn(hub.pool()).await?;
+        let (oldest, _) = changes::bounds(&mut conn).await?;
+        if oldest.is_some_and(|oldest| after + 1 < oldest) {
+            return Err(ApiError::Gone(format!(
+                "the change log keeps positions from {} on; start again without Last-Event-ID",
+                oldest.unwrap_or_default()
+            )));
+        }
+    }
+    let feed = Feed {
+        filter: query.filter,
+        rx,
+        ready: VecDeque::new(),
+        last: resume.unwrap_or(-1),
+        replaying: resume.is_some(),
+        hub: hub.get_ref().clone(),
+        _slot: slot,
+    };
+    let mut response = HttpResponse::Ok();
+    response
+        .content_type("text/event-stream")
+        .insert_header((header::CACHE_CONTROL, "no-cache"))
+        .insert_header((
+            header::CONTENT_ENCODING,
+            HeaderValue::from_static("identity"),
+        ))
+        .insert_header(("x-accel-buffering", "no"));
+    // A HEAD gets the headers alone: the HTTP layer would otherwise go on polling a body that
+    // never ends, and hold the connection.
+    if super::middleware::original_method(&req) == actix_web::http::Method::HEAD {
+        return Ok(response.finish());
+    }
+    let body = futures_util::stream::unfold(feed, |mut feed| async move {
+        feed.next()
+            .await
+            .map(|chunk| (Ok::<_, actix_web::Error>(Bytes::from(chunk)), feed))
+    });
+    Ok(response.streaming(body))
+}
+
+/// One subscriber's stream: the replay from the log, then live changes.
+struct Feed {
+    filter: ListFilter,
+    rx: tokio::sync::broadcast::Receiver<Arc<Event>>,
+    ready: VecDeque<Vec<u8>>,
+    /// The last position sent (or resumed after).
+    last: i64,
+    replaying: bool,
+    hub: Arc<Hub>,
+    _slot: StreamSlot,
+}
+
+impl Feed {
+    /// The next chunk to send; `None` ends the stream.
+    async fn next(&mut self) -> Option<Vec<u8>> {
+        loop {
+            if let Some(chunk) = self.ready.pop_front() {
+                return Some(chunk);
+            }
+            if self.replaying {
+                if !self.replay_page().await {
+                    return None;
+                }
+                continue;
+            }
+            match tokio::time::timeout(KEEP_ALIVE, self.rx.recv()).await {
+                Err(_) => return Some(b": keep-alive\n\n".to_vec()),
+                // Too slow: cut off, to reconnect and resume from the log.
+                Ok(Err(RecvError::Lagged(_))) | Ok(Err(RecvError::Closed)) => return None,
+                Ok(Ok(event)) => {
+                    if event.change.position <= self.last {
+                        continue;
+                    }
+                    self.last = event.change.position;
+                    if concerns(&self.filter, &event.change) {
+                        return Some(event.to_sse());
+                    }
+                }
+            }
+        }
+    }
+
+    /// Reads the next page of the log after `last` into `ready`; false when the database
+    /// fails (the stream ends; the client resumes).
+    async fn replay_page(&mut self) -> bool {
+        let Ok(mut conn) = db::conn(self.hub.pool()).await else {
+            return false;
+        };
+        let Ok(page) = changes::after(&mut conn, self.last, 200).await else {
+            return false;
+        };
+        if page.is_empty() {
+            self.replaying = false;
+            return true;
+        }
+        for change in page {
+            let position = change.position;
+            if concerns(&self.filter, &change) {
+                match live::event(&conn, change).await {
+                    Ok(event) => self.ready.push_back(event.to_sse()),
+                    Err(_) => return false,
+                }
+            }
+            self.last = position;
+        }
+        true
+    }
+}

@@ -1,0 +1,209 @@
+//! Changes as they happen: one LISTEN connection per instance feeds every subscriber.
+//!
+//! The hub listens on `signal_changes` (the trigger's NOTIFY) with a connection of its own and,
+//! on every wake-up, reads the change log after the last position it has sent out, so a lost
+//! notification or a lost connection loses nothing: after a reconnect it catches up from the
+//! log. Each change is fanned out once to every subscriber of the instance through a bounded
+//! broadcast channel; a subscriber too slow to keep up is cut off (it reconnects with
+//! `Last-Event-ID` and resumes from the log) instead of being buffered for without bound.
+
+use std::sync::atomic::{AtomicBool, AtomicI64, AtomicUsize, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+use diesel_async::AsyncPgConnection;
+use futures_util::StreamExt;
+use tokio::sync::broadcast;
+
+use crate::config::DatabaseSettings;
+use crate::db::{self, changes, changes::Change, lookups, PgPool};
+use crate::domain::signal::SignalRef;
+use crate::json;
+
+/// How many changes a subscriber may fall behind before it is cut off.
+pub const BACKLOG: usize = 1024;
+
+/// One change, as every subscriber sends it.
+#[derive(Debug)]
+pub struct Event {
+    pub change: Change,
+    /// The `data:` of the event: the signal as `GET /v1/signals/{id_or_slug}` returns it, or
+    /// `{"id", "slug"}` for a deletion (and for a signal deleted since).
+    pub data: Vec<u8>,
+}
+
+impl Event {
+    /// The event in `text/event-stream` form.
+    pub fn to_sse(&self) -> Vec<u8> {
+        let mut out = Vec::with_capacity(self.data.len() + 64);
+        out.extend_from_slice(b"id: ");
+        out.extend_from_slice(self.change.position.to_string().as_bytes());
+        out.extend_from_slice(b"\nevent: signal.");
+        out.extend_from_slice(self.change.kind.as_bytes());
+        out.extend_from_slice(b"\ndata: ");
+        out.extend_from_slice(&self.data);
+        out.extend_from_slice(b"\n\n");
+        out
+    }
+}
+
+/// Makes the event of a change: reads the signal's current representation.
+pub async fn event(conn: &AsyncPgConnection, change: Change) -> diesel::QueryResult<Event> {
+    let found = match change.kind.as_str() {
+        "deleted" => None,
+        _ => lookups::find(conn, &SignalRef::Id(change.signal_id)).await?,
+    };
+    let data = match found {
+        Some(signal) => signal.into_bytes(),
+        None => {
+            let mut out = b"{\"id\":".to_vec();
+            json::write_uuid(&mut out, &change.signal_id);
+            out.extend_from_slice(b",\"slug\":");
+            json::write_str(&mut out, &change.slug);
+            out.push(b'}');
+            out
+        }
+    };
+    Ok(Event { change, data })
+}
+
+pub struct Hub {
+    tx: broadcast::Sender<Arc<Event>>,
+    /// The last position sent out.
+    last: AtomicI64,
+    listening: AtomicBool,
+    open: AtomicUsize,
+    max_streams: usize,
+    pool: PgPool,
+}
+
+/// Counts an open stream while it lives.
+pub struct StreamSlot(Arc<Hub>);
+
+impl Drop for StreamSlot {
+    fn drop(&mut self) {
+        self.0.open.fetch_sub(1, Ordering::Relaxed);
+    }
+}
+
+impl Hub {
+    /// The hub, and its listener running in the background.
+    pub fn start(
+        url: String,
+        settings: DatabaseSettings,
+        pool: PgPool,
+        max_streams: usize,
+    ) -> Arc<Hub> {
+        let (tx, _) = broadcast::channel(BACKLOG);
+        let hub = Arc::new(Hub {
+            tx,
+            last: AtomicI64::new(-1),
+            listening: AtomicBool::new(false),
+            open: AtomicUsize::new(0),
+            max_streams,
+            pool,
+        });
+        actix_web::rt::spawn(hub.clone().listen(url, settings));
+        hub
+    }
+
+    pub fn subscribe(&self) -> broadcast::Receiver<Arc<Event>> {
+        self.tx.subscribe()
+    }
+
+    pub fn pool(&self) -> &PgPool {
+        &self.pool
+    }
+
+    /// A slot for one more open stream, unless `SIGNALS_MAX_STREAMS` are open.
+    pub fn open_stream(self: &Arc<Self>) -> Option<StreamSlot> {
+        let before = self.open.fetch_add(1, Ordering::Relaxed);
+        let slot = StreamSlot(self.clone());
+        (before < self.max_streams).then_some(slot)
+    }
+
+    pub fn open_streams(&self) -> usize {
+        self.open.load(Ordering::Relaxed)
+    }
+
+    /// Whether the listener is connected (and caught up as of its last wake-up).
+    pub fn listening(&self) -> bool {
+        self.listening.load(Ordering::Relaxed)
+    }
+
+    async fn listen(self: Arc<Self>, url: String, settings: DatabaseSettings) {
+        loop {
+            match db::connect_once(&url, &settings).await {
+                Ok(mut conn) => {
+                    let listen = diesel::sql_query("LISTEN signal_changes");
+                    if let Err(e) = diesel_async::RunQueryDsl::execute(listen, &mut conn).await {
+                        tracing::warn!(error = %e, "live: cannot LISTEN");
+                    } else {
+                        self.listening.store(true, Ordering::Relaxed);
+                        self.catch_up().await;
+                        let mut notes = std::pin::pin!(conn.notifications_stream());
+                        loop {
+                            // A notification is only a wake-up; a quiet minute is checked too.
+                            let woke =
+                                tokio::time::timeout(Duration::from_secs(60), notes.next()).await;
+                            match woke {
+                                Ok(Some(Ok(_))) | Err(_) => self.catch_up().await,
+                                Ok(Some(Err(e))) => {
+                                    tracing::warn!(error = %e, "live: the listening connection failed");
+                                    break;
+                                }
+                                Ok(None) => break,
+                            }
+                        }
+                    }
+                }
+                Err(e) => tracing::warn!(error = %e, "live: cannot connect to listen"),
+            }
+            self.listening.store(false, Ordering::Relaxed);
+            tokio::time::sleep(Duration::from_millis(500)).await;
+        }
+    }
+
+    /// Sends out every change after the last one sent, in order.
+    async fn catch_up(&self) {
+        let Ok(mut conn) = db::conn(&self.pool).await else {
+            return;
+        };
+        let mut last = self.last.load(Ordering::Relaxed);
+        if last < 0 {
+            // The first start: from now on (nobody was subscribed before).
+            last = changes::bounds(&mut conn)
+                .await
+                .ok()
+                .and_then(|b| b.1)
+                .unwrap_or(0);
+            self.last.store(last, Ordering::Relaxed);
+        }
+        loop {
+            let page = match changes::after(&mut conn, last, 500).await {
+                Ok(page) => page,
+                Err(e) => {
+                    tracing::warn!(error = %e, "live: cannot read the change log");
+                    return;
+                }
+            };
+            if page.is_empty() {
+                return;
+            }
+            for change in page {
+                last = change.position;
+                match event(&conn, change).await {
+                    Ok(event) => {
+                        // No subscriber is no error.
+                        let _ = self.tx.send(Arc::new(event));
+                    }
+                    Err(e) => {
+                        tracing::warn!(error = %e, "live: cannot read a changed signal");
+                        return;
+                    }
+                }
+                self.last.store(last, Ordering::Relaxed);
+            }
+        }
+    }
+}

@@ -1,0 +1,246 @@
+//! `GET /v1/signals/stream`: matching changes live, resumed with Last-Event-ID, 410 past the
+//! log, across instances, never compressed.
+
+use std::time::Duration;
+
+use awc::http::Method;
+use futures_util::StreamExt;
+use serde_json::{json, Value};
+use signals::domain::key::Scope;
+
+use crate::helpers::{header, signal, TestApp};
+
+/// An open stream, read event by event.
+struct Events {
+    res: crate::helpers::Response,
+    buffer: String,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+struct Sse {
+    id: i64,
+    event: String,
+    data: Value,
+}
+
+impl Events {
+    /// The next event (comments skipped), or `None` when none comes within `wait`.
+    async fn next(&mut self, wait: Duration) -> Option<Sse> {
+        let deadline = tokio::time::Instant::now() + wait;
+        loop {
+            while let Some(end) = self.buffer.find("\n\n") {
+                let block: String = self.buffer.drain(..end + 2).collect();
+                let mut sse = Sse {
+                    id: -1,
+                    event: String::new(),
+                    data: Value::Null,
+                };
+                for line in block.lines() {
+                    if let Some(v) = line.strip_prefix("id: ") {
+                        sse.id = v.parse().unwrap();
+                    } else if let Some(v) = line.strip_prefix("event: ") {
+                        sse.event = v.to_owned();
+                    } else if let Some(v) = line.strip_prefix("data: ") {
+                        sse.data = serde_json::from_str(v).unwrap();
+                    }
+                }
+                if sse.id >= 0 {
+                    return Some(sse);
+                }
+            }
+            let chunk = tokio::time::timeout_at(deadline, self.res.next())
+                .await
+                .ok()??;
+            self.buffer
+                .push_str(std::str::from_utf8(&chunk.unwrap()).unwrap());
+        }
+    }
+}
+
+async fn open(client: &awc::Client, url: String, last_event_id: Option<i64>) -> Events {
+    let mut req = client.get(url).insert_header(("Accept-Encoding", "gzip"));
+    if let Some(id) = last_event_id {
+        req = req.insert_header(("Last-Event-ID", id.to_string()));
+    }
+    let res = req.send().await.unwrap();
+    assert_eq!(res.status(), 200);
+    assert_eq!(
+        header(&res, "content-type").as_deref(),
+        Some("text/event-stream")
+    );
+    assert_eq!(header(&res, "x-accel-buffering").as_deref(), Some("no"));
+    assert_ne!(
+        header(&res, "content-encoding").as_deref(),
+        Some("gzip"),
+        "never compressed"
+    );
+    Events {
+        res,
+        buffer: String::new(),
+    }
+}
+
+fn streaming_client() -> awc::Client {
+    awc::Client::builder()
+        .timeout(Duration::from_secs(60))
+        .finish()
+}
+
+const WAIT: Duration = Duration::from_secs(5);
+
+#[actix_web::test]
+async fn a_subscriber_gets_the_changes_its_filters_match_then_resumes_where_it_left() {
+    let app = TestApp::spawn().await;
+    let key = app.key(Scope::Write).await;
+    let client = streaming_client();
+    let mut events = open(&client, app.url("/v1/signals/stream?min_score=7"), None).await;
+    let high = app
+        .create(&key, &signal(json!({"slug": "high", "score": 8})))
+        .await;
+    app.create(&key, &signal(json!({"slug": "low", "score": 3})))
+        .await;
+    let patched = app
+        .request(Method::PATCH, "/v1/signals/high", &key)
+        .send_json(&json!({"score": 9}))
+        .await
+        .unwrap();
+    assert_eq!(patched.status(), 200);
+    let created = events.next(WAIT).await.expect("signal.created");
+    assert_eq!(created.event, "signal.created");
+    let updated = events.next(WAIT).await.expect("signal.updated");
+    assert_eq!(
+        (updated.event.as_str(), updated.data["score"].clone()),
+        ("signal.updated", json!(9))
+    );
+    assert_eq!(updated.data["id"], high["id"]);
+    let gone = app
+        .request(Method::DELETE, "/v1/signals/high", &key)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(gone.status(), 204);
+    let deleted = events.next(WAIT).await.expect("signal.deleted");
+    assert_eq!(deleted.event, "signal.deleted");
+    assert_eq!(deleted.data, json!({"id": high["id"], "slug": "high"}));
+    assert!(created.id < updated.id && updated.id < deleted.id);
+    assert!(
+        events.next(Duration::from_millis(500)).await.is_none(),
+        "the low one is not sent"
+    );
+
+    // A reconnect after the first event gets the two that followed, none twice, then live.
+    // (The data is the signal as it is when read: the updated one is gone by now.)
+    let mut resumed = open(
+        &client,
+        app.url("/v1/signals/stream?min_score=7"),
+        Some(created.id),
+    )
+    .await;
+    let replayed = resumed.next(WAIT).await.unwrap();
+    assert_eq!(
+        (replayed.id, replayed.event.as_str()),
+        (updated.id, "signal.updated")
+    );
+    assert_eq!(resumed.next(WAIT).await.unwrap(), deleted);
+    app.create(&key, &signal(json!({"slug": "later", "score": 10})))
+        .await;
+    let later = resumed.next(WAIT).await.unwrap();
+    assert_eq!(
+        (later.event.as_str(), later.data["slug"].clone()),
+        ("signal.created", json!("later"))
+    );
+    let res = app
+        .get("/metrics")
+        .send()
+        .await
+        .unwrap()
+        .body()
+        .await
+        .unwrap();
+    assert!(String::from_utf8_lossy(&res).contains("signals_streams_open 2"));
+}
+
+#[actix_web::test]
+async fn a_position_the_log_no_longer_keeps_is_410() {
+    let app = TestApp::spawn().await;
+    let key = app.key(Scope::Write).await;
+    for slug in ["one", "two", "three"] {
+        app.create(&key, &signal(json!({ "slug": slug }))).await;
+    }
+    let mut conn = signals::db::conn(&app.pool).await.unwrap();
+    diesel_async::RunQueryDsl::execute(
+        diesel::sql_query("DELETE FROM signal_changes WHERE slug <> 'three'"),
+        &mut conn,
+    )
+    .await
+    .unwrap();
+    let mut res = app
+        .get("/v1/signals/stream")
+        .insert_header(("Last-Event-ID", "0"))
+        .send()
+        .await
+        .unwrap();
+    crate::helpers::assert_problem(&mut res, 410).await;
+    let mut res = app
+        .get("/v1/signals/stream?last_event_id=x")
+        .send()
+        .await
+        .unwrap();
+    crate::helpers::assert_problem(&mut res, 400).await;
+}
+
+#[actix_web::test]
+async fn a_change_made_on_one_instance_reaches_the_subscribers_of_another() {
+    let app = TestApp::spawn().await;
+    let other = app.another_instance(|_, _| {}).await;
+    let key = app.key(Scope::Write).await;
+    let client = streaming_client();
+    let mut on_other = open(&client, other.url("/v1/signals/stream"), None).await;
+    let started = std::time::Instant::now();
+    let created = app.create(&key, &signal(json!({"slug": "across"}))).await;
+    let event = on_other
+        .next(WAIT)
+        .await
+        .expect("the change reaches the other instance");
+    println!("delivered across instances in {:?}", started.elapsed());
+    assert_eq!(event.data, created);
+    // Stopped and started again (a new instance), it resumes with exactly what came meanwhile.
+    drop(on_other);
+    drop(other);
+    for slug in ["meanwhile-1", "meanwhile-2"] {
+        app.create(&key, &signal(json!({ "slug": slug }))).await;
+    }
+    let again = app.another_instance(|_, _| {}).await;
+    let mut resumed = open(&client, again.url("/v1/signals/stream"), Some(event.id)).await;
+    let slugs = [
+        resumed.next(WAIT).await.unwrap().data["slug"].clone(),
+        resumed.next(WAIT).await.unwrap().data["slug"].clone(),
+    ];
+    assert_eq!(slugs, [json!("meanwhile-1"), json!("meanwhile-2")]);
+    assert!(
+        resumed.next(Duration::from_millis(500)).await.is_none(),
+        "nothing twice"
+    );
+}
+
+#[actix_web::test]
+async fn a_head_of_the_stream_answers_its_headers_and_ends() {
+    let app = TestApp::spawn().await;
+    for resume in [None, Some("0")] {
+        let mut req = app.client.head(app.url("/v1/signals/stream?min_score=7"));
+        if let Some(id) = resume {
+            req = req.insert_header(("Last-Event-ID", id));
+        }
+        let res = tokio::time::timeout(Duration::from_secs(5), req.send())
+            .await
+            .expect("HEAD ends")
+            .unwrap();
+        assert_eq!(res.status(), 200);
+        assert_eq!(
+            header(&res, "content-type").as_deref(),
+            Some("text/event-stream")
+        );
+    }
+    // The connection serves the next request.
+    assert_eq!(app.get("/healthz").send().await.unwrap().status(), 200);
+}
