@@ -244,3 +244,49 @@ async fn a_head_of_the_stream_answers_its_headers_and_ends() {
     // The connection serves the next request.
     assert_eq!(app.get("/healthz").send().await.unwrap().status(), 200);
 }
+
+#[actix_web::test]
+async fn when_the_listening_connection_is_lost_the_hub_reconnects_and_misses_nothing() {
+    let app = TestApp::spawn().await;
+    let key = app.key(Scope::Write).await;
+    let client = streaming_client();
+    let mut events = open(&client, app.url("/v1/signals/stream"), None).await;
+    app.create(&key, &signal(json!({"slug": "before-the-loss"})))
+        .await;
+    assert_eq!(
+        events.next(WAIT).await.unwrap().data["slug"],
+        "before-the-loss"
+    );
+    // Kill the hub's LISTEN backend, then write at once, while it is away.
+    let (admin, conn) = tokio_postgres::connect(&app.db.url, tokio_postgres::NoTls)
+        .await
+        .unwrap();
+    actix_web::rt::spawn(conn);
+    let killed = admin
+        .query(
+            "SELECT pg_terminate_backend(pid) FROM pg_stat_activity \
+             WHERE datname = current_database() AND query ILIKE 'LISTEN%'",
+            &[],
+        )
+        .await
+        .unwrap();
+    assert_eq!(killed.len(), 1, "one listening connection per instance");
+    for slug in ["while-away-1", "while-away-2"] {
+        app.create(&key, &signal(json!({ "slug": slug }))).await;
+    }
+    let got = [
+        events
+            .next(WAIT)
+            .await
+            .expect("caught up from the log")
+            .data["slug"]
+            .clone(),
+        events
+            .next(WAIT)
+            .await
+            .expect("caught up from the log")
+            .data["slug"]
+            .clone(),
+    ];
+    assert_eq!(got, [json!("while-away-1"), json!("while-away-2")]);
+}
