@@ -22,6 +22,16 @@ struct Own {
     client: awc::Client,
 }
 
+impl Own {
+    async fn get(&self, path: &str) -> crate::helpers::Response {
+        self.client
+            .get(format!("{}{path}", self.base))
+            .send()
+            .await
+            .unwrap()
+    }
+}
+
 impl Drop for Own {
     fn drop(&mut self) {
         let _ = self.service.kill();
@@ -234,19 +244,9 @@ async fn postgres_stopped_for_five_seconds_under_load_gives_503s_then_recovers_l
     own.cluster.pause().unwrap();
     let stopped = Instant::now();
     actix_web::rt::time::sleep(Duration::from_millis(1500)).await;
-    let res = own
-        .client
-        .get(format!("{}/readyz", own.base))
-        .send()
-        .await
-        .unwrap();
+    let res = own.get("/readyz").await;
     assert_eq!(res.status(), 503, "not ready while the database is down");
-    let res = own
-        .client
-        .get(format!("{}/healthz", own.base))
-        .send()
-        .await
-        .unwrap();
+    let res = own.get("/healthz").await;
     assert_eq!(res.status(), 200, "alive while the database is down");
     actix_web::rt::time::sleep(Duration::from_secs(5).saturating_sub(stopped.elapsed())).await;
     own.cluster.resume().unwrap();
@@ -396,12 +396,7 @@ async fn a_lock_held_on_signals_for_20_s_gives_503s_within_the_timeouts_and_spar
             "/v1/signals/some-slug",
         ] {
             let started = Instant::now();
-            let mut res = own
-                .client
-                .get(format!("{}{path}", own.base))
-                .send()
-                .await
-                .unwrap();
+            let mut res = own.get(path).await;
             assert_eq!(res.status(), 503, "{path}");
             assert!(
                 started.elapsed() < limit,
@@ -413,12 +408,7 @@ async fn a_lock_held_on_signals_for_20_s_gives_503s_within_the_timeouts_and_spar
             assert_eq!(body["status"], 503);
         }
         let started = Instant::now();
-        let res = own
-            .client
-            .get(format!("{}/healthz", own.base))
-            .send()
-            .await
-            .unwrap();
+        let res = own.get("/healthz").await;
         assert_eq!(res.status(), 200);
         assert!(
             started.elapsed() < Duration::from_millis(500),
@@ -429,11 +419,6 @@ async fn a_lock_held_on_signals_for_20_s_gives_503s_within_the_timeouts_and_spar
     assert!(rounds >= 2);
     actix_web::rt::time::sleep(Duration::from_secs(20).saturating_sub(locked.elapsed())).await;
     locker.batch_execute("COMMIT").await.unwrap();
-    let res = own
-        .client
-        .get(format!("{}/v1/signals?limit=3", own.base))
-        .send()
-        .await
-        .unwrap();
+    let res = own.get("/v1/signals?limit=3").await;
     assert_eq!(res.status(), 200, "served again once the lock is gone");
 }
