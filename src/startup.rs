@@ -118,12 +118,15 @@ pub async fn run(
             }
         });
     }
-    let hub = web::Data::new(crate::live::Hub::start(
-        database_url.to_owned(),
-        db_settings.clone(),
-        pools.pool(2, Plans::Reused),
-        settings.max_streams,
-    ));
+    let hub = web::Data::new(
+        crate::live::Hub::start(
+            database_url.to_owned(),
+            db_settings.clone(),
+            pools.pool(2, Plans::Reused),
+            settings.max_streams,
+        )
+        .await?,
+    );
     let client_timeout = Duration::from_millis(settings.client_timeout_ms);
     let body_timeout = web::Data::new(crate::api::BodyTimeout(client_timeout));
     let public_url = web::Data::new(PublicBase(

@@ -88,23 +88,35 @@ impl Drop for StreamSlot {
 
 impl Hub {
     /// The hub, and its listener running in the background.
-    pub fn start(
+    pub async fn start(
         url: String,
         settings: DatabaseSettings,
         pool: PgPool,
         max_streams: usize,
-    ) -> Arc<Hub> {
+    ) -> Result<Arc<Hub>, crate::Fatal> {
+        // Every change committed from now on is sent out: the position to go on from is read
+        // before the service serves (else a change committed before the listener's first
+        // wake-up would be taken for an old one).
+        let newest = match db::conn(&pool).await {
+            Ok(mut conn) => {
+                changes::bounds(&mut conn)
+                    .await
+                    .map_err(|e| crate::Fatal(format!("cannot read the change log: {e}")))?
+                    .1
+            }
+            Err(e) => return Err(crate::Fatal(format!("cannot read the change log: {e}"))),
+        };
         let (tx, _) = broadcast::channel(BACKLOG);
         let hub = Arc::new(Hub {
             tx,
-            last: AtomicI64::new(-1),
+            last: AtomicI64::new(newest.unwrap_or(0)),
             listening: AtomicBool::new(false),
             open: AtomicUsize::new(0),
             max_streams,
             pool,
         });
         actix_web::rt::spawn(hub.clone().listen(url, settings));
-        hub
+        Ok(hub)
     }
 
     pub fn subscribe(&self) -> broadcast::Receiver<Arc<Event>> {
@@ -170,15 +182,6 @@ impl Hub {
             return;
         };
         let mut last = self.last.load(Ordering::Relaxed);
-        if last < 0 {
-            // The first start: from now on (nobody was subscribed before).
-            last = changes::bounds(&mut conn)
-                .await
-                .ok()
-                .and_then(|b| b.1)
-                .unwrap_or(0);
-            self.last.store(last, Ordering::Relaxed);
-        }
         loop {
             let page = match changes::after(&mut conn, last, 500).await {
                 Ok(page) => page,
