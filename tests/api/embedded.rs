@@ -42,6 +42,20 @@ fn start(data_dir: &Path, port: u16) -> Child {
         .unwrap()
 }
 
+/// A new write key, made by `signals keys create` on the embedded cluster of `data_dir`.
+fn write_key(data_dir: &Path, name: &str) -> String {
+    let out = command(data_dir)
+        .args(["keys", "create", "--name", name, "--scope", "write"])
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8(out.stdout).unwrap().trim().to_owned()
+}
+
 pub async fn wait_ready(client: &awc::Client, base: &str, child: &mut Child) {
     let started = Instant::now();
     while started.elapsed() < Duration::from_secs(90) {
@@ -96,16 +110,7 @@ async fn serve_without_database_url_runs_stops_and_restarts_its_own_postgres() {
     );
 
     // The CLI reaches the same database while the service runs.
-    let out = command(&data_dir)
-        .args(["keys", "create", "--name", "embedded", "--scope", "write"])
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let key = String::from_utf8(out.stdout).unwrap().trim().to_owned();
+    let key = write_key(&data_dir, "embedded");
     let wrong = format!("{}x", &key[..key.len() - 1]);
     let res = client
         .get(format!("{base}/v1/signals"))
@@ -199,11 +204,7 @@ async fn after_a_sigkill_the_next_start_adopts_the_orphaned_postgres_and_stops_i
         .finish();
     let mut serve = start(&data_dir, port);
     wait_ready(&client, &base, &mut serve).await;
-    let out = command(&data_dir)
-        .args(["keys", "create", "--name", "orphan", "--scope", "write"])
-        .output()
-        .unwrap();
-    let key = String::from_utf8(out.stdout).unwrap().trim().to_owned();
+    let key = write_key(&data_dir, "orphan");
     let res = client
         .post(format!("{base}/v1/signals"))
         .insert_header(("Authorization", format!("Bearer {key}")))
