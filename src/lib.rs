@@ -11,6 +11,7 @@ pub mod live;
 pub mod openapi;
 pub mod startup;
 pub mod telemetry;
+pub mod web;
 
 /// An error meant for the operator: printed as it is, and the process exits non-zero.
 #[derive(Debug)]

@@ -83,6 +83,11 @@ impl IntoParams for IfMatch {
 pub struct IfNoneMatch(Option<Tags>);
 
 impl IfNoneMatch {
+    /// Whether the request sent the header at all.
+    pub fn sent(&self) -> bool {
+        self.0.is_some()
+    }
+
     pub fn holds(&self, etag: &str) -> bool {
         match &self.0 {
             None => false,
@@ -107,6 +112,35 @@ impl IntoParams for IfNoneMatch {
             "If-None-Match",
             "Entity tags the client holds (comma-separated) or `*`: 304 when one is current \
              (weak comparison); anything else gets the full answer.",
+        )]
+    }
+}
+
+/// `If-Modified-Since` of GET: 304 when nothing changed after this time (read only without
+/// `If-None-Match`); a value that is not an HTTP date is ignored, as RFC 9110 says.
+pub struct IfModifiedSince(pub Option<chrono::DateTime<chrono::Utc>>);
+
+impl FromRequest for IfModifiedSince {
+    type Error = ApiError;
+    type Future = Ready<Result<Self, ApiError>>;
+
+    fn from_request(req: &HttpRequest, _: &mut Payload) -> Self::Future {
+        let since = req
+            .headers()
+            .get(header::IF_MODIFIED_SINCE)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| chrono::DateTime::parse_from_rfc2822(v).ok())
+            .map(|t| t.with_timezone(&chrono::Utc));
+        ready(Ok(IfModifiedSince(since)))
+    }
+}
+
+impl IntoParams for IfModifiedSince {
+    fn into_params(_: impl Fn() -> Option<ParameterIn>) -> Vec<Parameter> {
+        vec![header_param(
+            "If-Modified-Since",
+            "An HTTP date (as `Last-Modified` gave it): 304 when nothing changed since. \
+             Ignored when `If-None-Match` is sent, or when it is not an HTTP date.",
         )]
     }
 }

@@ -4,6 +4,7 @@ pub mod auth;
 pub mod batch;
 pub mod conditions;
 pub mod facets;
+pub mod feeds;
 pub mod idempotency;
 pub mod limits;
 pub mod list;
@@ -73,6 +74,8 @@ pub fn configure(cfg: &mut ServiceConfig) {
         .service(signals::delete_signal)
         .service(facets::list_categories)
         .service(facets::list_tags)
+        .service(feeds::json_feed)
+        .service(feeds::atom_feed)
         .service(system::healthz)
         .service(system::readyz)
         .service(system::metrics)
@@ -396,11 +399,7 @@ pub fn cacheable_json(
     public: bool,
     body: impl FnOnce() -> Vec<u8>,
 ) -> HttpResponse {
-    let cache = if public {
-        "public, max-age=0, must-revalidate"
-    } else {
-        "private, max-age=0, must-revalidate"
-    };
+    let cache = cache_control(public);
     if held.holds(&etag) {
         return HttpResponse::NotModified()
             .insert_header((header::ETAG, etag))
@@ -412,6 +411,17 @@ pub fn cacheable_json(
         .insert_header((header::ETAG, etag))
         .insert_header((header::CACHE_CONTROL, cache))
         .body(body())
+}
+
+/// `Cache-Control` of every readable representation: caches may keep it, and must revalidate
+/// (cheap with the ETag) before each use, so a write is seen at once; `private` when reads need
+/// a key.
+pub fn cache_control(public: bool) -> &'static str {
+    if public {
+        "public, max-age=0, must-revalidate"
+    } else {
+        "private, max-age=0, must-revalidate"
+    }
 }
 
 fn mime_json() -> &'static str {

@@ -150,7 +150,7 @@ pub async fn stream_signals(
     let body = futures_util::stream::unfold(feed, |mut feed| async move {
         feed.next()
             .await
-            .map(|chunk| (Ok::<_, actix_web::Error>(Bytes::from(chunk)), feed))
+            .map(|chunk| (Ok::<_, actix_web::Error>(chunk), feed))
     });
     Ok(response.streaming(body))
 }
@@ -159,7 +159,7 @@ pub async fn stream_signals(
 struct Feed {
     filter: ListFilter,
     rx: tokio::sync::broadcast::Receiver<Arc<Event>>,
-    ready: VecDeque<Vec<u8>>,
+    ready: VecDeque<Bytes>,
     /// The last position sent (or resumed after).
     last: i64,
     replaying: bool,
@@ -169,7 +169,7 @@ struct Feed {
 
 impl Feed {
     /// The next chunk to send; `None` ends the stream.
-    async fn next(&mut self) -> Option<Vec<u8>> {
+    async fn next(&mut self) -> Option<Bytes> {
         loop {
             if let Some(chunk) = self.ready.pop_front() {
                 return Some(chunk);
@@ -181,7 +181,7 @@ impl Feed {
                 continue;
             }
             match tokio::time::timeout(KEEP_ALIVE, self.rx.recv()).await {
-                Err(_) => return Some(b": keep-alive\n\n".to_vec()),
+                Err(_) => return Some(Bytes::from_static(b": keep-alive\n\n")),
                 // Too slow: cut off, to reconnect and resume from the log.
                 Ok(Err(RecvError::Lagged(_))) | Ok(Err(RecvError::Closed)) => return None,
                 Ok(Ok(event)) => {
@@ -190,7 +190,7 @@ impl Feed {
                     }
                     self.last = event.change.position;
                     if concerns(&self.filter, &event.change) {
-                        return Some(event.to_sse());
+                        return Some(event.sse.clone());
                     }
                 }
             }
@@ -214,7 +214,7 @@ impl Feed {
             let position = change.position;
             if concerns(&self.filter, &change) {
                 match live::event(&conn, change).await {
-                    Ok(event) => self.ready.push_back(event.to_sse()),
+                    Ok(event) => self.ready.push_back(event.sse),
                     Err(_) => return false,
                 }
             }

@@ -67,6 +67,25 @@ pub async fn bounds(
     Ok((b.oldest, b.newest))
 }
 
+#[derive(QueryableByName)]
+struct Newest {
+    #[diesel(sql_type = Nullable<Timestamptz>)]
+    committed_at: Option<DateTime<Utc>>,
+}
+
+/// When the newest change the log keeps was made (`None` when it is empty).
+pub async fn newest_time(
+    conn: &mut AsyncPgConnection,
+) -> diesel::QueryResult<Option<DateTime<Utc>>> {
+    let n: Newest = diesel::sql_query(
+        "SELECT (SELECT committed_at FROM signal_changes ORDER BY position DESC LIMIT 1) \
+         AS committed_at",
+    )
+    .get_result(conn)
+    .await?;
+    Ok(n.committed_at)
+}
+
 /// Deletes the changes committed before `before` (`SIGNALS_EVENTS_RETENTION` ago).
 pub async fn delete_before(
     conn: &mut AsyncPgConnection,

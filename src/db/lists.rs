@@ -3,10 +3,11 @@
 use diesel::expression::{is_aggregate, BoxableExpression};
 use diesel::pg::Pg;
 use diesel::sql_types::{Bool, Float};
-use diesel::{ExpressionMethods, PgArrayExpressionMethods, QueryDsl};
+use diesel::{ExpressionMethods, PgArrayExpressionMethods, QueryDsl, SelectableHelper};
 use diesel_async::{AsyncPgConnection, RunQueryDsl};
 
 use super::fixed_sql::{Bind, FixedSql};
+use super::rows::SignalRow;
 use super::schema::signals;
 use super::signal_json::{self, SignalJson};
 use super::sql_text;
@@ -161,6 +162,24 @@ fn list_query<'a>(
         )),
     };
     query.limit(limit + 1)
+}
+
+/// The newest `limit` signals that match the filters, as rows (what the feeds are made of).
+pub async fn newest(
+    conn: &mut AsyncPgConnection,
+    filter: &ListFilter,
+    limit: i64,
+) -> diesel::QueryResult<Vec<SignalRow>> {
+    filtered(
+        signals::table
+            .select(SignalRow::as_select())
+            .into_boxed::<Pg>(),
+        filter,
+    )
+    .order((signals::published_at.desc(), signals::id.desc()))
+    .limit(limit)
+    .load(conn)
+    .await
 }
 
 /// How many signals match the filters (for `include_total`).

@@ -105,12 +105,31 @@ async fn insert_avoiding(
     unreachable!("the attempt loop only ends by returning")
 }
 
-/// Replaces the client fields of a signal; a missing slug or publication time keeps the current one.
+/// Whether writing `draft` over `current` would change nothing a client can read.
+fn unchanged(current: &SignalRow, draft: &SignalInput) -> bool {
+    draft.slug.as_ref().is_none_or(|s| *s == current.slug)
+        && draft.title == current.title
+        && draft.summary == current.summary
+        && draft.body == current.body
+        && draft.score == current.score
+        && draft.category == current.category
+        && draft.published_at.is_none_or(|t| t == current.published_at)
+        && draft.sections == current.sections
+        && draft.tags == current.tags
+        && draft.source_url == current.source_url
+}
+
+/// Replaces the client fields of a signal; a missing slug or publication time keeps the current
+/// one. A replacement that changes nothing writes nothing: the signal keeps its `updated_at`
+/// (so its ETag and the feeds' modification times), and the change log gets no change.
 pub async fn replace(
     conn: &mut AsyncPgConnection,
     current: &SignalRow,
     draft: &SignalInput,
 ) -> diesel::QueryResult<SignalRow> {
+    if unchanged(current, draft) {
+        return Ok(current.clone());
+    }
     let slug = draft.slug.as_deref().unwrap_or(&current.slug);
     let published_at = draft.published_at.unwrap_or(current.published_at);
     diesel::update(signals::table.filter(signals::id.eq(current.id)))

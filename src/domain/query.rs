@@ -124,6 +124,7 @@ impl OnConflict {
 pub const LIMIT_DEFAULT: i64 = 20;
 pub const LIMIT_MAX: i64 = 100;
 pub const FACET_LIMIT_DEFAULT: i64 = 50;
+pub const FEED_LIMIT_DEFAULT: i64 = 50;
 /// A text query: web-search syntax, at most 256 characters.
 pub const Q: Text = Text {
     min: 1,
@@ -272,6 +273,27 @@ pub const STREAM_PARAMS: &[Param] = &[
         Kind::Position,
         "Resume after this position (as the `Last-Event-ID` header does, which wins when both \
          are sent): every matching change after it is sent first, none twice, then live ones.",
+    ),
+];
+
+/// The parameters of `GET /v1/feed.json` and `GET /v1/feed.atom`: the list's filters and a
+/// page size (the feeds are always newest first).
+pub const FEED_PARAMS: &[Param] = &[
+    LIST_PARAMS[0],
+    LIST_PARAMS[1],
+    LIST_PARAMS[2],
+    LIST_PARAMS[3],
+    LIST_PARAMS[4],
+    LIST_PARAMS[5],
+    LIST_PARAMS[6],
+    LIST_PARAMS[7],
+    param(
+        "limit",
+        Kind::Limit {
+            max: LIMIT_MAX,
+            default: FEED_LIMIT_DEFAULT,
+        },
+        "How many of the newest matching signals the feed holds.",
     ),
 ];
 
@@ -582,16 +604,7 @@ impl ListQuery {
         };
         let mut sort_given = false;
         for (param, value) in parse_pairs(query_string, LIST_PARAMS)? {
-            let f = &mut q.filter;
             match (param.name, value) {
-                ("min_score", Parsed::Score(s)) => f.min_score = Some(s),
-                ("max_score", Parsed::Score(s)) => f.max_score = Some(s),
-                ("since", Parsed::Time(t)) => f.since = Some(t),
-                ("until", Parsed::Time(t)) => f.until = Some(t),
-                ("category", Parsed::Text(w)) => f.categories.push(w),
-                ("tag", Parsed::Text(w)) => f.tags_all.push(w),
-                ("any_tag", Parsed::Text(w)) => f.tags_any.push(w),
-                ("q", Parsed::Text(text)) => f.q = Some(text),
                 ("sort", Parsed::Sort(s)) => {
                     q.sort = s;
                     sort_given = true;
@@ -600,17 +613,11 @@ impl ListQuery {
                 ("cursor", Parsed::Text(c)) => q.cursor = Some(c),
                 ("fields", Parsed::Fields(list)) => q.fields = Some(list),
                 ("include_total", Parsed::Bool(b)) => q.include_total = b,
-                _ => unreachable!("every parameter of LIST_PARAMS is matched by its kind"),
+                (name, value) => q.filter.set(name, value),
             }
         }
         if q.filter.q.is_some() && !sort_given {
             q.sort = Sort::Relevance;
-        }
-        // Sets, not lists: a canonical order makes equal filters produce equal cursors.
-        let f = &mut q.filter;
-        for list in [&mut f.categories, &mut f.tags_all, &mut f.tags_any] {
-            list.sort();
-            list.dedup();
         }
         Ok(q)
     }
@@ -658,15 +665,32 @@ impl StreamQuery {
             last_event_id: None,
         };
         for (param, value) in parse_pairs(query_string, STREAM_PARAMS)? {
-            let f = &mut q.filter;
             match (param.name, value) {
-                ("min_score", Parsed::Score(s)) => f.min_score = Some(s),
-                ("max_score", Parsed::Score(s)) => f.max_score = Some(s),
-                ("category", Parsed::Text(w)) => f.categories.push(w),
-                ("tag", Parsed::Text(w)) => f.tags_all.push(w),
-                ("any_tag", Parsed::Text(w)) => f.tags_any.push(w),
                 ("last_event_id", Parsed::Int(n)) => q.last_event_id = Some(n),
-                _ => unreachable!("every parameter of STREAM_PARAMS is matched by its kind"),
+                (name, value) => q.filter.set(name, value),
+            }
+        }
+        Ok(q)
+    }
+}
+
+/// A parsed feed request: the newest `limit` signals that match `filter`.
+#[derive(Debug, Clone, PartialEq)]
+pub struct FeedQuery {
+    pub filter: ListFilter,
+    pub limit: i64,
+}
+
+impl FeedQuery {
+    pub fn parse(query_string: &str) -> Result<FeedQuery, FieldError> {
+        let mut q = FeedQuery {
+            filter: ListFilter::default(),
+            limit: FEED_LIMIT_DEFAULT,
+        };
+        for (param, value) in parse_pairs(query_string, FEED_PARAMS)? {
+            match (param.name, value) {
+                ("limit", Parsed::Int(n)) => q.limit = n,
+                (name, value) => q.filter.set(name, value),
             }
         }
         Ok(q)
@@ -674,6 +698,27 @@ impl StreamQuery {
 }
 
 impl ListFilter {
+    /// Sets the filter that a parsed parameter of [`LIST_PARAMS`] names. Categories and tags
+    /// are sets, not lists: kept in a canonical order, so equal filters make equal cursors.
+    fn set(&mut self, name: &str, value: Parsed) {
+        let add = |set: &mut Vec<String>, word: String| {
+            if let Err(at) = set.binary_search(&word) {
+                set.insert(at, word);
+            }
+        };
+        match (name, value) {
+            ("min_score", Parsed::Score(s)) => self.min_score = Some(s),
+            ("max_score", Parsed::Score(s)) => self.max_score = Some(s),
+            ("since", Parsed::Time(t)) => self.since = Some(t),
+            ("until", Parsed::Time(t)) => self.until = Some(t),
+            ("category", Parsed::Text(w)) => add(&mut self.categories, w),
+            ("tag", Parsed::Text(w)) => add(&mut self.tags_all, w),
+            ("any_tag", Parsed::Text(w)) => add(&mut self.tags_any, w),
+            ("q", Parsed::Text(text)) => self.q = Some(text),
+            _ => unreachable!("only filter parameters are set on a filter, each by its kind"),
+        }
+    }
+
     /// Whether a signal in this state (the change log's `before`/`after`: `score`,
     /// `category_key`, `tag_keys`) passes the filter's score, category and tag conditions.
     pub fn matches_state(&self, state: &serde_json::Value) -> bool {
@@ -797,7 +842,13 @@ mod tests {
 
     #[test]
     fn every_parameter_is_documented_with_a_schema() {
-        for table in [LIST_PARAMS, CATEGORY_PARAMS, TAG_PARAMS] {
+        for table in [
+            LIST_PARAMS,
+            STREAM_PARAMS,
+            FEED_PARAMS,
+            CATEGORY_PARAMS,
+            TAG_PARAMS,
+        ] {
             for p in parameters(table) {
                 assert!(p.schema.is_some() && p.description.is_some(), "{}", p.name);
             }

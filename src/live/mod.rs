@@ -11,6 +11,7 @@ use std::sync::atomic::{AtomicBool, AtomicI64, AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
+use actix_web::web::Bytes;
 use diesel_async::AsyncPgConnection;
 use futures_util::StreamExt;
 use tokio::sync::broadcast;
@@ -27,24 +28,10 @@ pub const BACKLOG: usize = 1024;
 #[derive(Debug)]
 pub struct Event {
     pub change: Change,
-    /// The `data:` of the event: the signal as `GET /v1/signals/{id_or_slug}` returns it, or
-    /// `{"id", "slug"}` for a deletion (and for a signal deleted since).
-    pub data: Vec<u8>,
-}
-
-impl Event {
-    /// The event in `text/event-stream` form.
-    pub fn to_sse(&self) -> Vec<u8> {
-        let mut out = Vec::with_capacity(self.data.len() + 64);
-        out.extend_from_slice(b"id: ");
-        out.extend_from_slice(self.change.position.to_string().as_bytes());
-        out.extend_from_slice(b"\nevent: signal.");
-        out.extend_from_slice(self.change.kind.as_bytes());
-        out.extend_from_slice(b"\ndata: ");
-        out.extend_from_slice(&self.data);
-        out.extend_from_slice(b"\n\n");
-        out
-    }
+    /// The event in `text/event-stream` form, made once for every subscriber: `id:` the
+    /// position, `event:` the kind, `data:` the signal as `GET /v1/signals/{id_or_slug}`
+    /// returns it, or `{"id", "slug"}` for a deletion (and for a signal deleted since).
+    pub sse: Bytes,
 }
 
 /// Makes the event of a change: reads the signal's current representation.
@@ -64,7 +51,18 @@ pub async fn event(conn: &AsyncPgConnection, change: Change) -> diesel::QueryRes
             out
         }
     };
-    Ok(Event { change, data })
+    let mut sse = Vec::with_capacity(data.len() + 64);
+    sse.extend_from_slice(b"id: ");
+    sse.extend_from_slice(change.position.to_string().as_bytes());
+    sse.extend_from_slice(b"\nevent: signal.");
+    sse.extend_from_slice(change.kind.as_bytes());
+    sse.extend_from_slice(b"\ndata: ");
+    sse.extend_from_slice(&data);
+    sse.extend_from_slice(b"\n\n");
+    Ok(Event {
+        change,
+        sse: Bytes::from(sse),
+    })
 }
 
 pub struct Hub {

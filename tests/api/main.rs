@@ -9,6 +9,7 @@ mod embedded;
 mod errors;
 mod exposure;
 mod faults;
+mod feeds;
 mod helpers;
 mod idempotency;
 mod import;

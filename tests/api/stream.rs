@@ -290,3 +290,93 @@ async fn when_the_listening_connection_is_lost_the_hub_reconnects_and_misses_not
     ];
     assert_eq!(got, [json!("while-away-1"), json!("while-away-2")]);
 }
+
+/// The events (id, kind) in a raw HTTP/1.1 response's bytes (chunk framing is skipped: each
+/// event's lines are whole inside one chunk, as the service writes one event a chunk).
+fn raw_events(raw: &[u8]) -> Vec<i64> {
+    String::from_utf8_lossy(raw)
+        .lines()
+        .filter_map(|l| l.strip_prefix("id: ").map(|id| id.parse().unwrap()))
+        .collect()
+}
+
+#[actix_web::test]
+async fn a_subscriber_that_stops_reading_is_cut_off_and_resumes_without_a_gap() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let app = TestApp::spawn().await;
+    let key = app.key(Scope::Write).await;
+    // A client that reads nothing, with a small receive window: the server's socket fills and
+    // the subscriber falls behind the hub.
+    let socket = tokio::net::TcpSocket::new_v4().unwrap();
+    socket.set_recv_buffer_size(4096).unwrap();
+    let address = app.address.trim_start_matches("http://").parse().unwrap();
+    let mut stalled = socket.connect(address).await.unwrap();
+    stalled
+        .write_all(b"GET /v1/signals/stream HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+        .await
+        .unwrap();
+    // Big enough (15 KB each) to fill the socket buffers on the way after a few hundred, and
+    // then more than the hub keeps for a subscriber (1,024 changes).
+    let body = "x".repeat(15_000);
+    let mut written = 0;
+    for batch in 0..5 {
+        let items: Vec<Value> = (0..400)
+            .map(|i| signal(json!({"slug": format!("big-{batch}-{i}"), "body": body})))
+            .collect();
+        let res = app
+            .request(Method::POST, "/v1/signals/batch", &key)
+            .send_json(&json!({ "items": items }))
+            .await
+            .unwrap();
+        assert_eq!(res.status(), 200);
+        written += 400;
+    }
+    // Now it reads: what was on the way, then the end of the stream (no endless buffering).
+    let mut raw = Vec::new();
+    tokio::time::timeout(Duration::from_secs(30), stalled.read_to_end(&mut raw))
+        .await
+        .expect("the stream of a subscriber that fell behind ends")
+        .unwrap();
+    let got = raw_events(&raw);
+    assert!(
+        !got.is_empty() && got.len() < written,
+        "cut off part way: {} of {written}",
+        got.len()
+    );
+    // It resumes after the last event it got: every other change, none twice.
+    let mut resumed = open(
+        &streaming_client(),
+        app.url("/v1/signals/stream"),
+        got.last().copied(),
+    )
+    .await;
+    let mut ids = got.clone();
+    while ids.len() < written {
+        let event = resumed.next(WAIT).await.expect("the rest, after resuming");
+        ids.push(event.id);
+    }
+    assert!(resumed.next(Duration::from_millis(300)).await.is_none());
+    let mut sorted = ids.clone();
+    sorted.sort();
+    sorted.dedup();
+    assert_eq!(sorted, ids, "in order, none twice");
+}
+
+#[actix_web::test]
+async fn an_idle_stream_gets_a_comment_line_within_15_seconds() {
+    let app = TestApp::spawn().await;
+    let res = streaming_client()
+        .get(app.url("/v1/signals/stream"))
+        .send()
+        .await
+        .unwrap();
+    let started = std::time::Instant::now();
+    let mut res = res;
+    let chunk = tokio::time::timeout(Duration::from_secs(17), res.next())
+        .await
+        .expect("a keep-alive comment within 15 s")
+        .unwrap()
+        .unwrap();
+    assert!(chunk.starts_with(b":"), "{chunk:?}");
+    assert!(started.elapsed() >= Duration::from_secs(14));
+}

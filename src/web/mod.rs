@@ -1,0 +1,3 @@
+//! What the service writes for people rather than programs: HTML.
+
+pub mod html;
