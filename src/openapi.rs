@@ -39,6 +39,8 @@ use crate::api::problem::{responses, Problem};
             responses::UnsupportedMediaType,
             responses::Unprocessable,
             responses::RequestTimeout,
+            responses::UriTooLong,
+            responses::HeadersTooLarge,
             responses::TooManyRequests,
             responses::Unavailable,
         )

@@ -15,7 +15,7 @@ use utoipa_actix_web::AppExt;
 use utoipa_swagger_ui::{Config, SwaggerUi};
 
 use crate::api::limits::{limit, Limiter, FLUSH_EVERY};
-use crate::api::middleware::{head_as_get, observe, Metrics};
+use crate::api::middleware::{bounded_head, head_as_get, observe, Metrics};
 use crate::api::system::OpenApiJson;
 use crate::api::PublicBase;
 use crate::api::{self, AppState, RouteTable};
@@ -184,6 +184,7 @@ pub async fn run(
             .wrap(from_fn(head_as_get))
             .wrap(Compress::default())
             .wrap(from_fn(limit))
+            .wrap(from_fn(bounded_head))
             .wrap(cors(write_origins.clone()))
             .wrap(from_fn(observe))
             .into_utoipa_app()

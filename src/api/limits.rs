@@ -92,6 +92,18 @@ struct Count {
     shared: u32,
     /// Admitted here and not yet added to the shared count.
     pending: u32,
+    /// Admitted here and counted in `shared` already, but not yet in the database (its flush
+    /// failed): sent with the next flush, so a database outage loses no count.
+    unsent: u32,
+}
+
+impl Count {
+    /// Counts what is pending as known here, to be sent later: what an instance does when the
+    /// shared counts cannot be reached.
+    fn keep_unsent(&mut self, admitted: u32) {
+        self.shared += admitted;
+        self.unsent += admitted;
+    }
 }
 
 /// What a check decided, with what the RateLimit fields say.
@@ -218,26 +230,28 @@ impl Limiter {
             tracing::warn!(error = %e, "rate limits: cannot reach the shared counts");
             let mut counts = self.counts.lock().unwrap_or_else(|e| e.into_inner());
             if let Some(c) = counts.get_mut(&(class, subject.clone())) {
-                c.shared += c.pending;
-                c.pending = 0;
+                let admitted = std::mem::take(&mut c.pending);
+                c.keep_unsent(admitted);
             }
         }
         self.decide(class, quota, subject, true).0
     }
 
-    /// Adds every pending count to the shared counts and reads back the totals.
+    /// Adds every pending count to the shared counts and reads back the totals. When the
+    /// database cannot be reached, the counts are kept to be sent with the next flush.
     pub async fn flush(&self) -> Result<(), String> {
-        let pending: Vec<((Class, Subject), Count)> = {
+        // (key, window, how many to add)
+        let pending: Vec<((Class, Subject), i64, u32)> = {
             let mut counts = self.counts.lock().unwrap_or_else(|e| e.into_inner());
             counts
                 .iter_mut()
-                .filter(|(_, c)| c.pending > 0)
+                .filter(|(_, c)| c.pending + c.unsent > 0)
                 .map(|(k, c)| {
-                    let taken = *c;
-                    // Moved to `shared` here, so a failed flush is retried by the caller only.
+                    let taken = c.pending + c.unsent;
                     c.shared += c.pending;
                     c.pending = 0;
-                    (k.clone(), taken)
+                    c.unsent = 0;
+                    (k.clone(), c.window, taken)
                 })
                 .collect()
         };
@@ -246,28 +260,41 @@ impl Limiter {
         }
         let admitted: Vec<Admitted> = pending
             .iter()
-            .map(|((class, subject), c)| Admitted {
+            .map(|((class, subject), window, taken)| Admitted {
                 policy: class.name().to_owned(),
                 subject: subject.text(),
-                window_start: c.window,
-                count: i64::from(c.pending),
+                window_start: *window,
+                count: i64::from(*taken),
             })
             .collect();
-        let mut conn = crate::db::conn(&self.pool)
-            .await
-            .map_err(|e| e.to_string())?;
-        let totals = counts::add(&mut conn, &admitted)
-            .await
-            .map_err(|e| e.to_string())?;
+        let sent = async {
+            let mut conn = crate::db::conn(&self.pool)
+                .await
+                .map_err(|e| e.to_string())?;
+            counts::add(&mut conn, &admitted)
+                .await
+                .map_err(|e| e.to_string())
+        };
+        let totals = match sent.await {
+            Ok(totals) => totals,
+            Err(e) => {
+                let mut counts = self.counts.lock().unwrap_or_else(|e| e.into_inner());
+                for (key, window, taken) in pending {
+                    // Counted in `shared` already; only the database does not know yet.
+                    if let Some(c) = counts.get_mut(&key).filter(|c| c.window == window) {
+                        c.unsent += taken;
+                    }
+                }
+                return Err(e);
+            }
+        };
         let mut counts = self.counts.lock().unwrap_or_else(|e| e.into_inner());
-        for ((class, subject), c) in pending {
+        for ((class, subject), window, _) in pending {
             let total = totals.iter().find(|t| {
-                t.policy == class.name()
-                    && t.window_start == c.window
-                    && t.subject == subject.text()
+                t.policy == class.name() && t.window_start == window && t.subject == subject.text()
             });
             if let (Some(total), Some(now)) = (total, counts.get_mut(&(class, subject))) {
-                if now.window == c.window {
+                if now.window == window {
                     // The total includes what this instance added; `pending` is what came since.
                     now.shared = now
                         .shared

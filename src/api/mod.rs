@@ -169,10 +169,16 @@ fn add_rate_limits(api: &mut OpenApi) {
                     add_fields(&mut response.headers);
                 }
             }
-            op.responses.responses.insert(
-                "429".to_owned(),
-                RefOr::Ref(Ref::from_response_name("TooManyRequests")),
-            );
+            for (status, name) in [
+                ("429", "TooManyRequests"),
+                // Every request's head is bounded (`middleware::bounded_head`).
+                ("414", "UriTooLong"),
+                ("431", "HeadersTooLarge"),
+            ] {
+                op.responses
+                    .responses
+                    .insert(status.to_owned(), RefOr::Ref(Ref::from_response_name(name)));
+            }
         }
     }
 }

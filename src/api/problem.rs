@@ -70,6 +70,12 @@ pub enum ApiError {
     UnsupportedMediaType(String),
     #[error("the body did not arrive in time")]
     RequestTimeout,
+    /// The request's target is longer than the service reads.
+    #[error("{0}")]
+    UriTooLong(String),
+    /// Too many header fields, or too many bytes of them.
+    #[error("{0}")]
+    HeadersTooLarge(String),
     /// Well-formed but invalid: every bad field.
     #[error("{} invalid", plural(.0.len(), "field is", "fields are"))]
     Validation(Vec<FieldError>),
@@ -152,6 +158,16 @@ impl ApiError {
                 "/problems/request-timeout",
                 "Request timeout",
             ),
+            UriTooLong(_) => (
+                StatusCode::URI_TOO_LONG,
+                "/problems/uri-too-long",
+                "Request target too long",
+            ),
+            HeadersTooLarge(_) => (
+                StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE,
+                "/problems/headers-too-large",
+                "Request header fields too large",
+            ),
             UnsupportedMediaType(_) => (
                 StatusCode::UNSUPPORTED_MEDIA_TYPE,
                 "/problems/unsupported-media-type",
@@ -207,6 +223,8 @@ pub fn problem_for_status(status: StatusCode) -> Problem {
         405 => "/problems/method-not-allowed",
         408 => "/problems/request-timeout",
         413 => "/problems/payload-too-large",
+        414 => "/problems/uri-too-long",
+        431 => "/problems/headers-too-large",
         429 => "/problems/rate-limited",
         415 => "/problems/unsupported-media-type",
         s if s >= 500 => "/problems/internal",
@@ -398,6 +416,22 @@ pub mod responses {
         "/problems/request-timeout",
         "Request timeout",
         "the body did not arrive in time"
+    );
+    problem_response!(
+        UriTooLong,
+        "The request target (path and query) is longer than 8 KiB",
+        414,
+        "/problems/uri-too-long",
+        "Request target too long",
+        "the request target has 9000 bytes; at most 8192 are read"
+    );
+    problem_response!(
+        HeadersTooLarge,
+        "More than 64 header fields, or more than 16 KiB of them",
+        431,
+        "/problems/headers-too-large",
+        "Request header fields too large",
+        "the request has 80 header fields; at most 64 are read"
     );
     problem_response!(
         TooManyRequests,

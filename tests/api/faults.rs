@@ -100,6 +100,11 @@ async fn session(url: &str) -> tokio_postgres::Client {
 
 /// A cluster of the test's own, migrated, and the service binary on it.
 async fn own(extra_env: &[(&str, &str)]) -> Own {
+    own_with(extra_env, &[]).await
+}
+
+/// `own`, with these statements run on the cluster before the service starts.
+async fn own_with(extra_env: &[(&str, &str)], prepare: &[&str]) -> Own {
     let dir =
         std::env::temp_dir().join(format!("signals-faults-{}", uuid::Uuid::now_v7().simple()));
     let cluster = Cluster::start(&dir.join("pg"), None)
@@ -111,6 +116,11 @@ async fn own(extra_env: &[(&str, &str)]) -> Own {
         &url,
         &["keys", "create", "--name", "faults", "--scope", "write"],
     );
+    let admin = session(&url).await;
+    for sql in prepare {
+        admin.batch_execute(sql).await.unwrap();
+    }
+    drop(admin);
     let mut settings = vec![
         ("SIGNALS_DB_TIMEOUT_MS", "1000"),
         ("SIGNALS_STATEMENT_TIMEOUT_MS", "2000"),
@@ -421,4 +431,129 @@ async fn a_lock_held_on_signals_for_20_s_gives_503s_within_the_timeouts_and_spar
     locker.batch_execute("COMMIT").await.unwrap();
     let res = own.get("/v1/signals?limit=3").await;
     assert_eq!(res.status(), 200, "served again once the lock is gone");
+}
+
+/// A German locale for PostgreSQL's messages: there when `locale -a` lists one, else made with
+/// `localedef` when this process may (as root, as CI runs); `None` when neither works.
+fn german_locale() -> Option<&'static str> {
+    let listed = || {
+        Command::new("locale")
+            .arg("-a")
+            .output()
+            .ok()
+            .is_some_and(|o| {
+                String::from_utf8_lossy(&o.stdout)
+                    .lines()
+                    .any(|l| l == "de_DE.utf8")
+            })
+    };
+    if listed() {
+        return Some("de_DE.UTF-8");
+    }
+    let made = Command::new("localedef")
+        .args(["-i", "de_DE", "-f", "UTF-8", "de_DE.UTF-8"])
+        .status()
+        .is_ok_and(|s| s.success());
+    (made && listed()).then_some("de_DE.UTF-8")
+}
+
+#[actix_web::test]
+async fn under_german_messages_errors_are_still_told_apart_by_their_codes() {
+    let Some(locale) = german_locale() else {
+        eprintln!("SKIPPED: no German locale here and none can be made (localedef, as root)");
+        return;
+    };
+    let own = own_with(
+        &[("SIGNALS_STATEMENT_TIMEOUT_MS", "1000")],
+        &[
+            &format!("ALTER SYSTEM SET lc_messages = '{locale}'"),
+            "SELECT pg_reload_conf()",
+        ],
+    )
+    .await;
+    // The service's sessions really get German messages.
+    let admin = session(&own.cluster.url()).await;
+    let error = admin.query("SELECT 1/0", &[]).await.unwrap_err();
+    let message = error.as_db_error().unwrap().message().to_owned();
+    assert!(message.contains("Division durch Null"), "{message}");
+
+    // 23505: an explicit slug taken is 409.
+    let post = |slug: &'static str| {
+        own.client
+            .post(format!("{}/v1/signals", own.base))
+            .insert_header(("Authorization", format!("Bearer {}", own.key)))
+            .send_json(&crate::helpers::signal(serde_json::json!({ "slug": slug })))
+    };
+    assert_eq!(post("taken").await.unwrap().status(), 201);
+    let mut res = post("taken").await.unwrap();
+    crate::helpers::assert_problem(&mut res, 409).await;
+
+    // 57014: a statement timeout (a search that waits on a lock) is 503 with Retry-After.
+    let locker = lock_signals(&own.cluster.url()).await;
+    let mut res = own.get("/v1/signals?q=deepseek").await;
+    assert!(res.headers().contains_key("retry-after"));
+    crate::helpers::assert_problem(&mut res, 503).await;
+
+    // 57P01: a backend terminated under a request is 503 too.
+    let (client, base) = (own.client.clone(), own.base.clone());
+    let waiting = actix_web::rt::spawn(async move {
+        let mut res = client
+            .get(format!("{base}/v1/signals?limit=2"))
+            .send()
+            .await
+            .unwrap();
+        let retry = res.headers().contains_key("retry-after");
+        (crate::helpers::assert_problem(&mut res, 503).await, retry)
+    });
+    actix_web::rt::time::sleep(Duration::from_millis(300)).await;
+    let killed = admin
+        .query(
+            "SELECT pg_terminate_backend(pid) FROM pg_stat_activity \
+             WHERE application_name = 'signals' AND wait_event_type = 'Lock'",
+            &[],
+        )
+        .await
+        .unwrap();
+    assert!(!killed.is_empty(), "a backend of the service was waiting");
+    let (_, retry) = waiting.await.unwrap();
+    assert!(retry);
+    locker.batch_execute("COMMIT").await.unwrap();
+    let log = std::fs::read_to_string(own.dir.join("service.log")).unwrap();
+    assert!(!log.contains("panicked"), "{log}");
+}
+
+#[actix_web::test]
+async fn rate_limit_counts_made_while_postgres_is_down_reach_it_when_it_is_back() {
+    let mut own = own(&[("SIGNALS_RATE_LIMIT_READ", "1000/3600s:5")]).await;
+    let url = own.cluster.url();
+    let counted = || async {
+        session(&url)
+            .await
+            .query_one(
+                "SELECT coalesce(sum(count), 0)::bigint FROM rate_limit_counts \
+                 WHERE policy = 'read'",
+                &[],
+            )
+            .await
+            .unwrap()
+            .get::<_, i64>(0)
+    };
+    // What start-up's readiness checks counted, flushed.
+    actix_web::rt::time::sleep(Duration::from_millis(600)).await;
+    let before = counted().await;
+    own.cluster.pause().unwrap();
+    for _ in 0..20 {
+        // /healthz needs no database, and counts as a read.
+        assert_eq!(own.get("/healthz").await.status(), 200);
+    }
+    own.cluster.resume().unwrap();
+    let started = Instant::now();
+    while counted().await < before + 20 && started.elapsed() < Duration::from_secs(10) {
+        actix_web::rt::time::sleep(Duration::from_millis(250)).await;
+    }
+    assert_eq!(
+        counted().await,
+        before + 20,
+        "every read admitted while down is counted once"
+    );
 }
