@@ -193,3 +193,51 @@ pub async fn count(conn: &mut AsyncPgConnection, filter: &ListFilter) -> diesel:
     .get_result(conn)
     .await
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::domain::query::After;
+    use chrono::Utc;
+    use std::collections::HashSet;
+    use uuid::Uuid;
+
+    /// Every filter a list request can have, present or not (values are binds, so only
+    /// presence shapes the statement).
+    fn every_filter() -> Vec<ListFilter> {
+        (0..1u32 << 8)
+            .map(|bits| {
+                let on = |i: u32| bits & (1 << i) != 0;
+                let word = |i: u32| if on(i) { vec!["x".to_owned()] } else { vec![] };
+                ListFilter {
+                    min_score: on(0).then_some(1),
+                    max_score: on(1).then_some(9),
+                    categories: word(2),
+                    tags_all: word(3),
+                    tags_any: word(4),
+                    since: on(5).then(Utc::now),
+                    until: on(6).then(Utc::now),
+                    q: on(7).then(|| "x".to_owned()),
+                }
+            })
+            .collect()
+    }
+
+    /// Statements stay prepared on each connection (diesel caches them without a size limit),
+    /// so the number of different statements a list can send bounds each connection's cache.
+    #[test]
+    fn the_statements_lists_send_are_a_fixed_few_thousand() {
+        let (t, id) = (Utc::now(), Uuid::nil());
+        let mut texts = HashSet::new();
+        for filter in every_filter() {
+            for sort in Sort::names().map(|n| Sort::from_name(n).unwrap()) {
+                for after in [None, Some(After::of(sort, id, 5, t, 0.5))] {
+                    texts.insert(list_sql(&filter, sort, after.as_ref(), 20));
+                    texts.insert(list_sql(&filter, sort, after.as_ref(), 100));
+                }
+            }
+        }
+        // 2^8 filter shapes × 5 sorts × (first page, later page); the limit is a bind.
+        assert_eq!(texts.len(), 256 * 5 * 2);
+    }
+}
