@@ -311,6 +311,7 @@ async fn every_abusive_request_gets_a_4xx_problem_or_a_closed_connection_and_mem
     );
     let log = std::fs::read_to_string(&service.log).unwrap();
     assert!(!log.contains("panicked"), "a panic in the log");
+    crate::faults::assert_no_secrets(&service.log, &[crate::faults::key_secret(&key)]);
     let peak = service.peak_rss();
     println!("peak RSS {} MB", peak >> 20);
     assert!(peak < 64 << 20, "peak RSS {} MB", peak >> 20);

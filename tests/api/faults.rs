@@ -36,8 +36,37 @@ impl Drop for Own {
     fn drop(&mut self) {
         let _ = self.service.kill();
         let _ = self.service.wait();
+        if !std::thread::panicking() {
+            let password = std::fs::read_to_string(self.dir.join("pg/signals.password")).unwrap();
+            assert_no_secrets(
+                &self.dir.join("service.log"),
+                &[password.trim(), key_secret(&self.key)],
+            );
+        }
         self.cluster.stop();
         let _ = std::fs::remove_dir_all(&self.dir);
+    }
+}
+
+/// The secret part of an API key (`sig_<prefix>_<secret>`): what must never be logged.
+pub fn key_secret(key: &str) -> &str {
+    signals::domain::key::split(key).expect("a key").1
+}
+
+/// Fails if any of the secrets appears in the service's log.
+pub fn assert_no_secrets(log: &std::path::Path, secrets: &[&str]) {
+    let text = std::fs::read_to_string(log).unwrap();
+    assert!(
+        text.lines().count() > 0,
+        "the service logged nothing: the check would be empty"
+    );
+    for secret in secrets {
+        assert!(secret.len() >= 16, "not a secret: {secret:?}");
+        assert!(
+            !text.contains(secret),
+            "a secret reached the log {}",
+            log.display()
+        );
     }
 }
 
@@ -68,7 +97,8 @@ pub async fn serve(url: &str, log: &std::path::Path, settings: &[(&str, &str)]) 
         .env("SIGNALS_RATE_LIMIT_READ", "0")
         .env("SIGNALS_RATE_LIMIT_WRITE", "0")
         .env("SIGNALS_WORKERS", "2")
-        .env("RUST_LOG", "warn")
+        // A line for every request, for the secrets check.
+        .env("RUST_LOG", "info")
         .stdout(log.try_clone().unwrap())
         .stderr(log);
     for (k, v) in settings {
