@@ -39,7 +39,6 @@ use crate::api::problem::{responses, Problem};
             responses::UnsupportedMediaType,
             responses::Unprocessable,
             responses::RequestTimeout,
-            responses::UriTooLong,
             responses::HeadersTooLarge,
             responses::TooManyRequests,
             responses::Unavailable,

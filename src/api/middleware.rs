@@ -38,43 +38,37 @@ pub async fn head_as_get(
     next.call(req).await
 }
 
-/// Most header fields a request may have, and most bytes of them (names and values), and most
-/// bytes of its target: past them the answer is 431 (or 414) problem+json. actix-http's parser
-/// has harder limits of its own (96 fields, a 32 KiB head) and answers past them with a bare
-/// 431 or 400 and a closed connection, before any of this code runs.
+/// Most header fields a request may have, and most bytes of them (names and values): past
+/// them the answer is 431 problem+json. actix-http's parser has harder limits of its own (96
+/// fields, a 32 KiB head) and answers past them with a bare 431 or 400 and a closed
+/// connection, before any of this code runs.
 pub const MAX_HEADER_FIELDS: usize = 64;
 pub const MAX_HEADER_BYTES: usize = 16 * 1024;
-pub const MAX_TARGET_BYTES: usize = 8 * 1024;
 
-/// Refuses a request whose head is larger than the service reads.
+/// Refuses a request with more header fields, or bytes of them, than the service reads.
 pub async fn bounded_head(
     req: ServiceRequest,
     next: Next<impl MessageBody + 'static>,
 ) -> Result<ServiceResponse<BoxBody>, Error> {
-    let target = req.uri().path().len() + req.uri().query().map_or(0, |q| q.len() + 1);
     let fields = req.headers().len();
     let bytes: usize = req
         .headers()
         .iter()
         .map(|(name, value)| name.as_str().len() + value.len() + 4)
         .sum();
-    let refused = if target > MAX_TARGET_BYTES {
-        Some(ApiError::UriTooLong(format!(
-            "the request target has {target} bytes; at most {MAX_TARGET_BYTES} are read"
-        )))
-    } else if fields > MAX_HEADER_FIELDS {
-        Some(ApiError::HeadersTooLarge(format!(
+    let refused = if fields > MAX_HEADER_FIELDS {
+        Some(format!(
             "the request has {fields} header fields; at most {MAX_HEADER_FIELDS} are read"
-        )))
+        ))
     } else if bytes > MAX_HEADER_BYTES {
-        Some(ApiError::HeadersTooLarge(format!(
+        Some(format!(
             "the request's header fields have {bytes} bytes; at most {MAX_HEADER_BYTES} are read"
-        )))
+        ))
     } else {
         None
     };
     match refused {
-        Some(e) => Ok(req.into_response(e.error_response())),
+        Some(detail) => Ok(req.into_response(ApiError::HeadersTooLarge(detail).error_response())),
         None => Ok(next.call(req).await?.map_into_boxed_body()),
     }
 }

@@ -172,7 +172,6 @@ fn add_rate_limits(api: &mut OpenApi) {
             for (status, name) in [
                 ("429", "TooManyRequests"),
                 // Every request's head is bounded (`middleware::bounded_head`).
-                ("414", "UriTooLong"),
                 ("431", "HeadersTooLarge"),
             ] {
                 op.responses

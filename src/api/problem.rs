@@ -70,9 +70,6 @@ pub enum ApiError {
     UnsupportedMediaType(String),
     #[error("the body did not arrive in time")]
     RequestTimeout,
-    /// The request's target is longer than the service reads.
-    #[error("{0}")]
-    UriTooLong(String),
     /// Too many header fields, or too many bytes of them.
     #[error("{0}")]
     HeadersTooLarge(String),
@@ -158,11 +155,6 @@ impl ApiError {
                 "/problems/request-timeout",
                 "Request timeout",
             ),
-            UriTooLong(_) => (
-                StatusCode::URI_TOO_LONG,
-                "/problems/uri-too-long",
-                "Request target too long",
-            ),
             HeadersTooLarge(_) => (
                 StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE,
                 "/problems/headers-too-large",
@@ -223,7 +215,6 @@ pub fn problem_for_status(status: StatusCode) -> Problem {
         405 => "/problems/method-not-allowed",
         408 => "/problems/request-timeout",
         413 => "/problems/payload-too-large",
-        414 => "/problems/uri-too-long",
         431 => "/problems/headers-too-large",
         429 => "/problems/rate-limited",
         415 => "/problems/unsupported-media-type",
@@ -416,14 +407,6 @@ pub mod responses {
         "/problems/request-timeout",
         "Request timeout",
         "the body did not arrive in time"
-    );
-    problem_response!(
-        UriTooLong,
-        "The request target (path and query) is longer than 8 KiB",
-        414,
-        "/problems/uri-too-long",
-        "Request target too long",
-        "the request target has 9000 bytes; at most 8192 are read"
     );
     problem_response!(
         HeadersTooLarge,
