@@ -43,7 +43,7 @@ pub struct Cli {
 #[derive(Debug, Subcommand)]
 enum Command {
     /// Run the HTTP service (the default).
-    Serve(ServeSettings),
+    Serve(Box<ServeSettings>),
     /// Apply pending database migrations and exit.
     Migrate,
     /// Manage API keys.

@@ -121,7 +121,7 @@ pub struct ServeSettings {
     /// How long the change log keeps a change (`7d`, `12h`, `30m`, `90s`); the service
     /// deletes older ones hourly.
     #[arg(long, env = "SIGNALS_EVENTS_RETENTION", default_value = "7d")]
-    pub events_retention: Retention,
+    pub events_retention: Span,
 
     /// Most `GET /v1/signals/stream` connections open at once; past it, 503.
     #[arg(long, env = "SIGNALS_MAX_STREAMS", default_value_t = 1000)]
@@ -157,13 +157,64 @@ pub struct ServeSettings {
     /// headers are believed (for the client address of rate limits); empty believes none.
     #[arg(long, env = "SIGNALS_TRUSTED_PROXIES", value_delimiter = ',')]
     pub trusted_proxies: Vec<Cidr>,
+
+    /// Whether webhook URLs may be http (not only https).
+    #[arg(long, env = "SIGNALS_WEBHOOK_ALLOW_HTTP", default_value_t = false, action = clap::ArgAction::Set)]
+    pub webhook_allow_http: bool,
+
+    /// Whether deliveries may go to loopback, private, link-local and unique-local addresses
+    /// (refused by default, whatever a name resolves to).
+    #[arg(long, env = "SIGNALS_WEBHOOK_ALLOW_PRIVATE", default_value_t = false, action = clap::ArgAction::Set)]
+    pub webhook_allow_private: bool,
+
+    /// Time limit of one delivery attempt (connecting, sending, the answer), in milliseconds.
+    #[arg(long, env = "SIGNALS_WEBHOOK_TIMEOUT_MS", default_value_t = 10_000)]
+    pub webhook_timeout_ms: u64,
+
+    /// The waits before each retry of a failed delivery, comma-separated; after the last the
+    /// delivery is marked failed (the default makes about three days).
+    #[arg(
+        long,
+        env = "SIGNALS_WEBHOOK_RETRIES",
+        value_delimiter = ',',
+        default_value = "5s,5m,30m,2h,5h,10h,10h,10h,10h,10h,10h"
+    )]
+    pub webhook_retries: Vec<Span>,
+
+    /// The key (64 hex digits) that seals webhook secrets in the database. Unset: read from
+    /// --webhook-key-file, made there on first use. Instances on one database need the same key.
+    #[arg(long, env = "SIGNALS_WEBHOOK_KEY", hide_env_values = true)]
+    pub webhook_key: Option<SecretText>,
+
+    /// Where the webhook key is kept when SIGNALS_WEBHOOK_KEY is unset; default `webhook.key`
+    /// in the folder that holds the data folder (`.signals/webhook.key`).
+    #[arg(long, env = "SIGNALS_WEBHOOK_KEY_FILE")]
+    pub webhook_key_file: Option<PathBuf>,
 }
 
-/// A span of time written as a number and a unit (`d`, `h`, `m`, `s`).
+/// A span of time written as a number and a unit (`d`, `h`, `m`, `s`), like `7d` or `90s`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Retention(pub Duration);
+pub struct Span(pub Duration);
 
-impl std::str::FromStr for Retention {
+/// A secret given as text (a key): its `Debug` does not print it.
+#[derive(Clone, PartialEq, Eq)]
+pub struct SecretText(pub String);
+
+impl std::fmt::Debug for SecretText {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("SecretText(redacted)")
+    }
+}
+
+impl std::str::FromStr for SecretText {
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<Self, String> {
+        Ok(SecretText(s.to_owned()))
+    }
+}
+
+impl std::str::FromStr for Span {
     type Err = String;
 
     fn from_str(s: &str) -> Result<Self, String> {
@@ -180,7 +231,7 @@ impl std::str::FromStr for Retention {
         let n: u64 = number.parse().map_err(|_| bad())?;
         match n.checked_mul(scale) {
             Some(0) | None => Err(bad()),
-            Some(seconds) => Ok(Retention(Duration::from_secs(seconds))),
+            Some(seconds) => Ok(Span(Duration::from_secs(seconds))),
         }
     }
 }

@@ -22,6 +22,7 @@ use crate::api::problem::{responses, Problem};
     tags(
         (name = "signals", description = "Signal items"),
         (name = "feeds", description = "The newest signals as JSON Feed and Atom, for feed readers"),
+        (name = "webhooks", description = "Signed webhook subscriptions (admin keys)"),
         (name = "operations", description = "Health, readiness, metrics and this document"),
     ),
     servers((url = "/", description = "The service that serves this document")),

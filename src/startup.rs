@@ -127,6 +127,30 @@ pub async fn run(
         )
         .await?,
     );
+    let key_file = settings.webhook_key_file.clone().unwrap_or_else(|| {
+        let beside = db_settings
+            .data_dir
+            .parent()
+            .filter(|p| !p.as_os_str().is_empty());
+        beside
+            .unwrap_or(std::path::Path::new("."))
+            .join("webhook.key")
+    });
+    let sealer = crate::db::sealed::Sealer::load(
+        settings.webhook_key.as_ref().map(|k| k.0.as_str()),
+        &key_file,
+    )?;
+    let webhooks = web::Data::new(crate::live::webhooks::Webhooks::start(
+        pools.pool(2, Plans::Reused),
+        crate::live::webhooks::Settings {
+            allow_private: settings.webhook_allow_private,
+            allow_http: settings.webhook_allow_http,
+            timeout: Duration::from_millis(settings.webhook_timeout_ms),
+            retries: settings.webhook_retries.iter().map(|s| s.0).collect(),
+            sealer: Arc::new(sealer),
+        },
+        &hub,
+    ));
     let client_timeout = Duration::from_millis(settings.client_timeout_ms);
     let body_timeout = web::Data::new(crate::api::BodyTimeout(client_timeout));
     let public_url = web::Data::new(PublicBase(
@@ -155,6 +179,12 @@ pub async fn run(
                 Ok(n) => tracing::info!(deleted = n, "changes past the retention deleted"),
                 Err(e) => tracing::warn!(error = %e, "cannot delete old changes"),
             }
+            // Finished deliveries are kept as long as the changes they were made from.
+            match db::webhooks::delete_finished_before(&mut conn, before).await {
+                Ok(0) => {}
+                Ok(n) => tracing::info!(deleted = n, "finished webhook deliveries deleted"),
+                Err(e) => tracing::warn!(error = %e, "cannot delete finished deliveries"),
+            }
         }
     });
     let server = HttpServer::new(move || {
@@ -181,6 +211,7 @@ pub async fn run(
             .app_data(public_url.clone())
             .app_data(body_timeout.clone())
             .app_data(hub.clone())
+            .app_data(webhooks.clone())
             .wrap(from_fn(head_as_get))
             .wrap(Compress::default())
             .wrap(from_fn(limit))

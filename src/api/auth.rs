@@ -58,23 +58,46 @@ impl FromRequest for Reader {
     }
 }
 
+/// A caller with an admin key (webhook subscriptions).
+pub struct Admin(#[allow(dead_code)] pub Principal);
+
+/// The principal of a request whose key has at least `scope`: 401 without a key, 403 with one
+/// of a lower scope.
+async fn with_scope(req: &HttpRequest, scope: Scope, what: &str) -> Result<Principal, ApiError> {
+    let principal = authenticate(req).await?.ok_or_else(|| {
+        ApiError::Unauthorized(format!(
+            "{what} need an API key: Authorization: Bearer <key>"
+        ))
+    })?;
+    if principal.scope < scope {
+        return Err(ApiError::Forbidden(format!(
+            "this key has the {} scope; {scope} is needed",
+            principal.scope
+        )));
+    }
+    Ok(principal)
+}
+
 impl FromRequest for Writer {
     type Error = ApiError;
     type Future = LocalBoxFuture<'static, Result<Self, ApiError>>;
 
     fn from_request(req: &HttpRequest, _: &mut Payload) -> Self::Future {
         let req = req.clone();
+        Box::pin(async move { with_scope(&req, Scope::Write, "writes").await.map(Writer) })
+    }
+}
+
+impl FromRequest for Admin {
+    type Error = ApiError;
+    type Future = LocalBoxFuture<'static, Result<Self, ApiError>>;
+
+    fn from_request(req: &HttpRequest, _: &mut Payload) -> Self::Future {
+        let req = req.clone();
         Box::pin(async move {
-            let principal = authenticate(&req).await?.ok_or_else(|| {
-                ApiError::Unauthorized("writes need an API key: Authorization: Bearer <key>".into())
-            })?;
-            if principal.scope < Scope::Write {
-                return Err(ApiError::Forbidden(format!(
-                    "this key has the {} scope; write is needed",
-                    principal.scope
-                )));
-            }
-            Ok(Writer(principal))
+            with_scope(&req, Scope::Admin, "webhook subscriptions")
+                .await
+                .map(Admin)
         })
     }
 }

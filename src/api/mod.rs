@@ -13,6 +13,7 @@ pub mod problem;
 pub mod signals;
 pub mod stream;
 pub mod system;
+pub mod webhooks;
 
 use std::time::Duration;
 
@@ -76,6 +77,13 @@ pub fn configure(cfg: &mut ServiceConfig) {
         .service(facets::list_tags)
         .service(feeds::json_feed)
         .service(feeds::atom_feed)
+        .service(webhooks::create_webhook)
+        .service(webhooks::list_webhooks)
+        .service(webhooks::get_webhook)
+        .service(webhooks::patch_webhook)
+        .service(webhooks::delete_webhook)
+        .service(webhooks::rotate_webhook_secret)
+        .service(webhooks::list_webhook_deliveries)
         .service(system::healthz)
         .service(system::readyz)
         .service(system::metrics)

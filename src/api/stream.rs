@@ -21,7 +21,7 @@ use utoipa::IntoParams;
 
 use super::auth::Reader;
 use super::problem::{responses, ApiError};
-use crate::db::{self, changes, changes::Change};
+use crate::db::{self, changes};
 use crate::domain::query::{parameters, ListFilter, StreamQuery, STREAM_PARAMS};
 use crate::domain::FieldError;
 use crate::live::{self, Event, Hub, StreamSlot};
@@ -50,14 +50,6 @@ impl IntoParams for StreamQuery {
         );
         params
     }
-}
-
-/// Whether a change is one a subscriber with this filter is sent: a creation that matches, a
-/// deletion of one that matched, an update that matches before or after.
-fn concerns(filter: &ListFilter, change: &Change) -> bool {
-    let matches =
-        |state: &Option<serde_json::Value>| state.as_ref().is_some_and(|s| filter.matches_state(s));
-    matches(&change.before) || matches(&change.after)
 }
 
 /// Stream changes
@@ -189,7 +181,7 @@ impl Feed {
                         continue;
                     }
                     self.last = event.change.position;
-                    if concerns(&self.filter, &event.change) {
+                    if live::concerns(&self.filter, &event.change) {
                         return Some(event.sse.clone());
                     }
                 }
@@ -212,7 +204,7 @@ impl Feed {
         }
         for change in page {
             let position = change.position;
-            if concerns(&self.filter, &change) {
+            if live::concerns(&self.filter, &change) {
                 match live::event(&conn, change).await {
                     Ok(event) => self.ready.push_back(event.sse),
                     Err(_) => return false,

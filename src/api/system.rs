@@ -72,6 +72,7 @@ pub async fn metrics(
     pools: web::Data<PoolRegistry>,
     metrics: web::Data<Metrics>,
     hub: web::Data<std::sync::Arc<crate::live::Hub>>,
+    webhooks: web::Data<std::sync::Arc<crate::live::webhooks::Webhooks>>,
 ) -> HttpResponse {
     let (max_size, size, available, waiting) = pools.totals();
     let mut text = metrics.render();
@@ -108,6 +109,36 @@ pub async fn metrics(
             "# HELP {name} {help}\n# TYPE {name} gauge\n{name} {value}\n"
         ));
     }
+    let outcomes = &webhooks.outcomes;
+    text.push_str(
+        "# HELP signals_webhook_deliveries_total Delivery attempts by outcome: delivered (2xx), \
+         retried (to be tried again), failed (no retries left), gone (410: subscription \
+         disabled)\n# TYPE signals_webhook_deliveries_total counter\n",
+    );
+    for (outcome, n) in [
+        ("delivered", &outcomes.delivered),
+        ("retried", &outcomes.retried),
+        ("failed", &outcomes.failed),
+        ("gone", &outcomes.gone),
+    ] {
+        text.push_str(&format!(
+            "signals_webhook_deliveries_total{{outcome=\"{outcome}\"}} {}\n",
+            n.load(std::sync::atomic::Ordering::Relaxed)
+        ));
+    }
+    // The database's view (every instance's deliveries): -1 when it cannot be read now.
+    let oldest = match crate::db::conn(webhooks.pool()).await {
+        Ok(mut conn) => crate::db::webhooks::oldest_pending_age(&mut conn)
+            .await
+            .unwrap_or(-1.0),
+        Err(_) => -1.0,
+    };
+    text.push_str(&format!(
+        "# HELP signals_webhook_oldest_pending_seconds How long the oldest pending delivery \
+         has waited (0: none; -1: the database did not answer)\n\
+         # TYPE signals_webhook_oldest_pending_seconds gauge\n\
+         signals_webhook_oldest_pending_seconds {oldest:.3}\n"
+    ));
     HttpResponse::Ok()
         .content_type("text/plain; version=0.0.4")
         .body(text)

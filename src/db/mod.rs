@@ -11,7 +11,9 @@ pub mod lists;
 pub mod lookups;
 pub mod rows;
 pub mod schema;
+pub mod sealed;
 pub mod signal_json;
+pub mod webhooks;
 pub mod writes;
 
 use std::cell::RefCell;
@@ -357,11 +359,11 @@ mod tests {
 
     #[test]
     fn retentions_parse_with_their_unit() {
-        use crate::config::Retention;
-        assert_eq!("7d".parse::<Retention>().unwrap().0.as_secs(), 7 * 86_400);
-        assert_eq!("90s".parse::<Retention>().unwrap().0.as_secs(), 90);
+        use crate::config::Span;
+        assert_eq!("7d".parse::<Span>().unwrap().0.as_secs(), 7 * 86_400);
+        assert_eq!("90s".parse::<Span>().unwrap().0.as_secs(), 90);
         for bad in ["7", "0d", "d", "7w", "-1h"] {
-            assert!(bad.parse::<Retention>().is_err(), "{bad}");
+            assert!(bad.parse::<Span>().is_err(), "{bad}");
         }
     }
 

@@ -383,23 +383,30 @@ fn unknown_fields(object: &Map<String, Value>) -> Vec<FieldError> {
         .collect()
 }
 
-struct Parser<'a> {
+/// Reads the fields of a request body, collecting every problem (shared by the bodies of
+/// signals and of webhook subscriptions).
+pub(crate) struct Parser<'a> {
     object: &'a Map<String, Value>,
-    errors: Vec<FieldError>,
+    pub errors: Vec<FieldError>,
 }
 
 impl<'a> Parser<'a> {
-    fn error(&mut self, field: &str, message: impl Into<String>) {
+    /// A parser of `object`, starting with the errors already found (unknown fields).
+    pub fn new(object: &'a Map<String, Value>, errors: Vec<FieldError>) -> Self {
+        Parser { object, errors }
+    }
+
+    pub fn error(&mut self, field: &str, message: impl Into<String>) {
         self.errors.push(FieldError::new(field, message));
     }
 
     /// The value of a field, treating JSON `null` as absent.
-    fn get(&self, field: &str) -> Option<&'a Value> {
+    pub fn get(&self, field: &str) -> Option<&'a Value> {
         self.object.get(field).filter(|v| !v.is_null())
     }
 
     /// A string field: `Some` (possibly defaulted to "") unless it is missing-and-required or bad.
-    fn text(&mut self, field: &str, rule: Text, required: bool) -> Option<String> {
+    pub fn text(&mut self, field: &str, rule: Text, required: bool) -> Option<String> {
         match self.get(field) {
             None if required => {
                 self.error(field, "is required");
@@ -437,9 +444,15 @@ impl<'a> Parser<'a> {
     }
 
     fn score(&mut self) -> Option<i16> {
+        self.score_field("score", true)
+    }
+
+    /// A score (0 to 10) in `field`; `None` when absent (an error if `required`) or bad.
+    pub fn score_field(&mut self, field: &str, required: bool) -> Option<i16> {
         let range = format!("must be an integer between {SCORE_MIN} and {SCORE_MAX}");
-        match self.get("score") {
-            None => self.error("score", "is required"),
+        match self.get(field) {
+            None if required => self.error(field, "is required"),
+            None => {}
             // JSON does not tell 7 from 7.0; JSON Schema calls both integers.
             Some(Value::Number(n)) => match n.as_i64().or_else(|| {
                 n.as_f64()
@@ -449,9 +462,9 @@ impl<'a> Parser<'a> {
                 Some(s) if (i64::from(SCORE_MIN)..=i64::from(SCORE_MAX)).contains(&s) => {
                     return Some(s as i16)
                 }
-                _ => self.error("score", range),
+                _ => self.error(field, range),
             },
-            Some(_) => self.error("score", range),
+            Some(_) => self.error(field, range),
         }
         None
     }
@@ -541,38 +554,43 @@ impl<'a> Parser<'a> {
     }
 
     fn tags(&mut self) -> Vec<String> {
-        let Some(value) = self.get("tags") else {
+        self.words("tags", TAG, TAGS_MAX)
+    }
+
+    /// An array of at most `max` texts of `rule` in `field` (absent: empty); duplicates that
+    /// differ only in case are dropped, the first spelling kept.
+    pub fn words(&mut self, field: &str, rule: Text, max: usize) -> Vec<String> {
+        let Some(value) = self.get(field) else {
             return Vec::new();
         };
         let Value::Array(items) = value else {
-            self.error("tags", "must be an array of strings");
+            self.error(field, "must be an array of strings");
             return Vec::new();
         };
-        if items.len() > TAGS_MAX {
-            self.error("tags", format!("must have at most {TAGS_MAX} items"));
+        if items.len() > max {
+            self.error(field, format!("must have at most {max} items"));
             return Vec::new();
         }
-        let mut tags: Vec<String> = Vec::with_capacity(items.len());
+        let mut words: Vec<String> = Vec::with_capacity(items.len());
         for (i, item) in items.iter().enumerate() {
-            let field = format!("tags[{i}]");
+            let at = format!("{field}[{i}]");
             let Value::String(s) = item else {
-                self.error(&field, "must be a string");
+                self.error(&at, "must be a string");
                 continue;
             };
-            let tag = match TAG.check(s) {
-                Ok(tag) => tag,
+            let word = match rule.check(s) {
+                Ok(word) => word,
                 Err(m) => {
-                    self.error(&field, m);
+                    self.error(&at, m);
                     continue;
                 }
             };
-            // Case-insensitive duplicates are dropped; the first spelling is kept.
-            let key = super::query::case_key(tag);
-            if !tags.iter().any(|t| super::query::case_key(t) == key) {
-                tags.push(tag.to_owned());
+            let key = super::query::case_key(word);
+            if !words.iter().any(|w| super::query::case_key(w) == key) {
+                words.push(word.to_owned());
             }
         }
-        tags
+        words
     }
 
     fn source_url(&mut self) -> Option<String> {

@@ -8,6 +8,7 @@ pub mod input;
 pub mod key;
 pub mod query;
 pub mod signal;
+pub mod webhook;
 
 use serde::Serialize;
 use utoipa::ToSchema;

@@ -156,6 +156,8 @@ pub enum Kind {
     Bool,
     /// A position in the change log.
     Position,
+    /// An id: where a page of deliveries ended.
+    Id,
 }
 
 /// One query parameter of an operation: the parser and the document both read it.
@@ -297,6 +299,23 @@ pub const FEED_PARAMS: &[Param] = &[
     ),
 ];
 
+/// The parameters of `GET /v1/webhooks/{id}/deliveries`.
+pub const DELIVERY_PARAMS: &[Param] = &[
+    param(
+        "limit",
+        Kind::Limit {
+            max: LIMIT_MAX,
+            default: LIMIT_DEFAULT,
+        },
+        "Page size.",
+    ),
+    param(
+        "cursor",
+        Kind::Id,
+        "From `next_cursor` of the previous page: the attempts older than it.",
+    ),
+];
+
 const FACET_SCORE: Param = param(
     "min_score",
     Kind::Score,
@@ -345,6 +364,7 @@ enum Parsed {
     Sort(Sort),
     Fields(Vec<String>),
     Bool(bool),
+    Id(Uuid),
 }
 
 impl Param {
@@ -395,6 +415,9 @@ impl Param {
                     .filter(|n| *n >= 0)
                     .ok_or_else(|| self.error("must be a position: an integer of 0 or more"))?,
             ),
+            Kind::Id => Parsed::Id(
+                Uuid::try_parse(value).map_err(|_| self.error("must be an id from next_cursor"))?,
+            ),
             Kind::Bool => Parsed::Bool(match value {
                 "true" => true,
                 "false" => false,
@@ -441,6 +464,10 @@ impl Param {
                 .schema_type(Type::Integer)
                 .format(Some(SchemaFormat::KnownFormat(KnownFormat::Int64)))
                 .minimum(Some(0))
+                .into(),
+            Kind::Id => ObjectBuilder::new()
+                .schema_type(Type::String)
+                .format(Some(SchemaFormat::KnownFormat(KnownFormat::Uuid)))
                 .into(),
             Kind::Bool => ObjectBuilder::new()
                 .schema_type(Type::Boolean)
@@ -668,6 +695,31 @@ impl StreamQuery {
             match (param.name, value) {
                 ("last_event_id", Parsed::Int(n)) => q.last_event_id = Some(n),
                 (name, value) => q.filter.set(name, value),
+            }
+        }
+        Ok(q)
+    }
+}
+
+/// A parsed `GET /v1/webhooks/{id}/deliveries` request: newest first, `limit` attempts older
+/// than `before`.
+#[derive(Debug, Clone, PartialEq)]
+pub struct DeliveryQuery {
+    pub limit: i64,
+    pub before: Option<Uuid>,
+}
+
+impl DeliveryQuery {
+    pub fn parse(query_string: &str) -> Result<DeliveryQuery, FieldError> {
+        let mut q = DeliveryQuery {
+            limit: LIMIT_DEFAULT,
+            before: None,
+        };
+        for (param, value) in parse_pairs(query_string, DELIVERY_PARAMS)? {
+            match (param.name, value) {
+                ("limit", Parsed::Int(n)) => q.limit = n,
+                ("cursor", Parsed::Id(id)) => q.before = Some(id),
+                _ => unreachable!("every parameter of DELIVERY_PARAMS is matched by its kind"),
             }
         }
         Ok(q)

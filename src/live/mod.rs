@@ -18,8 +18,12 @@ use tokio::sync::broadcast;
 
 use crate::config::DatabaseSettings;
 use crate::db::{self, changes, changes::Change, lookups, PgPool};
+use crate::domain::query::ListFilter;
 use crate::domain::signal::SignalRef;
 use crate::json;
+
+pub mod outbound;
+pub mod webhooks;
 
 /// How many changes a subscriber may fall behind before it is cut off.
 pub const BACKLOG: usize = 1024;
@@ -34,13 +38,15 @@ pub struct Event {
     pub sse: Bytes,
 }
 
-/// Makes the event of a change: reads the signal's current representation.
-pub async fn event(conn: &AsyncPgConnection, change: Change) -> diesel::QueryResult<Event> {
+/// What a change carries to subscribers and webhooks: the signal as
+/// `GET /v1/signals/{id_or_slug}` returns it when the change is read, or `{"id", "slug"}` for a
+/// deletion (and for a signal deleted since).
+pub async fn data(conn: &AsyncPgConnection, change: &Change) -> diesel::QueryResult<Vec<u8>> {
     let found = match change.kind.as_str() {
         "deleted" => None,
         _ => lookups::find(conn, &SignalRef::Id(change.signal_id)).await?,
     };
-    let data = match found {
+    Ok(match found {
         Some(signal) => signal.into_bytes(),
         None => {
             let mut out = b"{\"id\":".to_vec();
@@ -50,7 +56,20 @@ pub async fn event(conn: &AsyncPgConnection, change: Change) -> diesel::QueryRes
             out.push(b'}');
             out
         }
-    };
+    })
+}
+
+/// Whether a change concerns a subscriber with this filter: a creation that matches, a
+/// deletion of one that matched, an update that matches before or after.
+pub fn concerns(filter: &ListFilter, change: &Change) -> bool {
+    let matches =
+        |state: &Option<serde_json::Value>| state.as_ref().is_some_and(|s| filter.matches_state(s));
+    matches(&change.before) || matches(&change.after)
+}
+
+/// Makes the event of a change: reads the signal's current representation.
+pub async fn event(conn: &AsyncPgConnection, change: Change) -> diesel::QueryResult<Event> {
+    let data = data(conn, &change).await?;
     let mut sse = Vec::with_capacity(data.len() + 64);
     sse.extend_from_slice(b"id: ");
     sse.extend_from_slice(change.position.to_string().as_bytes());

@@ -119,6 +119,10 @@ async fn json_logs_carry_the_request_id_of_each_request() {
         .env("DATABASE_URL", &db.url)
         .env("SIGNALS_BIND", format!("127.0.0.1:{port}"))
         .env("SIGNALS_LOG_FORMAT", "json")
+        .env(
+            "SIGNALS_WEBHOOK_KEY_FILE",
+            log.with_extension("webhook.key"),
+        )
         .env_remove("RUST_LOG")
         .stderr(std::fs::File::create(&log).unwrap())
         .spawn()

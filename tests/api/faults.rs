@@ -89,6 +89,7 @@ pub fn signals(url: &str, args: &[&str]) -> String {
 /// logs in `log`, once it is ready; and its base URL.
 pub async fn serve(url: &str, log: &std::path::Path, settings: &[(&str, &str)]) -> (Child, String) {
     let port = free_port();
+    let key_file = log.with_extension("webhook.key");
     let log = std::fs::File::create(log).unwrap();
     let mut cmd = Command::new(BIN);
     cmd.arg("serve")
@@ -99,6 +100,8 @@ pub async fn serve(url: &str, log: &std::path::Path, settings: &[(&str, &str)]) 
         .env("SIGNALS_WORKERS", "2")
         // A line for every request, for the secrets check.
         .env("RUST_LOG", "info")
+        // Its webhook key (made on first use) beside its log, not in the working folder.
+        .env("SIGNALS_WEBHOOK_KEY_FILE", key_file)
         .stdout(log.try_clone().unwrap())
         .stderr(log);
     for (k, v) in settings {

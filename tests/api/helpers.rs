@@ -251,10 +251,22 @@ pub fn serve_settings() -> ServeSettings {
         trusted_proxies: Vec::new(),
         client_timeout_ms: 5000,
         max_streams: 1000,
-        events_retention: signals::config::Retention(Duration::from_secs(7 * 86_400)),
+        events_retention: signals::config::Span(Duration::from_secs(7 * 86_400)),
         max_connections: 4096,
+        // Receivers in the tests listen on 127.0.0.1 over plain HTTP; tests of the refusals
+        // turn these off.
+        webhook_allow_http: true,
+        webhook_allow_private: true,
+        webhook_timeout_ms: 2000,
+        webhook_retries: vec![signals::config::Span(Duration::from_secs(1)); 3],
+        // One key for every instance of a test, as a deployment would share it.
+        webhook_key: Some(signals::config::SecretText(TEST_WEBHOOK_KEY.into())),
+        webhook_key_file: None,
     }
 }
+
+pub const TEST_WEBHOOK_KEY: &str =
+    "000102030405060708090a0b0c0d0e0f101112131415161718191a1b1c1d1e1f";
 
 impl TestApp {
     pub async fn spawn() -> TestApp {

@@ -222,6 +222,7 @@ async fn batches_retried_after_the_server_is_killed_are_written_exactly_once() {
         Command::new(crate::cli::BIN)
             .env("DATABASE_URL", &app.db.url)
             .env("SIGNALS_BIND", format!("127.0.0.1:{port}"))
+            .env("SIGNALS_WEBHOOK_KEY", crate::helpers::TEST_WEBHOOK_KEY)
             .env_remove("RUST_LOG")
             .stdout(Stdio::null())
             .stderr(Stdio::null())

@@ -21,3 +21,4 @@ mod pools;
 mod routes;
 mod signals_crud;
 mod stream;
+mod webhooks;

@@ -32,7 +32,12 @@ async fn migrations_run_up_down_and_up_again() {
             "rate_limit_counts",
             "server_secrets",
             "signal_changes",
-            "signals"
+            "signals",
+            "webhook_attempts",
+            "webhook_deliveries",
+            "webhook_fanout",
+            "webhook_messages",
+            "webhooks"
         ]
     );
     let reverted = db::revert_all(&test_db.url, &settings).await.unwrap();
