@@ -202,16 +202,16 @@ impl Feed {
             self.replaying = false;
             return true;
         }
-        for change in page {
-            let position = change.position;
-            if live::concerns(&self.filter, &change) {
-                match live::event(&conn, change).await {
-                    Ok(event) => self.ready.push_back(event.sse),
-                    Err(_) => return false,
-                }
-            }
-            self.last = position;
+        let last = page.last().map_or(self.last, |c| c.position);
+        let wanted: Vec<_> = page
+            .into_iter()
+            .filter(|change| live::concerns(&self.filter, change))
+            .collect();
+        match live::events(&mut conn, wanted).await {
+            Ok(events) => self.ready.extend(events.into_iter().map(|e| e.sse)),
+            Err(_) => return false,
         }
+        self.last = last;
         true
     }
 }

@@ -82,6 +82,21 @@ fn connection_lost(e: &diesel::result::Error) -> bool {
     )
 }
 
+/// The signals with these ids (those that exist, in no order), in one statement.
+pub async fn find_many(
+    conn: &mut AsyncPgConnection,
+    ids: &[Uuid],
+) -> diesel::QueryResult<Vec<SignalJson>> {
+    if ids.is_empty() {
+        return Ok(Vec::new());
+    }
+    signals::table
+        .select(signal_json::COLUMNS)
+        .filter(signals::id.eq_any(ids))
+        .load(conn)
+        .await
+}
+
 /// The SQL text `find` sends (with `$n` placeholders), as [`list_sql`] does for lists.
 pub fn find_sql(r: &SignalRef) -> String {
     match r {

@@ -7,6 +7,7 @@
 //! broadcast channel; a subscriber too slow to keep up is cut off (it reconnects with
 //! `Last-Event-ID` and resumes from the log) instead of being buffered for without bound.
 
+use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, AtomicI64, AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
@@ -15,11 +16,12 @@ use actix_web::web::Bytes;
 use diesel_async::AsyncPgConnection;
 use futures_util::StreamExt;
 use tokio::sync::broadcast;
+use uuid::Uuid;
 
 use crate::config::DatabaseSettings;
+use crate::db::signal_json::SignalJson;
 use crate::db::{self, changes, changes::Change, lookups, PgPool};
 use crate::domain::query::ListFilter;
-use crate::domain::signal::SignalRef;
 use crate::json;
 
 pub mod outbound;
@@ -38,25 +40,44 @@ pub struct Event {
     pub sse: Bytes,
 }
 
-/// What a change carries to subscribers and webhooks: the signal as
-/// `GET /v1/signals/{id_or_slug}` returns it when the change is read, or `{"id", "slug"}` for a
-/// deletion (and for a signal deleted since).
-pub async fn data(conn: &AsyncPgConnection, change: &Change) -> diesel::QueryResult<Vec<u8>> {
-    let found = match change.kind.as_str() {
-        "deleted" => None,
-        _ => lookups::find(conn, &SignalRef::Id(change.signal_id)).await?,
-    };
-    Ok(match found {
-        Some(signal) => signal.into_bytes(),
-        None => {
-            let mut out = b"{\"id\":".to_vec();
-            json::write_uuid(&mut out, &change.signal_id);
-            out.extend_from_slice(b",\"slug\":");
-            json::write_str(&mut out, &change.slug);
-            out.push(b'}');
-            out
-        }
-    })
+/// What each change of a page carries to subscribers and webhooks, in order: the signal as
+/// `GET /v1/signals/{id_or_slug}` returns it when the changes are read (one statement for the
+/// page), or `{"id", "slug"}` for a deletion (and for a signal deleted since).
+pub async fn data(
+    conn: &mut AsyncPgConnection,
+    changes: &[Change],
+) -> diesel::QueryResult<Vec<Vec<u8>>> {
+    let ids: Vec<Uuid> = changes
+        .iter()
+        .filter(|c| c.kind != "deleted")
+        .map(|c| c.signal_id)
+        .collect();
+    let found: HashMap<Uuid, SignalJson> = lookups::find_many(conn, &ids)
+        .await?
+        .into_iter()
+        .map(|s| (s.id, s))
+        .collect();
+    Ok(changes
+        .iter()
+        .map(|change| {
+            let current = match change.kind.as_str() {
+                "deleted" => None,
+                // The same signal twice in a page: each change carries its current state.
+                _ => found.get(&change.signal_id).cloned(),
+            };
+            match current {
+                Some(signal) => signal.into_bytes(),
+                None => {
+                    let mut out = b"{\"id\":".to_vec();
+                    json::write_uuid(&mut out, &change.signal_id);
+                    out.extend_from_slice(b",\"slug\":");
+                    json::write_str(&mut out, &change.slug);
+                    out.push(b'}');
+                    out
+                }
+            }
+        })
+        .collect())
 }
 
 /// Whether a change concerns a subscriber with this filter: a creation that matches, a
@@ -67,21 +88,30 @@ pub fn concerns(filter: &ListFilter, change: &Change) -> bool {
     matches(&change.before) || matches(&change.after)
 }
 
-/// Makes the event of a change: reads the signal's current representation.
-pub async fn event(conn: &AsyncPgConnection, change: Change) -> diesel::QueryResult<Event> {
-    let data = data(conn, &change).await?;
-    let mut sse = Vec::with_capacity(data.len() + 64);
-    sse.extend_from_slice(b"id: ");
-    sse.extend_from_slice(change.position.to_string().as_bytes());
-    sse.extend_from_slice(b"\nevent: signal.");
-    sse.extend_from_slice(change.kind.as_bytes());
-    sse.extend_from_slice(b"\ndata: ");
-    sse.extend_from_slice(&data);
-    sse.extend_from_slice(b"\n\n");
-    Ok(Event {
-        change,
-        sse: Bytes::from(sse),
-    })
+/// The events of a page of changes, in order.
+pub async fn events(
+    conn: &mut AsyncPgConnection,
+    changes: Vec<Change>,
+) -> diesel::QueryResult<Vec<Event>> {
+    let data = data(conn, &changes).await?;
+    Ok(changes
+        .into_iter()
+        .zip(data)
+        .map(|(change, data)| {
+            let mut sse = Vec::with_capacity(data.len() + 64);
+            sse.extend_from_slice(b"id: ");
+            sse.extend_from_slice(change.position.to_string().as_bytes());
+            sse.extend_from_slice(b"\nevent: signal.");
+            sse.extend_from_slice(change.kind.as_bytes());
+            sse.extend_from_slice(b"\ndata: ");
+            sse.extend_from_slice(&data);
+            sse.extend_from_slice(b"\n\n");
+            Event {
+                change,
+                sse: Bytes::from(sse),
+            }
+        })
+        .collect())
 }
 
 pub struct Hub {
@@ -210,18 +240,17 @@ impl Hub {
             if page.is_empty() {
                 return;
             }
-            for change in page {
-                last = change.position;
-                match event(&conn, change).await {
-                    Ok(event) => {
-                        // No subscriber is no error.
-                        let _ = self.tx.send(Arc::new(event));
-                    }
-                    Err(e) => {
-                        tracing::warn!(error = %e, "live: cannot read a changed signal");
-                        return;
-                    }
+            let events = match events(&mut conn, page).await {
+                Ok(events) => events,
+                Err(e) => {
+                    tracing::warn!(error = %e, "live: cannot read the changed signals");
+                    return;
                 }
+            };
+            for event in events {
+                last = event.change.position;
+                // No subscriber is no error.
+                let _ = self.tx.send(Arc::new(event));
                 self.last.store(last, Ordering::Relaxed);
             }
         }

@@ -111,6 +111,7 @@ impl Webhooks {
                     Ok(false) => break,
                     Err(e) => {
                         tracing::warn!(error = %e, "webhooks: cannot fan out changes");
+                        tokio::time::sleep(TICK).await;
                         break;
                     }
                 }
@@ -132,6 +133,7 @@ impl Webhooks {
                 let Some(last) = page.last().map(|c| c.position) else {
                     return Ok((0, false));
                 };
+                let full = page.len() as i64 == FANOUT_PAGE;
                 let subscriptions: Vec<_> = webhooks::enabled(conn)
                     .await?
                     .into_iter()
@@ -140,33 +142,42 @@ impl Webhooks {
                         (w, filter)
                     })
                     .collect();
-                let mut messages = Vec::new();
+                // Which subscriptions want each change; the changes no one wants are dropped.
                 let mut deliveries = Vec::new();
-                for change in &page {
+                let mut wanted = Vec::new();
+                for change in page {
                     let event_type = format!("signal.{}", change.kind);
-                    let wanted: Vec<Uuid> = subscriptions
-                        .iter()
-                        .filter(|(w, filter)| {
-                            change.position > w.after_position
-                                && w.events.contains(&event_type)
-                                && super::concerns(filter, change)
-                        })
-                        .map(|(w, _)| w.id)
-                        .collect();
-                    if wanted.is_empty() {
-                        continue;
+                    let before = deliveries.len();
+                    deliveries.extend(
+                        subscriptions
+                            .iter()
+                            .filter(|(w, filter)| {
+                                change.position > w.after_position
+                                    && w.events.contains(&event_type)
+                                    && super::concerns(filter, &change)
+                            })
+                            .map(|(w, _)| (w.id, change.position)),
+                    );
+                    if deliveries.len() > before {
+                        wanted.push(change);
                     }
-                    let data = super::data(conn, change).await?;
-                    messages.push(Message {
-                        position: change.position,
-                        payload: payload(&event_type, &change.committed_at, &data),
-                        event_type,
-                    });
-                    deliveries.extend(wanted.into_iter().map(|w| (w, change.position)));
                 }
+                let data = super::data(conn, &wanted).await?;
+                let messages: Vec<Message> = wanted
+                    .iter()
+                    .zip(data)
+                    .map(|(change, data)| {
+                        let event_type = format!("signal.{}", change.kind);
+                        Message {
+                            position: change.position,
+                            payload: payload(&event_type, &change.committed_at, &data),
+                            event_type,
+                        }
+                    })
+                    .collect();
                 webhooks::enqueue(conn, &messages, &deliveries).await?;
                 webhooks::set_fanout(conn, last).await?;
-                Ok((deliveries.len(), page.len() as i64 == FANOUT_PAGE))
+                Ok((deliveries.len(), full))
             })
             .await?;
         if made > 0 {
