@@ -23,6 +23,7 @@ use crate::api::problem::{responses, Problem};
         (name = "signals", description = "Signal items"),
         (name = "feeds", description = "The newest signals as JSON Feed and Atom, for feed readers"),
         (name = "webhooks", description = "Signed webhook subscriptions (admin keys)"),
+        (name = "reader", description = "The reader: the feed and each signal as web pages for people"),
         (name = "operations", description = "Health, readiness, metrics and this document"),
     ),
     servers((url = "/", description = "The service that serves this document")),

@@ -185,8 +185,8 @@ fn page_json(
     out
 }
 
-/// The absolute URL of the next page: the same query with the new cursor.
-fn next_url(req: &HttpRequest, cursor: &str) -> String {
+/// The path and query of the next page: the same query with the new cursor.
+pub fn next_query(req: &HttpRequest, cursor: &str) -> String {
     let mut query = form_urlencoded::Serializer::new(String::new());
     for (k, v) in form_urlencoded::parse(req.query_string().as_bytes()) {
         if k != "cursor" {
@@ -194,11 +194,14 @@ fn next_url(req: &HttpRequest, cursor: &str) -> String {
         }
     }
     query.append_pair("cursor", cursor);
-    // On SIGNALS_PUBLIC_URL, or relative: never from the request's Host or X-Forwarded-*, which
-    // a client can set (and a shared cache would keep).
-    let base = req.app_data::<web::Data<PublicBase>>();
-    let path = format!("{}?{}", req.path(), query.finish());
-    match base {
+    format!("{}?{}", req.path(), query.finish())
+}
+
+/// The absolute URL of the next page, on SIGNALS_PUBLIC_URL, or relative: never from the
+/// request's Host or X-Forwarded-*, which a client can set (and a shared cache would keep).
+fn next_url(req: &HttpRequest, cursor: &str) -> String {
+    let path = next_query(req, cursor);
+    match req.app_data::<web::Data<PublicBase>>() {
         Some(base) => base.link(&path),
         None => path,
     }

@@ -299,6 +299,20 @@ pub const FEED_PARAMS: &[Param] = &[
     ),
 ];
 
+/// The parameters of the reader's feed page (`GET /`): the list's filters and where the page
+/// starts (a page is 20 signals, newest first, or best match first with `q`).
+pub const PAGE_PARAMS: &[Param] = &[
+    LIST_PARAMS[0],
+    LIST_PARAMS[1],
+    LIST_PARAMS[2],
+    LIST_PARAMS[3],
+    LIST_PARAMS[4],
+    LIST_PARAMS[5],
+    LIST_PARAMS[6],
+    LIST_PARAMS[7],
+    LIST_PARAMS[10],
+];
+
 /// The parameters of `GET /v1/webhooks/{id}/deliveries`.
 pub const DELIVERY_PARAMS: &[Param] = &[
     param(
@@ -621,6 +635,15 @@ impl ListQuery {
     /// Parses a query string of [`LIST_PARAMS`]; any unknown, repeated or malformed parameter
     /// is an error.
     pub fn parse(query_string: &str) -> Result<ListQuery, FieldError> {
+        Self::parse_of(query_string, LIST_PARAMS)
+    }
+
+    /// Parses the query string of the reader's feed page ([`PAGE_PARAMS`]).
+    pub fn parse_page(query_string: &str) -> Result<ListQuery, FieldError> {
+        Self::parse_of(query_string, PAGE_PARAMS)
+    }
+
+    fn parse_of(query_string: &str, table: &[Param]) -> Result<ListQuery, FieldError> {
         let mut q = ListQuery {
             filter: ListFilter::default(),
             sort: Sort::PublishedDesc,
@@ -630,7 +653,7 @@ impl ListQuery {
             include_total: false,
         };
         let mut sort_given = false;
-        for (param, value) in parse_pairs(query_string, LIST_PARAMS)? {
+        for (param, value) in parse_pairs(query_string, table)? {
             match (param.name, value) {
                 ("sort", Parsed::Sort(s)) => {
                     q.sort = s;

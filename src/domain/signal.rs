@@ -51,7 +51,7 @@ macro_rules! signal_fields {
 macro_rules! representation {
     ($( $(#[$meta:meta])* $name:ident : $ty:ty => $kind:ident, )*) => {
         /// A signal item as clients read it.
-        #[derive(Debug, Clone, PartialEq, Serialize, ToSchema)]
+        #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
         #[schema(example = json!(crate::domain::examples::signal()))]
         pub struct Signal {
             $( $(#[$meta])* pub $name: $ty, )*

@@ -43,12 +43,22 @@ pub fn human_time(t: &DateTime<Utc>) -> String {
     t.format("%-d %B %Y, %H:%M UTC").to_string()
 }
 
-/// The meta line of a signal: `7/10 · Industry · 6 May 2026, 18:02 UTC`, escaped.
+/// The meta line of a signal, as HTML whose text reads `7/10 · Industry · 6 May 2026, 18:02
+/// UTC`: the score, the category and the time, each in an element of its own.
 pub fn meta_line(signal: &Signal) -> String {
-    let mut out = format!("{}/10 · ", signal.score);
+    let mut out = format!(
+        "<span class=\"score\">{}/10</span> · <span class=\"category\">",
+        signal.score
+    );
     escape_into(&mut out, &signal.category);
-    out.push_str(" · ");
-    out.push_str(&human_time(&signal.published_at));
+    let _ = write!(
+        out,
+        "</span> · <time datetime=\"{}\">{}</time>",
+        signal
+            .published_at
+            .to_rfc3339_opts(chrono::SecondsFormat::AutoSi, true),
+        human_time(&signal.published_at)
+    );
     out
 }
 
@@ -143,7 +153,8 @@ mod tests {
         };
         assert_eq!(
             meta_line(&signal),
-            "7/10 · Industry · 6 May 2026, 18:02 UTC"
+            "<span class=\"score\">7/10</span> · <span class=\"category\">Industry</span> · \
+             <time datetime=\"2026-05-06T18:02:00Z\">6 May 2026, 18:02 UTC</time>"
         );
     }
 }

@@ -123,7 +123,11 @@ async fn both_feeds_parse_and_hold_the_newest_matching_signals_as_stored() {
         "{content}"
     );
     assert!(
-        content.contains("9/10 · R&amp;D · 3 May 2026, 10:00 UTC"),
+        content.contains("9/10</span> · <span class=\"category\">R&amp;D</span> · <time"),
+        "{content}"
+    );
+    assert!(
+        content.contains(">3 May 2026, 10:00 UTC</time>"),
         "{content}"
     );
     let terms: Vec<_> = markup

@@ -18,6 +18,7 @@ mod listing;
 mod migrations;
 mod openapi;
 mod pools;
+mod reader;
 mod routes;
 mod signals_crud;
 mod stream;
