@@ -552,7 +552,19 @@ pub async fn reader_asset(req: HttpRequest, held: IfNoneMatch) -> Result<HttpRes
     let mut current = false;
     for (key, value) in form_urlencoded::parse(req.query_string().as_bytes()) {
         match &*key {
-            "v" => current = value == asset.version,
+            "v" if value.len() == 16
+                && value
+                    .bytes()
+                    .all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f')) =>
+            {
+                current = value == asset.version
+            }
+            "v" => {
+                return Err(ApiError::bad_parameter(
+                    "v",
+                    "must be 16 hexadecimal digits",
+                ))
+            }
             other => {
                 return Err(ApiError::bad_parameter(
                     other,
