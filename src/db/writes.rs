@@ -246,8 +246,31 @@ pub async fn write_batch(
         }
         _ => {}
     }
-    let mut outcomes = Vec::with_capacity(drafts.len());
+    let mut outcomes: Vec<Option<BatchOutcome>> = vec![None; drafts.len()];
+    // New signals whose slug nothing else in the batch names go in with one statement; the rest
+    // (and any of those whose slug turns out taken) one by one, in order, below.
+    let slug_of = |d: &SignalInput| d.slug.clone().unwrap_or_else(|| slug_from_title(&d.title));
+    let candidates: Vec<(usize, String)> = drafts
+        .iter()
+        .enumerate()
+        .filter(|(_, d)| existing_for(d).is_none())
+        .map(|(i, d)| (i, slug_of(d)))
+        .collect();
+    let simple: Vec<(usize, String)> = candidates
+        .iter()
+        .filter(|(i, slug)| {
+            candidates.iter().filter(|(_, other)| other == slug).count() == 1
+                && (drafts[*i].slug.is_some() || !slugs.contains(&slug.as_str()))
+        })
+        .cloned()
+        .collect();
+    for (index, id) in insert_many(conn, drafts, &simple, created_by).await? {
+        outcomes[index] = Some(BatchOutcome::Created(id));
+    }
     for (index, draft) in drafts.iter().enumerate() {
+        if outcomes[index].is_some() {
+            continue;
+        }
         let outcome = match (existing_for(draft), on_conflict) {
             (Some(row), OnConflict::Skip) => BatchOutcome::Skipped(row.id),
             (Some(row), _) => BatchOutcome::Updated(replace(conn, row, draft).await?.id),
@@ -273,7 +296,50 @@ pub async fn write_batch(
                 Err(InsertError::Query(e)) => return Err(e.into()),
             },
         };
-        outcomes.push(outcome);
+        outcomes[index] = Some(outcome);
     }
-    Ok(outcomes)
+    Ok(outcomes.into_iter().flatten().collect())
+}
+
+/// Inserts the drafts at these indexes with these slugs in one statement; a slug that turns out
+/// taken (by another signal, or a transaction that committed meanwhile) leaves its draft out.
+/// Returns (index, id) of the inserted ones.
+async fn insert_many(
+    conn: &mut AsyncPgConnection,
+    drafts: &[SignalInput],
+    chosen: &[(usize, String)],
+    created_by: Option<Uuid>,
+) -> diesel::QueryResult<Vec<(usize, Uuid)>> {
+    if chosen.is_empty() {
+        return Ok(Vec::new());
+    }
+    let now = Utc::now();
+    let ids: Vec<Uuid> = chosen.iter().map(|_| Uuid::now_v7()).collect();
+    let rows: Vec<_> = chosen
+        .iter()
+        .zip(&ids)
+        .map(|((index, slug), id)| {
+            (
+                signals::id.eq(*id),
+                signals::slug.eq(slug.as_str()),
+                fields(&drafts[*index], now),
+                signals::created_by.eq(created_by),
+                signals::created_at.eq(now),
+                signals::updated_at.eq(now),
+            )
+        })
+        .collect();
+    let inserted: Vec<Uuid> = diesel::insert_into(signals::table)
+        .values(rows)
+        .on_conflict(signals::slug)
+        .do_nothing()
+        .returning(signals::id)
+        .load(conn)
+        .await?;
+    Ok(chosen
+        .iter()
+        .zip(ids)
+        .filter(|(_, id)| inserted.contains(id))
+        .map(|((index, _), id)| (*index, id))
+        .collect())
 }
