@@ -136,6 +136,24 @@ pub async fn run(
             .unwrap_or(std::path::Path::new("."))
             .join("webhook.key")
     });
+    // On SIGTERM or SIGINT (which actix also hears, to stop accepting and let in-flight
+    // requests finish) open streams end at once: they would otherwise hold the shutdown up for
+    // its whole timeout.
+    {
+        let hub = hub.clone();
+        actix_web::rt::spawn(async move {
+            let Ok(mut term) =
+                tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
+            else {
+                return;
+            };
+            tokio::select! {
+                _ = term.recv() => {}
+                _ = tokio::signal::ctrl_c() => {}
+            }
+            hub.close_streams();
+        });
+    }
     let sealer = crate::db::sealed::Sealer::load(
         settings.webhook_key.as_ref().map(|k| k.0.as_str()),
         &key_file,

@@ -123,6 +123,7 @@ pub async fn stream_signals(
         last: resume.unwrap_or(-1),
         replaying: resume.is_some(),
         hub: hub.get_ref().clone(),
+        closing: hub.closing(),
         _slot: slot,
     };
     let mut response = HttpResponse::Ok();
@@ -156,6 +157,7 @@ struct Feed {
     last: i64,
     replaying: bool,
     hub: Arc<Hub>,
+    closing: tokio::sync::watch::Receiver<bool>,
     _slot: StreamSlot,
 }
 
@@ -172,7 +174,14 @@ impl Feed {
                 }
                 continue;
             }
-            match tokio::time::timeout(KEEP_ALIVE, self.rx.recv()).await {
+            if *self.closing.borrow() {
+                return None;
+            }
+            let next = tokio::select! {
+                _ = self.closing.changed() => return None,
+                next = tokio::time::timeout(KEEP_ALIVE, self.rx.recv()) => next,
+            };
+            match next {
                 Err(_) => return Some(Bytes::from_static(b": keep-alive\n\n")),
                 // Too slow: cut off, to reconnect and resume from the log.
                 Ok(Err(RecvError::Lagged(_))) | Ok(Err(RecvError::Closed)) => return None,

@@ -122,6 +122,9 @@ pub struct Hub {
     open: AtomicUsize,
     max_streams: usize,
     pool: PgPool,
+    /// True once the service is shutting down: open streams end (their clients reconnect,
+    /// to another instance, and resume), so they do not hold the shutdown up.
+    closing: tokio::sync::watch::Sender<bool>,
 }
 
 /// Counts an open stream while it lives.
@@ -161,9 +164,20 @@ impl Hub {
             open: AtomicUsize::new(0),
             max_streams,
             pool,
+            closing: tokio::sync::watch::channel(false).0,
         });
         actix_web::rt::spawn(hub.clone().listen(url, settings));
         Ok(hub)
+    }
+
+    /// Ends every open stream (at shutdown).
+    pub fn close_streams(&self) {
+        self.closing.send_replace(true);
+    }
+
+    /// Changes to true when the streams are to end.
+    pub fn closing(&self) -> tokio::sync::watch::Receiver<bool> {
+        self.closing.subscribe()
     }
 
     pub fn subscribe(&self) -> broadcast::Receiver<Arc<Event>> {

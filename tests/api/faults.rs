@@ -396,9 +396,27 @@ async fn sigterm_under_load_completes_what_was_received_and_exits_0() {
             res.status().as_u16()
         }));
     }
+    // An open stream, which never ends by itself.
+    let mut stream = awc::Client::builder()
+        .timeout(Duration::from_secs(60))
+        .finish()
+        .get(format!("{}/v1/signals/stream", own.base))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(stream.status(), 200);
     actix_web::rt::time::sleep(Duration::from_millis(500)).await;
     // SAFETY: sending a signal to our own child process.
     unsafe { libc::kill(own.service.id() as i32, libc::SIGTERM) };
+    let ended = actix_web::rt::time::timeout(Duration::from_secs(3), async {
+        use futures_util::StreamExt;
+        while let Some(Ok(_)) = stream.next().await {}
+    })
+    .await;
+    assert!(
+        ended.is_ok(),
+        "the open stream ended at once (its client resumes elsewhere)"
+    );
     actix_web::rt::time::sleep(Duration::from_millis(300)).await;
     // New connections are refused while the received requests finish.
     let refused = std::net::TcpStream::connect(own.base.trim_start_matches("http://"));
