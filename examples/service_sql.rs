@@ -30,7 +30,7 @@ fn main() {
                 }
                 _ => None,
             };
-            list_sql(&query.filter, query.sort, after.as_ref(), query.limit)
+            list_sql(&query.filter, query.sort, after.as_ref(), None, query.limit)
         }
         _ => {
             eprintln!("usage: service_sql list QUERY [PUBLISHED_AT ID] | get ID");

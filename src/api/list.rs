@@ -14,7 +14,7 @@ use super::problem::{responses, ApiError};
 use super::{cacheable_json, version_etag, AppState, PublicBase};
 use crate::db::{self, lists, signal_json::SignalJson};
 use crate::domain::examples;
-use crate::domain::query::{parameters, After, ListQuery, LIST_PARAMS};
+use crate::domain::query::{parameters, ListQuery, LIST_PARAMS};
 use crate::domain::signal::{Signal, ALL_FIELDS};
 use crate::json;
 
@@ -99,7 +99,7 @@ pub async fn list_signals(
         .after(&state.cursor_key)
         .map_err(ApiError::parameter)?;
     let mut conn = db::conn(&state.list_pool).await?;
-    let mut rows = lists::list(
+    let page = lists::list(
         &mut conn,
         &query.filter,
         query.sort,
@@ -107,21 +107,10 @@ pub async fn list_signals(
         query.limit,
     )
     .await?;
-    let next_cursor = if rows.len() as i64 > query.limit {
-        rows.truncate(query.limit as usize);
-        rows.last().map(|last| {
-            let after = After::of(
-                query.sort,
-                last.id,
-                last.score,
-                last.published_at,
-                last.rank,
-            );
-            query.cursor_for(&after, &state.cursor_key)
-        })
-    } else {
-        None
-    };
+    let rows = page.rows;
+    let next_cursor = page
+        .next
+        .map(|after| query.cursor_for(&after, &state.cursor_key));
     let total = match query.include_total {
         true => Some(lists::count(&mut conn, &query.filter).await?),
         false => None,

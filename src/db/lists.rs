@@ -11,10 +11,14 @@ use super::rows::SignalRow;
 use super::schema::signals;
 use super::signal_json::{self, SignalJson};
 use super::sql_text;
-use crate::domain::query::{After, ListFilter, Sort};
+use crate::domain::query::{After, ListFilter, Sort, Window, SEARCH_CANDIDATES};
 
+// The full-text document is a table of its own (`signal_search`): rows of `signals` stay narrow.
 const TSQUERY: &str = "websearch_to_tsquery('english'::regconfig, ";
-const RANK: &str = "ts_rank_cd(search, websearch_to_tsquery('english'::regconfig, ";
+const MATCHES: &str = "signals.id IN (SELECT id FROM signal_search WHERE search @@ ";
+const RANK: &str =
+    "ts_rank_cd((SELECT search FROM signal_search WHERE signal_search.id = signals.id), \
+                    websearch_to_tsquery('english'::regconfig, ";
 
 type RankExpr =
     Box<dyn BoxableExpression<signals::table, Pg, (), is_aggregate::Never, SqlType = Float>>;
@@ -56,32 +60,82 @@ fn filtered<'a, ST: 'a>(
     }
     if let Some(q) = &f.q {
         query = query.filter(
-            FixedSql::<Bool>::new("search @@ ")
+            FixedSql::<Bool>::new(MATCHES)
                 .sql(TSQUERY)
                 .bind(Bind::Text(q.clone()))
-                .sql(")"),
+                .sql("))"),
         );
     }
     query
 }
 
-/// One page in keyset order, each signal as its JSON representation with its text-search rank
-/// (0 unless sorting by relevance): `limit + 1` rows are read so the caller knows whether more
-/// follow.
+/// A page of signals in keyset order, and where the next one starts.
+pub struct Page {
+    /// Each signal as its JSON representation, with its text-search rank (0 unless sorting by
+    /// relevance).
+    pub rows: Vec<SignalJson>,
+    /// After the last row, when more follow.
+    pub next: Option<After>,
+}
+
+/// One page in keyset order (`limit + 1` rows are read to know whether more follow). Sorted by
+/// relevance, a text search ranks at most [`SEARCH_CANDIDATES`] matches: the newest ones, as
+/// the first page finds them (its window goes on in the cursor).
 pub async fn list(
     conn: &mut AsyncPgConnection,
     filter: &ListFilter,
     sort: Sort,
     after: Option<&After>,
     limit: i64,
-) -> diesel::QueryResult<Vec<SignalJson>> {
-    list_query(filter, sort, after, limit).load(conn).await
+) -> diesel::QueryResult<Page> {
+    let window = match (after, sort, &filter.q) {
+        (Some(After::Relevance(_, _, _, window)), _, _) => *window,
+        (None, Sort::Relevance, Some(_)) => candidate_window(conn, filter).await?,
+        _ => None,
+    };
+    let mut rows: Vec<SignalJson> = list_query(filter, sort, after, window, limit)
+        .load(conn)
+        .await?;
+    let next = match rows.len() as i64 > limit {
+        true => {
+            rows.truncate(limit as usize);
+            rows.last()
+                .map(|r| After::of(sort, r.id, r.score, r.published_at, r.rank, window))
+        }
+        false => None,
+    };
+    Ok(Page { rows, next })
+}
+
+/// The oldest of the newest [`SEARCH_CANDIDATES`] matches, when there are that many.
+async fn candidate_window(
+    conn: &mut AsyncPgConnection,
+    filter: &ListFilter,
+) -> diesel::QueryResult<Option<Window>> {
+    filtered(
+        signals::table
+            .select((signals::published_at, signals::id))
+            .into_boxed::<Pg>(),
+        filter,
+    )
+    .order((signals::published_at.desc(), signals::id.desc()))
+    .offset(SEARCH_CANDIDATES - 1)
+    .limit(1)
+    .load(conn)
+    .await
+    .map(|rows: Vec<Window>| rows.into_iter().next())
 }
 
 /// The SQL text `list` sends for these arguments, with `$n` placeholders (for benchmarks and
 /// `EXPLAIN`: the statement as PostgreSQL sees it).
-pub fn list_sql(filter: &ListFilter, sort: Sort, after: Option<&After>, limit: i64) -> String {
-    sql_text(&list_query(filter, sort, after, limit))
+pub fn list_sql(
+    filter: &ListFilter,
+    sort: Sort,
+    after: Option<&After>,
+    window: Option<Window>,
+    limit: i64,
+) -> String {
+    sql_text(&list_query(filter, sort, after, window, limit))
 }
 
 type ListQuery<'a> =
@@ -91,6 +145,7 @@ fn list_query<'a>(
     filter: &'a ListFilter,
     sort: Sort,
     after: Option<&After>,
+    window: Option<Window>,
     limit: i64,
 ) -> ListQuery<'a> {
     let q = filter.q.as_deref();
@@ -100,6 +155,15 @@ fn list_query<'a>(
             .into_boxed::<Pg>(),
         filter,
     );
+    if let (Sort::Relevance, Some((t, id))) = (sort, window) {
+        query = query.filter(
+            FixedSql::<Bool>::new("(published_at, id) >= (")
+                .bind(Bind::Time(t))
+                .sql(", ")
+                .bind(Bind::Uuid(id))
+                .sql(")"),
+        );
+    }
     let cmp = if sort.descending() { "<" } else { ">" };
     if let Some(after) = after {
         // Row comparisons, so a composite index serves the keyset condition directly.
@@ -124,7 +188,7 @@ fn list_query<'a>(
                     .bind(Bind::Uuid(*id))
                     .sql(")"),
             ),
-            After::Relevance(r, t, id) => query.filter(
+            After::Relevance(r, t, id, _) => query.filter(
                 match q {
                     Some(q) => FixedSql::<Bool>::new("(")
                         .sql(RANK)
@@ -231,13 +295,16 @@ mod tests {
         let mut texts = HashSet::new();
         for filter in every_filter() {
             for sort in Sort::names().map(|n| Sort::from_name(n).unwrap()) {
-                for after in [None, Some(After::of(sort, id, 5, t, 0.5))] {
-                    texts.insert(list_sql(&filter, sort, after.as_ref(), 20));
-                    texts.insert(list_sql(&filter, sort, after.as_ref(), 100));
+                for window in [None, Some((t, id))] {
+                    for after in [None, Some(After::of(sort, id, 5, t, 0.5, window))] {
+                        texts.insert(list_sql(&filter, sort, after.as_ref(), window, 20));
+                        texts.insert(list_sql(&filter, sort, after.as_ref(), window, 100));
+                    }
                 }
             }
         }
-        // 2^8 filter shapes × 5 sorts × (first page, later page); the limit is a bind.
-        assert_eq!(texts.len(), 256 * 5 * 2);
+        // 2^8 filter shapes × 5 sorts × (first page, later page), and for relevance a window
+        // or not; the limit is a bind. Plus the windows' own statements (one per shape).
+        assert_eq!(texts.len(), 256 * 6 * 2);
     }
 }

@@ -1,5 +1,5 @@
-// Hand-written to match migrations/; the `search` tsvector column is maintained by a trigger
-// and only ever used through SQL fragments, so it is not declared here.
+// Hand-written to match migrations/; the full-text documents (`signal_search`, kept by a
+// trigger) are only ever used through SQL fragments, so they are not declared here.
 
 diesel::table! {
     api_keys (id) {

@@ -43,7 +43,10 @@ impl ListQuery {
                 After::Published(t, id)
             }
             (Sort::ScoreDesc | Sort::ScoreAsc, Key::Score(s, t, id)) => After::Score(s, t, id),
-            (Sort::Relevance, Key::Relevance(r, t, id)) => After::Relevance(r, t, id),
+            (Sort::Relevance, Key::Relevance(r, t, id)) => After::Relevance(r, t, id, None),
+            (Sort::Relevance, Key::RelevanceIn(r, t, id, wt, wid)) => {
+                After::Relevance(r, t, id, Some((wt, wid)))
+            }
             _ => return Err(bad()),
         };
         Ok(Some(after))
@@ -54,7 +57,8 @@ impl ListQuery {
         let k = match after {
             After::Published(t, id) => Key::Published(*t, *id),
             After::Score(s, t, id) => Key::Score(*s, *t, *id),
-            After::Relevance(r, t, id) => Key::Relevance(*r, *t, *id),
+            After::Relevance(r, t, id, None) => Key::Relevance(*r, *t, *id),
+            After::Relevance(r, t, id, Some((wt, wid))) => Key::RelevanceIn(*r, *t, *id, *wt, *wid),
         };
         let payload = CursorPayload {
             q: self.fingerprint(),
@@ -88,6 +92,9 @@ enum Key {
     Score(i16, DateTime<Utc>, Uuid),
     #[serde(rename = "r")]
     Relevance(f32, DateTime<Utc>, Uuid),
+    /// Relevance within the window of ranked matches (its oldest time and id).
+    #[serde(rename = "w")]
+    RelevanceIn(f32, DateTime<Utc>, Uuid, DateTime<Utc>, Uuid),
 }
 
 #[cfg(test)]
@@ -117,7 +124,15 @@ mod tests {
     #[test]
     fn issued_cursors_have_the_documented_shape() {
         let q = ListQuery::parse("q=deepseek").unwrap();
-        let cursor = q.cursor_for(&After::Relevance(0.5, Utc::now(), Uuid::now_v7()), KEY);
+        let cursor = q.cursor_for(
+            &After::Relevance(
+                0.5,
+                Utc::now(),
+                Uuid::now_v7(),
+                Some((Utc::now(), Uuid::now_v7())),
+            ),
+            KEY,
+        );
         let pattern = regex::Regex::new(CURSOR_PATTERN).unwrap();
         assert!(pattern.is_match(&cursor), "{cursor}");
     }

@@ -78,21 +78,38 @@ impl Sort {
     }
 }
 
+/// The oldest signal a text search ranks (its `published_at` and `id`): a search that matches
+/// many signals ranks the newest [`SEARCH_CANDIDATES`] of them, and the pages after the first
+/// keep ranking the same ones (and any newer match).
+pub type Window = (DateTime<Utc>, Uuid);
+
+/// How many matches of a text search are ranked, newest first (see `q`).
+pub const SEARCH_CANDIDATES: i64 = 1000;
+
 /// Where the previous page ended: the sort key of its last row.
 #[derive(Debug, Clone, PartialEq)]
 pub enum After {
     Published(DateTime<Utc>, Uuid),
     Score(i16, DateTime<Utc>, Uuid),
-    Relevance(f32, DateTime<Utc>, Uuid),
+    /// The rank, time and id of the last row, and the window of ranked matches, if the search
+    /// matched more than are ranked.
+    Relevance(f32, DateTime<Utc>, Uuid, Option<Window>),
 }
 
 impl After {
     /// The position after a row with these keys, in `sort`'s order.
-    pub fn of(sort: Sort, id: Uuid, score: i16, published_at: DateTime<Utc>, rank: f32) -> After {
+    pub fn of(
+        sort: Sort,
+        id: Uuid,
+        score: i16,
+        published_at: DateTime<Utc>,
+        rank: f32,
+        window: Option<Window>,
+    ) -> After {
         match sort {
             Sort::PublishedDesc | Sort::PublishedAsc => After::Published(published_at, id),
             Sort::ScoreDesc | Sort::ScoreAsc => After::Score(score, published_at, id),
-            Sort::Relevance => After::Relevance(rank, published_at, id),
+            Sort::Relevance => After::Relevance(rank, published_at, id, window),
         }
     }
 }
@@ -227,7 +244,11 @@ pub const LIST_PARAMS: &[Param] = &[
         "q",
         Kind::Query,
         "Full-text search in web-search syntax (words, \"quoted phrases\", -exclusions, `or`) \
-         over title, tags, summary, body and sections; title and tags weigh most.",
+         over title, tags, summary, body and sections; title and tags weigh most. Sorted by \
+         relevance, a search that matches more than 1,000 signals (with the other filters) \
+         ranks the newest 1,000 of them: relevance order is exact among those, the older \
+         matches are not listed, and the pages after the first rank the same ones (and any \
+         newer match), so paging stays exact. Sorted by time or score, every match is listed.",
     ),
     param(
         "sort",

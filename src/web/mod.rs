@@ -22,7 +22,7 @@ use crate::api::conditions::IfNoneMatch;
 use crate::api::problem::{responses, ApiError};
 use crate::api::{cache_control, etag_of, AppState};
 use crate::db::{self, facets, lists, lookups};
-use crate::domain::query::{parameters, After, FacetFilter, ListQuery, PAGE_PARAMS};
+use crate::domain::query::{parameters, FacetFilter, ListQuery, PAGE_PARAMS};
 use crate::domain::signal::{Signal, SignalRef};
 use html::{escape, escape_into};
 
@@ -255,7 +255,7 @@ pub async fn reader_feed(
         .after(&state.cursor_key)
         .map_err(ApiError::parameter)?;
     let mut conn = db::conn(&state.list_pool).await?;
-    let mut rows = lists::list(
+    let listed = lists::list(
         &mut conn,
         &query.filter,
         query.sort,
@@ -263,22 +263,10 @@ pub async fn reader_feed(
         PAGE_SIZE,
     )
     .await?;
-    let more = match rows.len() as i64 > PAGE_SIZE {
-        true => {
-            rows.truncate(PAGE_SIZE as usize);
-            rows.last().map(|last| {
-                let after = After::of(
-                    query.sort,
-                    last.id,
-                    last.score,
-                    last.published_at,
-                    last.rank,
-                );
-                query.cursor_for(&after, &state.cursor_key)
-            })
-        }
-        false => None,
-    };
+    let rows = listed.rows;
+    let more = listed
+        .next
+        .map(|after| query.cursor_for(&after, &state.cursor_key));
     let categories = facets::categories(&mut conn, &FacetFilter::default()).await?;
     let tags = facets::tags(&mut conn, &FacetFilter::default(), 50).await?;
     drop(conn);

@@ -539,3 +539,54 @@ async fn the_next_link_is_on_the_public_url_and_never_on_the_requests_host() {
         assert!(link.starts_with(&expected), "{link}");
     }
 }
+
+#[actix_web::test]
+async fn a_search_that_matches_many_ranks_the_newest_thousand_and_pages_through_exactly_them() {
+    let app = TestApp::spawn().await;
+    let key = app.key(Scope::Write).await;
+    // 1,100 matches, oldest first; every tenth has the word in its title (ranks higher).
+    let item = |i: usize| {
+        let title = match i % 10 {
+            0 => format!("Chips story {i}"),
+            _ => format!("Story {i}"),
+        };
+        signal(
+            json!({"slug": format!("m{i}"), "title": title, "summary": "about chips",
+            "published_at": format!("2026-01-01T{:02}:{:02}:00Z", i / 60, i % 60)}),
+        )
+    };
+    for chunk in [0..1000, 1000..1100] {
+        let items: Vec<Value> = chunk.map(item).collect();
+        let res = app
+            .request(awc::http::Method::POST, "/v1/signals/batch", &key)
+            .send_json(&json!({ "items": items }))
+            .await
+            .unwrap();
+        assert_eq!(res.status(), 200);
+    }
+    let ranked = walk(&app, "/v1/signals?q=chips&limit=100").await;
+    let slugs: Vec<usize> = ranked
+        .iter()
+        .map(|s| s["slug"].as_str().unwrap()[1..].parse().unwrap())
+        .collect();
+    assert_eq!(slugs.len(), 1000, "the newest 1,000 matches are ranked");
+    assert_eq!(
+        slugs.iter().collect::<HashSet<_>>().len(),
+        1000,
+        "none twice"
+    );
+    assert!(
+        slugs.iter().all(|i| *i >= 100),
+        "the oldest 100 are not ranked"
+    );
+    // Best first: the 100 with the word in their title, newest first among equals.
+    assert!(
+        slugs[..100].iter().all(|i| i % 10 == 0),
+        "{:?}",
+        &slugs[..100]
+    );
+    assert!(slugs[100..].iter().all(|i| i % 10 != 0));
+    // By time, a search lists every match.
+    let by_time = walk(&app, "/v1/signals?q=chips&sort=-published_at&limit=100").await;
+    assert_eq!(by_time.len(), 1100);
+}

@@ -32,6 +32,7 @@ async fn migrations_run_up_down_and_up_again() {
             "rate_limit_counts",
             "server_secrets",
             "signal_changes",
+            "signal_search",
             "signals",
             "webhook_attempts",
             "webhook_deliveries",

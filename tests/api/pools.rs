@@ -67,6 +67,7 @@ async fn list_statements_are_prepared_once_per_connection_and_kept() {
         0.5,
         Utc.with_ymd_and_hms(2026, 1, 1, 0, 0, 0).unwrap(),
         uuid::Uuid::nil(),
+        None,
     );
     let before = prepared_statements(&mut conn).await;
     let last = After::Published(Utc::now(), uuid::Uuid::nil());
