@@ -2,6 +2,8 @@
 
 pub mod auth;
 pub mod batch;
+pub mod bounded_json;
+pub mod cache;
 pub mod conditions;
 pub mod facets;
 pub mod feeds;
@@ -60,6 +62,8 @@ pub struct AppState {
     /// Signs pagination cursors; shared by every instance on one database.
     pub cursor_key: std::sync::Arc<Vec<u8>>,
     pub db_timeout: Duration,
+    /// Hot reads, emptied by every change (`SIGNALS_CACHE_MB`).
+    pub cache: std::sync::Arc<cache::Cache>,
 }
 
 /// Registers every documented operation. Used for the running app and for `signals openapi`,
@@ -369,8 +373,15 @@ pub async fn read_json(
         }
         Err(_) => return Err(ApiError::PayloadTooLarge { limit }),
     };
-    serde_json::from_slice(&bytes)
-        .map_err(|e| ApiError::bad_request(format!("the body is not valid JSON: {e}")))
+    bounded_json::parse(&bytes, bounded_json::MAX_VALUES).map_err(|e| match e {
+        bounded_json::Refused::Invalid(e) => {
+            ApiError::bad_request(format!("the body is not valid JSON: {e}"))
+        }
+        bounded_json::Refused::TooManyValues => ApiError::bad_request(format!(
+            "the body holds more than {} JSON values",
+            bounded_json::MAX_VALUES
+        )),
+    })
 }
 
 /// A strong ETag of a response body.
@@ -409,11 +420,11 @@ fn etag_from(digest: &[u8]) -> String {
 
 /// A JSON response with a strong ETag, or 304 (without making the body) when the client
 /// already has it.
-pub fn cacheable_json(
+pub fn cacheable_json<B: actix_web::body::MessageBody + 'static>(
     held: &IfNoneMatch,
     etag: String,
     public: bool,
-    body: impl FnOnce() -> Vec<u8>,
+    body: impl FnOnce() -> B,
 ) -> HttpResponse {
     let cache = cache_control(public);
     if held.holds(&etag) {

@@ -102,6 +102,8 @@ async fn every_abusive_request_gets_a_4xx_problem_or_a_closed_connection_and_mem
     let (mut service, key) = service(&db).await;
     let deep = format!("{}{}", "[".repeat(100_000), "]".repeat(100_000));
     let million = format!("[{}0]", "0,".repeat(1_000_000));
+    // Under the batch's 16 MiB: eight million values, had they all been parsed.
+    let eight_million = format!(r#"{{"items": [{}0]}}"#, "0,".repeat(8_000_000));
     let huge = "x".repeat(16 << 20);
     let everywhere = format!(
         r#"{{"items": [{{"title": "{huge}", "summary": "{huge}", "score": 1, "category": "c"}}]}}"#
@@ -186,6 +188,15 @@ async fn every_abusive_request_gets_a_4xx_problem_or_a_closed_connection_and_mem
                 &key,
                 "application/json",
                 million.as_bytes(),
+            ),
+        ),
+        (
+            "eight million numbers in a batch's items",
+            post(
+                "/v1/signals/batch",
+                &key,
+                "application/json",
+                eight_million.as_bytes(),
             ),
         ),
         (
