@@ -20,7 +20,7 @@ DATABASE_URL=$DB $SIGNALS migrate 2>/dev/null
 say "generating $ROWS signals"
 python3 bench/ingest.py generate "$ROWS" "$WORK/signals.jsonl"
 python3 bench/ingest.py copy "$WORK/signals.jsonl" "$WORK/signals.tsv"
-empty() { psql "$DB" -qc "TRUNCATE signals" -c "CHECKPOINT" >/dev/null; }
+empty() { psql "$DB" -qc "TRUNCATE signals CASCADE" -c "CHECKPOINT" >/dev/null; }
 # rows/s of $ROWS rows since the time $1 (seconds since the epoch)
 rate() { python3 -c "import sys, time; print(round(int(sys.argv[1]) / (time.time() - float(sys.argv[2]))))" "$ROWS" "$1"; }
 

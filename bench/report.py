@@ -44,22 +44,36 @@ def median(values):
 def main():
     results = json.loads(Path(sys.argv[1]).read_text())
     print()
-    print("Medians over the rounds; a round is one wrk run and then one pgbench run.")
-    print(f"{'query':<34} {'API req/s':>10} {'p50 ms':>8} {'p99 ms':>8} | {'pgbench tps':>11} {'p50 ms':>8} {'p99 ms':>8} | {'ratio':>6} {'p99 x':>6}  ratio per round")
-    print("-" * 132)
+    print("Medians over the rounds; a round is one wrk run, then pgbench on the service's own SQL,")
+    print("then pgbench on the plain table with its obvious SQL (issue 15's baseline).")
+    print(f"{'query':<34} {'API req/s':>10} {'p50 ms':>7} {'p99 ms':>7} | {'own SQL tps':>10} {'ratio':>6} | "
+          f"{'plain tps':>9} {'p50 ms':>7} {'p99 ms':>7} {'ratio':>6} {'p99 x':>6}  ratio to plain per round")
+    print("-" * 150)
     for r in results["queries"]:
         rounds = r["rounds"]
         api = {k: median([x["api"][k] for x in rounds]) for k in ("rps", "p50", "p99")}
         pg = {k: median([x["pgbench"][k] for x in rounds]) for k in ("tps", "p50", "p99")}
-        ratios = [x["api"]["rps"] / x["pgbench"]["tps"] for x in rounds]
-        p99x = median([x["api"]["p99"] / x["pgbench"]["p99"] for x in rounds])
+        own = median([x["api"]["rps"] / x["pgbench"]["tps"] for x in rounds])
         bad = sum(x["api"]["bad"] for x in rounds)
         # wrk counts a request that got no answer within 2 s as a timeout.
         timeouts = sum(x["api"].get("timeouts", 0) for x in rounds)
         flag = "" if not bad else f"  ({bad} non-2xx!)"
         flag += "" if not timeouts else f"  ({timeouts} wrk timeouts)"
-        per_round = " ".join(f"{x:.2f}" for x in ratios)
-        print(f"{r['name']:<34} {api['rps']:>10.0f} {api['p50']:>8.2f} {api['p99']:>8.2f} | {pg['tps']:>11.0f} {pg['p50']:>8.2f} {pg['p99']:>8.2f} | {median(ratios):>6.2f} {p99x:>6.2f}  {per_round}{flag}")
+        line = f"{r['name']:<34} {api['rps']:>10.0f} {api['p50']:>7.2f} {api['p99']:>7.2f} | {pg['tps']:>10.0f} {own:>6.2f} | "
+        if all(x.get("plain") for x in rounds):
+            plain = {k: median([x["plain"][k] for x in rounds]) for k in ("tps", "p50", "p99")}
+            ratios = [x["api"]["rps"] / x["plain"]["tps"] for x in rounds]
+            p99x = median([x["api"]["p99"] / x["plain"]["p99"] for x in rounds])
+            per_round = " ".join(f"{x:.2f}" for x in ratios)
+            line += f"{plain['tps']:>9.0f} {plain['p50']:>7.2f} {plain['p99']:>7.2f} {median(ratios):>6.2f} {p99x:>6.2f}  {per_round}"
+        else:
+            line += f"{'-':>9} {'':>7} {'':>7} {'':>6} {'':>6}"
+        print(line + flag)
+    for s in results.get("search", []):
+        print(f"search {s['name']:<40} matches {s['matches']:>8}  1 client p50 {s['p50']:.1f} ms  "
+              f"32 connections {s['rps']:.0f} req/s, non-2xx {s['bad']}")
+    if "healthz_rps" in results:
+        print(f"GET /healthz (the framework's ceiling): {results['healthz_rps']:.0f} req/s")
     print()
     print(f"service peak RSS: {results['peak_rss_kb'] / 1024:.1f} MB")
 

@@ -80,13 +80,36 @@ if [ "$have" -lt "$ROWS" ]; then
   psql "$DB" -qc "VACUUM (ANALYZE) signals"
 fi
 say "$(psql "$DB" -Atc "SELECT count(*) FROM signals") signals"
+# The plain table a user would make for the same signals (issue 15's baseline): the client
+# fields only, the same rows in the same physical order, a B-tree on (published_at, id) and on
+# (score, published_at), a GIN on tags. Made again when the signals changed.
+if [ "$(psql "$DB" -Atc "SELECT count(*) FROM pg_class WHERE relname = 'signals_plain'")" = 0 ] ||
+   [ "$(psql "$DB" -Atc "SELECT count(*) FROM signals_plain")" != "$(psql "$DB" -Atc "SELECT count(*) FROM signals")" ]; then
+  say "making the plain table signals_plain"
+  psql "$DB" -q -v ON_ERROR_STOP=1 <<'SQL'
+DROP TABLE IF EXISTS signals_plain;
+CREATE TABLE signals_plain AS
+  SELECT id, slug, title, summary, body, score, category, published_at, sections, tags, source_url,
+         created_at, updated_at
+  FROM signals ORDER BY ctid;
+ALTER TABLE signals_plain ADD PRIMARY KEY (id);
+CREATE INDEX signals_plain_published_idx ON signals_plain (published_at, id);
+CREATE INDEX signals_plain_score_idx ON signals_plain (score, published_at);
+CREATE INDEX signals_plain_tags_idx ON signals_plain USING gin (tags);
+VACUUM ANALYZE signals_plain;
+SQL
+fi
+say "storage: $(psql "$DB" -Atc "SELECT string_agg(format('%s %s (TOAST %s)', c.relname,
+    pg_size_pretty(pg_relation_size(c.oid)), pg_size_pretty(coalesce(pg_relation_size(c.reltoastrelid), 0))), '; ')
+  FROM pg_class c WHERE c.relname IN ('signals', 'signals_plain', 'signal_search')")"
 # Both sides are measured on a warm cache: the table, its TOAST data (most of the 6.9 GB) and its
 # indexes are read into the OS page cache first, so random reads (Q2) measure CPU, not the disk.
 if psql "$DB" -qc "CREATE EXTENSION IF NOT EXISTS pg_prewarm" 2>/dev/null; then
   say "reading the table and its indexes into the page cache"
-  psql "$DB" -qAtc "SELECT sum(pg_prewarm(oid, 'read')) FROM pg_class
-    WHERE oid IN ('signals'::regclass, (SELECT reltoastrelid FROM pg_class WHERE oid = 'signals'::regclass))
-       OR oid IN (SELECT indexrelid FROM pg_index WHERE indrelid = 'signals'::regclass)" >/dev/null
+  psql "$DB" -qAtc "SELECT sum(pg_prewarm(c.oid, 'read')) FROM pg_class c
+    WHERE c.relpages > 0 AND (c.relname IN ('signals', 'signals_plain', 'signal_search')
+       OR c.oid IN (SELECT reltoastrelid FROM pg_class WHERE relname IN ('signals', 'signals_plain', 'signal_search'))
+       OR c.oid IN (SELECT indexrelid FROM pg_index WHERE indrelid IN ('signals'::regclass, 'signals_plain'::regclass, 'signal_search'::regclass)))" >/dev/null
 fi
 
 # The service, as deployed: release build, default settings, quiet logs.
@@ -126,6 +149,14 @@ PATHS=("/v1/signals?min_score=7" RANDOM_ID "/v1/signals?tag=$TAG&min_score=7"
 SQLARGS=("list min_score=7" "get $ONE_ID" "list tag=$TAG&min_score=7" "list q=$Q4_URL"
          "list limit=20 $DEEP_T $DEEP_ID")
 VALUES=("7;21" "$ONE_ID;1" "7;{$TAG};21" "$Q4_TEXT;$Q4_TEXT;$Q4_TEXT;21" "$DEEP_T;$DEEP_ID;21")
+# The same pages from the plain table with the obvious SQL (no plain statement for the search:
+# the plain table has no text index). The tag as first spelled in the plain table's tags.
+PLAIN_TAG=$(psql "$DB" -Atc "SELECT t FROM signals_plain, unnest(tags) t WHERE lower(t) = '$TAG' LIMIT 1")
+PLAIN=("SELECT * FROM signals_plain WHERE score >= 7 ORDER BY published_at DESC, id DESC LIMIT 20;"
+       "SELECT * FROM signals_plain WHERE id = :p1;"
+       "SELECT * FROM signals_plain WHERE tags @> ARRAY['$PLAIN_TAG'] AND score >= 7 ORDER BY published_at DESC, id DESC LIMIT 20;"
+       ""
+       "SELECT * FROM signals_plain WHERE (published_at, id) < ('$DEEP_T', '$DEEP_ID') ORDER BY published_at DESC, id DESC LIMIT 20;")
 # pgbench's sessions get the settings of the service's connection that runs each query: list
 # queries go through connections that plan every execution for its values, lookups by id through
 # connections that let PostgreSQL keep a generic plan (src/db/mod.rs, `Plans`).
@@ -163,27 +194,86 @@ for q in "${!NAMES[@]}"; do
       scripts+=(-f "query_$n.sql"); defines+=(-D "id$n=$id")
     done < "$WORK/ids.txt"
   fi
+  # The plain table's statement, with the same random ids for Q2.
+  plain_scripts=()
+  if [ -n "${PLAIN[$q]}" ]; then
+    if [ "$path" = RANDOM_ID ]; then
+      n=0
+      while read -r id; do
+        n=$((n + 1))
+        echo "${PLAIN[$q]}" | sed "s/:p1/:id$n/" > "$WORK/plain_$n.sql"
+        plain_scripts+=(-f "plain_$n.sql")
+      done < "$WORK/ids.txt"
+    else
+      echo "${PLAIN[$q]}" > "$WORK/plain.sql"
+      plain_scripts=(-f plain.sql)
+    fi
+  fi
   run_wrk() { BENCH_IDS_FILE="$WORK/ids.txt" wrk -t"$THREADS" -c"$CONNECTIONS" -d"$1s" --latency "${script[@]}" "$url"; }
   run_pgbench() {
     (cd "$WORK" && rm -f pgbench_log.* && PGOPTIONS="${PLANS[$q]}" pgbench -n -M prepared -c "$CONNECTIONS" -j "$THREADS" -T "$1" -l "${defines[@]}" "${scripts[@]}" "$DB" > pgbench.txt 2>&1) ||
       { echo "bench: pgbench failed for $name:" >&2; tail -5 "$WORK/pgbench.txt" >&2; exit 1; }
+  }
+  run_plain() {
+    (cd "$WORK" && rm -f pgbench_log.* && pgbench -n -M prepared -c "$CONNECTIONS" -j "$THREADS" -T "$1" -l "${defines[@]}" "${plain_scripts[@]}" "$DB" > plain.txt 2>&1) ||
+      { echo "bench: pgbench (plain table) failed for $name:" >&2; tail -5 "$WORK/plain.txt" >&2; exit 1; }
   }
 
   # A warm-up of each side, then ROUNDS measured runs taking turns, so a slow spell of the
   # machine hits both sides alike; the report takes the median of the rounds.
   run_wrk "$WARMUP" >/dev/null
   run_pgbench "$WARMUP"
+  [ ${#plain_scripts[@]} = 0 ] || run_plain "$WARMUP"
   rounds=""
   for r in $(seq "$ROUNDS"); do
     run_wrk "$DURATION" > "$WORK/wrk.txt"
     run_pgbench "$DURATION"
-    rounds+="${rounds:+,}{\"api\": $(python3 bench/report.py wrk "$WORK/wrk.txt"), \"pgbench\": $(python3 bench/report.py pgbench "$WORK/pgbench.txt" "$WORK" pgbench_log)}"
+    own=$(python3 bench/report.py pgbench "$WORK/pgbench.txt" "$WORK" pgbench_log)
+    plain=null
+    if [ ${#plain_scripts[@]} != 0 ]; then
+      run_plain "$DURATION"
+      plain=$(python3 bench/report.py pgbench "$WORK/plain.txt" "$WORK" pgbench_log)
+    fi
+    rounds+="${rounds:+,}{\"api\": $(python3 bench/report.py wrk "$WORK/wrk.txt"), \"pgbench\": $own, \"plain\": $plain}"
   done
 
   [ $first = 1 ] || echo ',' >> "$WORK/results.json"; first=0
   printf '{"name": %s, "rounds": [%s]}\n' \
     "$(python3 -c 'import json,sys; print(json.dumps(sys.argv[1]))' "$name")" "$rounds" >> "$WORK/results.json"
 done
-echo "], \"peak_rss_kb\": $(awk '/VmHWM/ {print $2}' /proc/$SERVER/status)}" >> "$WORK/results.json"
+echo "]," >> "$WORK/results.json"
+
+# Searches that match many signals (issue 15): a word in about 5 % of the signals and one in more
+# than half, beside Q4's text; each one client (p50) and 32 connections (req/s, non-2xx).
+read -r FIVE HALF < <(psql "$DB" -Atc "WITH s AS (SELECT word, ndoc / 20000.0 AS share
+    FROM ts_stat('SELECT search FROM signal_search LIMIT 20000')) SELECT
+    (SELECT word FROM s WHERE share BETWEEN 0.03 AND 0.08 ORDER BY abs(share - 0.05) LIMIT 1),
+    (SELECT word FROM s WHERE share > 0.5 ORDER BY share LIMIT 1)" -F ' ')
+echo '"search": [' >> "$WORK/results.json"
+for text in "$Q4_TEXT" "$FIVE" "$HALF"; do
+  [ -n "$text" ] || continue
+  say "search: $text"
+  matches=$(psql "$DB" -Atc "SELECT count(*) FROM signal_search WHERE search @@ websearch_to_tsquery('english', \$\$$text\$\$)")
+  url="$BASE/v1/signals?q=$(python3 -c 'import sys, urllib.parse; print(urllib.parse.quote(sys.argv[1]))' "$text")"
+  wrk -t1 -c1 -d"${WARMUP}s" "$url" >/dev/null
+  wrk -t1 -c1 -d"${DURATION}s" --latency "$url" > "$WORK/search1.txt"
+  wrk -t"$THREADS" -c"$CONNECTIONS" -d"${DURATION}s" --latency "$url" > "$WORK/search32.txt"
+  python3 - "$text" "$matches" "$WORK/search1.txt" "$WORK/search32.txt" >> "$WORK/results.json" <<'PY'
+import json, sys
+sys.path.insert(0, "bench")
+from report import wrk
+one, many = wrk(sys.argv[3]), wrk(sys.argv[4])
+print(json.dumps({"name": sys.argv[1], "matches": int(sys.argv[2]), "p50": one["p50"],
+                  "rps": many["rps"], "bad": many["bad"]}))
+PY
+  echo "," >> "$WORK/results.json"
+done
+# Drop the last comma: the array ends here.
+sed -i '$ d' "$WORK/results.json"
+echo '],' >> "$WORK/results.json"
+say "GET /healthz"
+wrk -t"$THREADS" -c"$CONNECTIONS" -d"${DURATION}s" "$BASE/healthz" > "$WORK/healthz.txt"
+echo "\"healthz_rps\": $(python3 bench/report.py wrk "$WORK/healthz.txt" | python3 -c 'import json,sys; print(json.load(sys.stdin)["rps"])')," >> "$WORK/results.json"
+echo "\"peak_rss_kb\": $(awk '/VmHWM/ {print $2}' /proc/$SERVER/status)}" >> "$WORK/results.json"
 python3 bench/report.py "$WORK/results.json"
 echo "(raw outputs in $WORK)"

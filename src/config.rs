@@ -158,6 +158,11 @@ pub struct ServeSettings {
     #[arg(long, env = "SIGNALS_TRUSTED_PROXIES", value_delimiter = ',')]
     pub trusted_proxies: Vec<Cidr>,
 
+    /// Megabytes of hot reads (single signals, first pages of lists, facets, feeds) the
+    /// instance keeps in memory, emptied by every change; 0 turns the cache off.
+    #[arg(long, env = "SIGNALS_CACHE_MB", default_value_t = 32)]
+    pub cache_mb: usize,
+
     /// Whether webhook URLs may be http (not only https).
     #[arg(long, env = "SIGNALS_WEBHOOK_ALLOW_HTTP", default_value_t = false, action = clap::ArgAction::Set)]
     pub webhook_allow_http: bool,

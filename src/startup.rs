@@ -169,6 +169,7 @@ pub async fn run(
         },
         &hub,
     ));
+    let cache = crate::api::cache::Cache::start(settings.cache_mb, hub.get_ref().clone());
     let client_timeout = Duration::from_millis(settings.client_timeout_ms);
     let body_timeout = web::Data::new(crate::api::BodyTimeout(client_timeout));
     let public_url = web::Data::new(PublicBase(
@@ -220,6 +221,7 @@ pub async fn run(
                 public_read,
                 cursor_key: cursor_key.clone(),
                 db_timeout,
+                cache: cache.clone(),
             }))
             .app_data(registry.clone())
             .app_data(routes.clone())
@@ -231,6 +233,7 @@ pub async fn run(
             .app_data(hub.clone())
             .app_data(webhooks.clone())
             .wrap(from_fn(head_as_get))
+            .wrap(from_fn(crate::api::cache::empty_after_writes))
             .wrap(Compress::default())
             .wrap(from_fn(limit))
             .wrap(from_fn(bounded_head))

@@ -5,11 +5,13 @@ use serde::Serialize;
 use utoipa::{IntoParams, ToSchema};
 
 use super::auth::Reader;
+use super::cache::Cached;
 use super::conditions::IfNoneMatch;
 use super::problem::{responses, ApiError};
 use super::{cacheable_json, etag_of, AppState};
 use crate::db::{self, facets::FacetCount};
 use crate::domain::query::{parameters, CategoryQuery, TagQuery, CATEGORY_PARAMS, TAG_PARAMS};
+use actix_web::web::Bytes;
 use utoipa::openapi::path::{Parameter, ParameterIn};
 
 /// A name and the number of signals that have it.
@@ -41,7 +43,30 @@ impl IntoParams for TagQuery {
     }
 }
 
-fn page(held: &IfNoneMatch, items: Vec<FacetCount>, public: bool) -> HttpResponse {
+/// The answer of a facet request: from the cache, or counted (by `count`) and kept.
+async fn page<F>(
+    req: &HttpRequest,
+    state: &AppState,
+    held: &IfNoneMatch,
+    kind: &str,
+    count: F,
+) -> Result<HttpResponse, ApiError>
+where
+    F: AsyncFnOnce(&mut db::PgConn) -> Result<Vec<FacetCount>, ApiError>,
+{
+    let key = format!("{kind}:{}", req.query_string());
+    if let Some(hit) = state.cache.get(&key) {
+        let body = hit.body.clone();
+        return Ok(cacheable_json(
+            held,
+            hit.etag.clone(),
+            state.public_read,
+            || body,
+        ));
+    }
+    let generation = state.cache.generation();
+    let mut conn = db::conn(&state.list_pool).await?;
+    let items = count(&mut conn).await?;
     let page = FacetPage {
         items: items
             .into_iter()
@@ -51,8 +76,16 @@ fn page(held: &IfNoneMatch, items: Vec<FacetCount>, public: bool) -> HttpRespons
             })
             .collect(),
     };
-    let body = serde_json::to_vec(&page).unwrap_or_default();
-    cacheable_json(held, etag_of(&body), public, || body)
+    let body = Bytes::from(serde_json::to_vec(&page).unwrap_or_default());
+    let etag = etag_of(&body);
+    let cached = Cached {
+        body: body.clone(),
+        etag: etag.clone(),
+        link: None,
+        updated: None,
+    };
+    state.cache.put(key, cached, generation);
+    Ok(cacheable_json(held, etag, state.public_read, || body))
 }
 
 /// List categories
@@ -81,9 +114,10 @@ pub async fn list_categories(
 ) -> Result<HttpResponse, ApiError> {
     let CategoryQuery(query) =
         CategoryQuery::parse(req.query_string()).map_err(ApiError::parameter)?;
-    let mut conn = db::conn(&state.list_pool).await?;
-    let items = db::facets::categories(&mut conn, &query.filter).await?;
-    Ok(page(&held, items, state.public_read))
+    page(&req, &state, &held, "c", async |conn: &mut db::PgConn| {
+        Ok(db::facets::categories(conn, &query.filter).await?)
+    })
+    .await
 }
 
 /// List tags
@@ -111,7 +145,8 @@ pub async fn list_tags(
     held: IfNoneMatch,
 ) -> Result<HttpResponse, ApiError> {
     let TagQuery(query) = TagQuery::parse(req.query_string()).map_err(ApiError::parameter)?;
-    let mut conn = db::conn(&state.list_pool).await?;
-    let items = db::facets::tags(&mut conn, &query.filter, query.limit).await?;
-    Ok(page(&held, items, state.public_read))
+    page(&req, &state, &held, "t", async |conn: &mut db::PgConn| {
+        Ok(db::facets::tags(conn, &query.filter, query.limit).await?)
+    })
+    .await
 }

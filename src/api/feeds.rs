@@ -11,6 +11,7 @@
 //! under two seconds old (an HTTP date cannot tell it from a later change in the same second).
 
 use std::fmt::Write;
+use std::sync::Arc;
 
 use actix_web::http::header::{self, HttpDate};
 use actix_web::{get, web, HttpRequest, HttpResponse};
@@ -22,6 +23,7 @@ use utoipa::IntoParams;
 use uuid::Uuid;
 
 use super::auth::Reader;
+use super::cache::Cached;
 use super::conditions::{IfModifiedSince, IfNoneMatch};
 use super::problem::{responses, ApiError};
 use super::{cache_control, version_etag, AppState, PublicBase};
@@ -184,6 +186,62 @@ async fn feed(
     format: Format,
 ) -> Result<HttpResponse, ApiError> {
     let query = FeedQuery::parse(req.query_string()).map_err(ApiError::parameter)?;
+    let (kind, content_type) = match format {
+        Format::Json => ("json", JSON_FEED),
+        Format::Atom => ("atom", ATOM),
+    };
+    let key = format!("f:{kind}:{}", req.query_string());
+    let made = match state.cache.get(&key) {
+        Some(hit) => hit,
+        None => {
+            let generation = state.cache.generation();
+            let made = Arc::new(make(&req, &state, &query, format, kind).await?);
+            state.cache.put(key, (*made).clone(), generation);
+            made
+        }
+    };
+    let updated = made.updated.unwrap_or(DateTime::UNIX_EPOCH);
+    // HTTP dates count whole seconds: a date given out while its second (and a margin for a
+    // transaction still committing) is not over could stand for a later change in the same
+    // second too. So `Last-Modified` is sent only once the newest change is that old, and a
+    // client's `If-Modified-Since` is always a date that no later change can share.
+    let settled = Utc::now() - updated >= LAST_MODIFIED_MARGIN;
+    // If-None-Match, when sent, decides alone (RFC 9110, 13.2.2).
+    let fresh = match held.sent() {
+        true => held.holds(&made.etag),
+        false => {
+            settled
+                && since
+                    .0
+                    .is_some_and(|t| updated.timestamp() <= t.timestamp())
+        }
+    };
+    let mut response = if fresh {
+        HttpResponse::NotModified()
+    } else {
+        HttpResponse::Ok()
+    };
+    response
+        .insert_header((header::ETAG, made.etag.clone()))
+        .insert_header((header::CACHE_CONTROL, cache_control(state.public_read)));
+    if settled {
+        let last_modified = HttpDate::from(std::time::SystemTime::from(updated));
+        response.insert_header((header::LAST_MODIFIED, last_modified));
+    }
+    if fresh {
+        return Ok(response.finish());
+    }
+    Ok(response.content_type(content_type).body(made.body.clone()))
+}
+
+/// A feed's document, its ETag and its newest change.
+async fn make(
+    req: &HttpRequest,
+    state: &AppState,
+    query: &FeedQuery,
+    format: Format,
+    kind: &str,
+) -> Result<Cached, ApiError> {
     let mut conn = db::conn(&state.list_pool).await?;
     let rows = lists::newest(&mut conn, &query.filter, query.limit).await?;
     let newest_change = changes::newest_time(&mut conn).await?;
@@ -203,46 +261,12 @@ async fn feed(
         "" => req.path().to_owned(),
         q => format!("{}?{q}", req.path()),
     };
-    let (kind, content_type) = match format {
-        Format::Json => ("json", JSON_FEED),
-        Format::Atom => ("atom", ATOM),
-    };
     let versions: Vec<_> = signals.iter().map(|s| (s.id, s.updated_at)).collect();
     // The links are part of the representation: a new public URL is a new version.
     let etag = version_etag(
         &versions,
         &format!("{kind}|{}|{asked}", base.0.as_deref().unwrap_or("")),
     );
-    // HTTP dates count whole seconds: a date given out while its second (and a margin for a
-    // transaction still committing) is not over could stand for a later change in the same
-    // second too. So `Last-Modified` is sent only once the newest change is that old, and a
-    // client's `If-Modified-Since` is always a date that no later change can share.
-    let settled = Utc::now() - updated >= LAST_MODIFIED_MARGIN;
-    // If-None-Match, when sent, decides alone (RFC 9110, 13.2.2).
-    let fresh = match held.sent() {
-        true => held.holds(&etag),
-        false => {
-            settled
-                && since
-                    .0
-                    .is_some_and(|t| updated.timestamp() <= t.timestamp())
-        }
-    };
-    let mut response = if fresh {
-        HttpResponse::NotModified()
-    } else {
-        HttpResponse::Ok()
-    };
-    response
-        .insert_header((header::ETAG, etag))
-        .insert_header((header::CACHE_CONTROL, cache_control(state.public_read)));
-    if settled {
-        let last_modified = HttpDate::from(std::time::SystemTime::from(updated));
-        response.insert_header((header::LAST_MODIFIED, last_modified));
-    }
-    if fresh {
-        return Ok(response.finish());
-    }
     let feed = Feed {
         signals,
         updated,
@@ -259,7 +283,12 @@ async fn feed(
         Format::Json => feed.json(),
         Format::Atom => feed.atom(),
     };
-    Ok(response.content_type(content_type).body(body))
+    Ok(Cached {
+        body: body.into(),
+        etag,
+        link: None,
+        updated: Some(updated),
+    })
 }
 
 /// JSON Feed

@@ -9,6 +9,7 @@ use utoipa::openapi::RefOr;
 use utoipa::{IntoParams, PartialSchema, ToSchema};
 
 use super::auth::Reader;
+use super::cache::Cached;
 use super::conditions::IfNoneMatch;
 use super::problem::{responses, ApiError};
 use super::{cacheable_json, version_etag, AppState, PublicBase};
@@ -98,6 +99,21 @@ pub async fn list_signals(
     let after = query
         .after(&state.cursor_key)
         .map_err(ApiError::parameter)?;
+    // First pages are what most clients ask for, again and again: they are cached.
+    let key = after.is_none().then(|| format!("l:{}", req.query_string()));
+    if let Some(hit) = key.as_deref().and_then(|k| state.cache.get(k)) {
+        let body = hit.body.clone();
+        let mut response = cacheable_json(&held, hit.etag.clone(), state.public_read, || body);
+        if let Some(link) = hit
+            .link
+            .as_deref()
+            .and_then(|l| header::HeaderValue::from_str(l).ok())
+        {
+            response.headers_mut().insert(header::LINK, link);
+        }
+        return Ok(response);
+    }
+    let generation = state.cache.generation();
     let mut conn = db::conn(&state.list_pool).await?;
     let page = lists::list(
         &mut conn,
@@ -120,21 +136,27 @@ pub async fn list_signals(
         &versions,
         &format!("{:?}|{next_cursor:?}|{total:?}", query.fields),
     );
-    let make_body = || {
-        page_json(
-            &rows,
-            query.fields.as_deref(),
-            next_cursor.as_deref(),
-            total,
-        )
-    };
-    let mut response = cacheable_json(&held, etag, state.public_read, make_body);
-    if let Some(cursor) = &next_cursor {
-        if let Ok(link) =
-            header::HeaderValue::from_str(&format!("<{}>; rel=\"next\"", next_url(&req, cursor)))
-        {
-            response.headers_mut().insert(header::LINK, link);
-        }
+    let link = next_cursor
+        .as_ref()
+        .map(|cursor| format!("<{}>; rel=\"next\"", next_url(&req, cursor)));
+    let body = actix_web::web::Bytes::from(page_json(
+        &rows,
+        query.fields.as_deref(),
+        next_cursor.as_deref(),
+        total,
+    ));
+    if let Some(key) = key {
+        let cached = Cached {
+            body: body.clone(),
+            etag: etag.clone(),
+            link: link.clone(),
+            updated: None,
+        };
+        state.cache.put(key, cached, generation);
+    }
+    let mut response = cacheable_json(&held, etag, state.public_read, || body);
+    if let Some(link) = link.and_then(|l| header::HeaderValue::from_str(&l).ok()) {
+        response.headers_mut().insert(header::LINK, link);
     }
     Ok(response)
 }

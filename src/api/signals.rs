@@ -8,6 +8,7 @@ use diesel_async::{AsyncConnection, AsyncPgConnection};
 use futures_util::future::BoxFuture;
 
 use super::auth::{Principal, Reader, Writer};
+use super::cache::Cached;
 use super::conditions::{not_found, IfMatch, IfNoneMatch, SignalPath};
 use super::idempotency::{self, Idempotency, Reply, Write};
 use super::problem::{responses, ApiError};
@@ -129,15 +130,36 @@ pub async fn get_signal(
     SignalPath(signal_ref): SignalPath,
     held: IfNoneMatch,
 ) -> Result<HttpResponse, ApiError> {
+    let key = match &signal_ref {
+        SignalRef::Id(id) => format!("i:{id}"),
+        SignalRef::Slug(slug) => format!("s:{slug}"),
+    };
+    if let Some(hit) = state.cache.get(&key) {
+        let body = hit.body.clone();
+        return Ok(cacheable_json(
+            &held,
+            hit.etag.clone(),
+            state.public_read,
+            || body,
+        ));
+    }
+    let generation = state.cache.generation();
     let signal = lookups::lookup(&state.lookups, &signal_ref)
         .await?
         .ok_or_else(not_found)?;
-    Ok(cacheable_json(
-        &held,
-        signal_etag(signal.id, signal.updated_at),
-        state.public_read,
-        || signal.into_bytes(),
-    ))
+    let etag = signal_etag(signal.id, signal.updated_at);
+    let body = actix_web::web::Bytes::from(signal.into_bytes());
+    state.cache.put(
+        key,
+        Cached {
+            body: body.clone(),
+            etag: etag.clone(),
+            link: None,
+            updated: None,
+        },
+        generation,
+    );
+    Ok(cacheable_json(&held, etag, state.public_read, || body))
 }
 
 /// Replace a signal

@@ -73,8 +73,10 @@ pub async fn metrics(
     metrics: web::Data<Metrics>,
     hub: web::Data<std::sync::Arc<crate::live::Hub>>,
     webhooks: web::Data<std::sync::Arc<crate::live::webhooks::Webhooks>>,
+    state: web::Data<super::AppState>,
 ) -> HttpResponse {
     let (max_size, size, available, waiting) = pools.totals();
+    let (cache_entries, cache_bytes) = state.cache.size();
     let mut text = metrics.render();
     let gauges = [
         (
@@ -100,13 +102,33 @@ pub async fn metrics(
         ),
         (
             "signals_changes_listening",
-            "1 while the change listener is connected",
+            "1 while the change listener is connected and caught up with the change log",
             usize::from(hub.listening()),
+        ),
+        (
+            "signals_cache_entries",
+            "Answers held by the cache of hot reads",
+            cache_entries,
+        ),
+        (
+            "signals_cache_bytes",
+            "Bytes held by the cache",
+            cache_bytes,
         ),
     ];
     for (name, help, value) in gauges {
         text.push_str(&format!(
             "# HELP {name} {help}\n# TYPE {name} gauge\n{name} {value}\n"
+        ));
+    }
+    text.push_str(
+        "# HELP signals_cache_lookups_total Reads looked up in the cache, by whether they were \
+         there\n# TYPE signals_cache_lookups_total counter\n",
+    );
+    for (outcome, n) in [("hit", &state.cache.hits), ("miss", &state.cache.misses)] {
+        text.push_str(&format!(
+            "signals_cache_lookups_total{{outcome=\"{outcome}\"}} {}\n",
+            n.load(std::sync::atomic::Ordering::Relaxed)
         ));
     }
     let outcomes = &webhooks.outcomes;

@@ -204,6 +204,12 @@ impl Hub {
         self.listening.load(Ordering::Relaxed)
     }
 
+    /// Whether every change committed before the last wake-up has been sent out: what the
+    /// cache needs to be trusted.
+    pub fn caught_up(&self) -> bool {
+        self.listening()
+    }
+
     async fn listen(self: Arc<Self>, url: String, settings: DatabaseSettings) {
         loop {
             match db::connect_once(&url, &settings).await {
@@ -212,7 +218,7 @@ impl Hub {
                     if let Err(e) = diesel_async::RunQueryDsl::execute(listen, &mut conn).await {
                         tracing::warn!(error = %e, "live: cannot LISTEN");
                     } else {
-                        self.listening.store(true, Ordering::Relaxed);
+                        // Listening (and trusted by the cache) once caught up with the log.
                         self.catch_up().await;
                         let mut notes = std::pin::pin!(conn.notifications_stream());
                         loop {
@@ -220,7 +226,9 @@ impl Hub {
                             let woke =
                                 tokio::time::timeout(Duration::from_secs(60), notes.next()).await;
                             match woke {
-                                Ok(Some(Ok(_))) | Err(_) => self.catch_up().await,
+                                Ok(Some(Ok(_))) | Err(_) => {
+                                    self.catch_up().await;
+                                }
                                 Ok(Some(Err(e))) => {
                                     tracing::warn!(error = %e, "live: the listening connection failed");
                                     break;
@@ -238,9 +246,17 @@ impl Hub {
     }
 
     /// Sends out every change after the last one sent, in order.
-    async fn catch_up(&self) {
+    /// Sends out every change after the last one sent, in order; false when the log could not
+    /// be read to its end (the listener is then not counted as caught up).
+    async fn catch_up(&self) -> bool {
+        let caught_up = self.send_new_changes().await;
+        self.listening.store(caught_up, Ordering::Relaxed);
+        caught_up
+    }
+
+    async fn send_new_changes(&self) -> bool {
         let Ok(mut conn) = db::conn(&self.pool).await else {
-            return;
+            return false;
         };
         let mut last = self.last.load(Ordering::Relaxed);
         loop {
@@ -248,17 +264,17 @@ impl Hub {
                 Ok(page) => page,
                 Err(e) => {
                     tracing::warn!(error = %e, "live: cannot read the change log");
-                    return;
+                    return false;
                 }
             };
             if page.is_empty() {
-                return;
+                return true;
             }
             let events = match events(&mut conn, page).await {
                 Ok(events) => events,
                 Err(e) => {
                     tracing::warn!(error = %e, "live: cannot read the changed signals");
-                    return;
+                    return false;
                 }
             };
             for event in events {

@@ -253,6 +253,7 @@ pub fn serve_settings() -> ServeSettings {
         max_streams: 1000,
         events_retention: signals::config::Span(Duration::from_secs(7 * 86_400)),
         max_connections: 4096,
+        cache_mb: 32,
         // Receivers in the tests listen on 127.0.0.1 over plain HTTP; tests of the refusals
         // turn these off.
         webhook_allow_http: true,

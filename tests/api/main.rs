@@ -3,6 +3,7 @@
 mod abuse;
 mod auth;
 mod batch;
+mod cache;
 mod changes;
 mod cli;
 mod embedded;

@@ -122,7 +122,7 @@ async fn one_signal(app: &TestApp) -> (String, String) {
 
 #[actix_web::test]
 async fn concurrent_lookups_share_one_connection_and_each_gets_its_own_signal() {
-    let app = TestApp::spawn().await;
+    let app = uncached().await;
     let key = app.key(Scope::Write).await;
     let mut ids = Vec::new();
     for i in 0..8 {
@@ -150,7 +150,7 @@ async fn concurrent_lookups_share_one_connection_and_each_gets_its_own_signal() 
 
 #[actix_web::test]
 async fn a_lookup_survives_the_loss_of_the_shared_connection() {
-    let app = TestApp::spawn().await;
+    let app = uncached().await;
     let (_, id) = one_signal(&app).await;
     get_ok(&app, &id).await;
     let killed = lookup_backends(&app).await;
@@ -219,4 +219,10 @@ async fn lookups_queued_behind_a_stuck_statement_give_up_within_their_limit() {
     );
     client.batch_execute("COMMIT").await.unwrap();
     get_ok(&app, &id).await;
+}
+
+/// The app without its cache of hot reads: these tests watch the database connections that
+/// reads use.
+async fn uncached() -> TestApp {
+    TestApp::spawn_with(|serve, _| serve.cache_mb = 0).await
 }

@@ -1,0 +1,186 @@
+//! An in-process cache of hot reads (one signal, the first page of a list, the facets, the
+//! feeds): answers without a database round trip, kept consistent with every write.
+//!
+//! - **Any change empties it.** A write on this instance empties it when its response is ready
+//!   (after its commit), so the writer's next read sees the write; a change committed on any
+//!   other instance reaches this one's change listener (`live::Hub`) and empties it there, within
+//!   the listener's latency (milliseconds; the stream benchmark measures it).
+//! - **No stale fill.** A read remembers the cache's generation before it asks the database and
+//!   stores its answer only if no change emptied the cache meanwhile: an answer read before a
+//!   commit can never be kept after it.
+//! - **Only while listening.** When the instance's change listener is not connected and caught
+//!   up, nothing is served from the cache or stored in it (the listener empties it once it has
+//!   caught up again).
+//!
+//! Bounded by `SIGNALS_CACHE_MB` (oldest entries go first); `0` turns it off.
+
+use std::collections::{HashMap, VecDeque};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+
+use actix_web::web::Bytes;
+use chrono::{DateTime, Utc};
+
+use crate::live::Hub;
+
+/// One cached answer: what the handler would have made.
+#[derive(Debug, Clone)]
+pub struct Cached {
+    pub body: Bytes,
+    pub etag: String,
+    /// A list's `Link` to the next page.
+    pub link: Option<String>,
+    /// A feed's newest change.
+    pub updated: Option<DateTime<Utc>>,
+}
+
+impl Cached {
+    fn size(&self, key: &str) -> usize {
+        self.body.len()
+            + self.etag.len()
+            + self.link.as_ref().map_or(0, |l| l.len())
+            + key.len()
+            + 96
+    }
+}
+
+#[derive(Default)]
+struct Entries {
+    map: HashMap<String, Arc<Cached>>,
+    /// Keys, oldest first.
+    order: VecDeque<String>,
+    bytes: usize,
+}
+
+pub struct Cache {
+    capacity: usize,
+    entries: Mutex<Entries>,
+    /// Moves on every emptying: a fill started before one is not kept.
+    generation: AtomicU64,
+    hub: Arc<Hub>,
+    pub hits: AtomicU64,
+    pub misses: AtomicU64,
+}
+
+impl Cache {
+    /// A cache of at most `megabytes`, emptied by every change the hub sends out.
+    pub fn start(megabytes: usize, hub: Arc<Hub>) -> Arc<Cache> {
+        let cache = Arc::new(Cache {
+            capacity: megabytes * 1024 * 1024,
+            entries: Mutex::default(),
+            generation: AtomicU64::new(0),
+            hub: hub.clone(),
+            hits: AtomicU64::new(0),
+            misses: AtomicU64::new(0),
+        });
+        if cache.capacity > 0 {
+            let mut changes = hub.subscribe();
+            let cache = cache.clone();
+            actix_web::rt::spawn(async move {
+                // Every change, a missed one (lagging) included, empties the cache. The listener
+                // sends a change out only once it is committed and read from the log.
+                loop {
+                    match changes.recv().await {
+                        Err(tokio::sync::broadcast::error::RecvError::Closed) => return,
+                        _ => cache.empty(),
+                    }
+                }
+            });
+        }
+        cache
+    }
+
+    fn usable(&self) -> bool {
+        self.capacity > 0 && self.hub.caught_up()
+    }
+
+    /// The generation to pass to [`Cache::put`]: take it before reading the database.
+    pub fn generation(&self) -> u64 {
+        self.generation.load(Ordering::Acquire)
+    }
+
+    pub fn get(&self, key: &str) -> Option<Arc<Cached>> {
+        if !self.usable() {
+            return None;
+        }
+        let found = self
+            .entries
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .map
+            .get(key)
+            .cloned();
+        let counter = if found.is_some() {
+            &self.hits
+        } else {
+            &self.misses
+        };
+        counter.fetch_add(1, Ordering::Relaxed);
+        found
+    }
+
+    /// Keeps an answer read at `generation`, unless a change came since.
+    pub fn put(&self, key: String, value: Cached, generation: u64) {
+        if !self.usable() {
+            return;
+        }
+        let size = value.size(&key);
+        if size > self.capacity / 4 {
+            return;
+        }
+        let mut entries = self.entries.lock().unwrap_or_else(|e| e.into_inner());
+        // Checked under the lock that emptying takes too: no fill slips in after an emptying.
+        if self.generation.load(Ordering::Acquire) != generation {
+            return;
+        }
+        if let Some(old) = entries.map.insert(key.clone(), Arc::new(value)) {
+            entries.bytes -= old.size(&key);
+        } else {
+            entries.order.push_back(key);
+        }
+        entries.bytes += size;
+        while entries.bytes > self.capacity {
+            let Some(oldest) = entries.order.pop_front() else {
+                break;
+            };
+            if let Some(gone) = entries.map.remove(&oldest) {
+                entries.bytes -= gone.size(&oldest);
+            }
+        }
+    }
+
+    /// Forgets everything (a change was made).
+    pub fn empty(&self) {
+        let mut entries = self.entries.lock().unwrap_or_else(|e| e.into_inner());
+        self.generation.fetch_add(1, Ordering::AcqRel);
+        if !entries.map.is_empty() {
+            *entries = Entries::default();
+        }
+    }
+
+    /// Entries and bytes held (for `/metrics`).
+    pub fn size(&self) -> (usize, usize) {
+        let entries = self.entries.lock().unwrap_or_else(|e| e.into_inner());
+        (entries.map.len(), entries.bytes)
+    }
+}
+
+/// A write on this instance empties the cache once its answer is ready (after its commit), so
+/// the writer's next read, on this instance, sees it.
+pub async fn empty_after_writes(
+    req: actix_web::dev::ServiceRequest,
+    next: actix_web::middleware::Next<impl actix_web::body::MessageBody + 'static>,
+) -> Result<actix_web::dev::ServiceResponse<impl actix_web::body::MessageBody>, actix_web::Error> {
+    use actix_web::http::Method;
+    let write = !matches!(*req.method(), Method::GET | Method::HEAD | Method::OPTIONS);
+    let state = req
+        .app_data::<actix_web::web::Data<super::AppState>>()
+        .cloned();
+    let res = next.call(req).await?;
+    if let (true, Some(state)) = (write, state) {
+        if res.status().is_success() {
+            state.cache.empty();
+        }
+    }
+    Ok(res)
+}

@@ -1,0 +1,181 @@
+//! The cache of hot reads is never seen to be stale: a writer reads its write at once, other
+//! instances within a second, and an instance that lost its change listener serves nothing
+//! from the cache until it has caught up again.
+
+use std::time::{Duration, Instant};
+
+use awc::http::Method;
+use serde_json::{json, Value};
+use signals::domain::key::Scope;
+
+use crate::helpers::{json_body, signal, TestApp};
+
+async fn get(client: &awc::Client, url: String) -> Value {
+    let mut res = client.get(url).send().await.unwrap();
+    assert_eq!(res.status(), 200);
+    json_body(&mut res).await
+}
+
+/// Lets the change listeners send out what was just written (which empties the caches).
+async fn settle() {
+    actix_web::rt::time::sleep(Duration::from_millis(300)).await;
+}
+
+/// (hits, listening) from an instance's /metrics.
+async fn cache_metrics(client: &awc::Client, url: String) -> (u64, bool) {
+    let text = client.get(url).send().await.unwrap().body().await.unwrap();
+    let text = String::from_utf8_lossy(&text);
+    let value = |prefix: &str| {
+        text.lines()
+            .find_map(|l| l.strip_prefix(prefix))
+            .unwrap()
+            .trim()
+            .parse::<u64>()
+            .unwrap()
+    };
+    (
+        value("signals_cache_lookups_total{outcome=\"hit\"}"),
+        value("signals_changes_listening") == 1,
+    )
+}
+
+#[actix_web::test]
+async fn a_writer_reads_its_write_at_once_through_the_cache() {
+    let app = TestApp::spawn().await;
+    let key = app.key(Scope::Write).await;
+    app.create(&key, &signal(json!({"slug": "one", "score": 5})))
+        .await;
+    settle().await;
+    for _ in 0..2 {
+        assert_eq!(
+            get(&app.client, app.url("/v1/signals/one")).await["score"],
+            5
+        );
+        assert_eq!(
+            get(&app.client, app.url("/v1/signals")).await["items"]
+                .as_array()
+                .unwrap()
+                .len(),
+            1
+        );
+    }
+    let (hits, _) = cache_metrics(&app.client, app.url("/metrics")).await;
+    assert!(hits >= 2, "the second reads came from the cache");
+    let res = app
+        .request(Method::PATCH, "/v1/signals/one", &key)
+        .send_json(&json!({"score": 6}))
+        .await
+        .unwrap();
+    assert_eq!(res.status(), 200);
+    app.create(&key, &signal(json!({"slug": "two"}))).await;
+    assert_eq!(
+        get(&app.client, app.url("/v1/signals/one")).await["score"],
+        6
+    );
+    let listed = get(&app.client, app.url("/v1/signals")).await;
+    assert_eq!(listed["items"].as_array().unwrap().len(), 2);
+    let categories = get(&app.client, app.url("/v1/categories")).await;
+    assert_eq!(categories["items"][0]["count"], 2);
+}
+
+#[actix_web::test]
+async fn another_instance_sees_a_write_within_a_second() {
+    let app = TestApp::spawn().await;
+    let other = app.another_instance(|_, _| {}).await;
+    let key = app.key(Scope::Write).await;
+    app.create(&key, &signal(json!({"slug": "one", "score": 5})))
+        .await;
+    settle().await;
+    for _ in 0..3 {
+        assert_eq!(
+            get(&app.client, other.url("/v1/signals/one")).await["score"],
+            5
+        );
+    }
+    let (hits, _) = cache_metrics(&app.client, other.url("/metrics")).await;
+    assert!(hits >= 2);
+    let res = app
+        .request(Method::PATCH, "/v1/signals/one", &key)
+        .send_json(&json!({"score": 9}))
+        .await
+        .unwrap();
+    assert_eq!(res.status(), 200);
+    let written = Instant::now();
+    loop {
+        if get(&app.client, other.url("/v1/signals/one")).await["score"] == 9 {
+            break;
+        }
+        assert!(
+            written.elapsed() < Duration::from_secs(1),
+            "stale after a second"
+        );
+        actix_web::rt::time::sleep(Duration::from_millis(5)).await;
+    }
+    println!(
+        "the other instance saw the write after {:?}",
+        written.elapsed()
+    );
+}
+
+#[actix_web::test]
+async fn without_its_change_listener_an_instance_serves_nothing_from_the_cache() {
+    let app = TestApp::spawn().await;
+    let key = app.key(Scope::Write).await;
+    app.create(&key, &signal(json!({"slug": "one"}))).await;
+    settle().await;
+    let metrics = app.url("/metrics");
+    for _ in 0..2 {
+        get(&app.client, app.url("/v1/signals/one")).await;
+    }
+    let (hits, listening) = cache_metrics(&app.client, metrics.clone()).await;
+    assert!(listening && hits >= 1);
+    let (admin, conn) = tokio_postgres::connect(&app.db.url, tokio_postgres::NoTls)
+        .await
+        .unwrap();
+    actix_web::rt::spawn(conn);
+    // The log locked, the listener cannot catch up once it has lost its connection.
+    let (locker, conn) = tokio_postgres::connect(&app.db.url, tokio_postgres::NoTls)
+        .await
+        .unwrap();
+    actix_web::rt::spawn(conn);
+    locker
+        .batch_execute("BEGIN; LOCK TABLE signal_changes IN ACCESS EXCLUSIVE MODE")
+        .await
+        .unwrap();
+    admin
+        .batch_execute(
+            "SELECT pg_terminate_backend(pid) FROM pg_stat_activity \
+             WHERE datname = current_database() AND query ILIKE 'LISTEN%'",
+        )
+        .await
+        .unwrap();
+    let started = Instant::now();
+    while cache_metrics(&app.client, metrics.clone()).await.1 {
+        assert!(
+            started.elapsed() < Duration::from_secs(2),
+            "the loss was noticed"
+        );
+        actix_web::rt::time::sleep(Duration::from_millis(5)).await;
+    }
+    // Not caught up: reads go to the database, none is answered from the cache.
+    for _ in 0..3 {
+        get(&app.client, app.url("/v1/signals/one")).await;
+    }
+    let (after, listening) = cache_metrics(&app.client, metrics.clone()).await;
+    assert!(!listening);
+    assert_eq!(after, hits, "no answer from the cache while not caught up");
+    // Caught up again: the cache serves again.
+    locker.batch_execute("COMMIT").await.unwrap();
+    let started = Instant::now();
+    while !cache_metrics(&app.client, metrics.clone()).await.1 {
+        assert!(
+            started.elapsed() < Duration::from_secs(5),
+            "the listener is back"
+        );
+        actix_web::rt::time::sleep(Duration::from_millis(50)).await;
+    }
+    for _ in 0..2 {
+        get(&app.client, app.url("/v1/signals/one")).await;
+    }
+    assert!(cache_metrics(&app.client, metrics).await.0 > hits);
+}
