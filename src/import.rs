@@ -25,14 +25,27 @@ pub struct Totals {
     pub skipped: usize,
 }
 
+/// A batch read and checked, with the line number of each item, and how far into the input it
+/// ends.
+struct Batch {
+    items: Vec<SignalInput>,
+    lines: Vec<usize>,
+    bytes: u64,
+}
+
 /// Imports `path` (`-` for standard input); the summary goes to standard error.
+///
+/// Reading and checking runs on a thread of its own, a batch ahead of the writing: the next
+/// batch is parsed while the database writes the last one. Batches are still written one at a
+/// time, in order, so a bad line stops the import with every batch before it written and
+/// nothing of its own.
 pub async fn run(
     conn: &mut AsyncPgConnection,
     path: &Path,
     on_conflict: OnConflict,
     batch_size: usize,
 ) -> Result<Totals, Fatal> {
-    let (reader, size): (Box<dyn BufRead>, Option<u64>) = if path == Path::new("-") {
+    let (reader, size): (Box<dyn BufRead + Send>, Option<u64>) = if path == Path::new("-") {
         (Box::new(BufReader::new(std::io::stdin())), None)
     } else {
         let file =
@@ -43,44 +56,17 @@ pub async fn run(
     let progress = Progress::new(size);
     let started = Instant::now();
     let mut totals = Totals::default();
-    let mut batch: Vec<SignalInput> = Vec::with_capacity(batch_size);
-    // The line number of each item of the batch (blank lines are skipped).
-    let mut lines: Vec<usize> = Vec::with_capacity(batch_size);
-    let mut first_line = 1;
-    let mut line_no = 0;
-    let mut bytes = 0u64;
-    for line in reader.lines() {
-        line_no += 1;
-        let line = line.map_err(|e| Fatal(format!("line {line_no}: cannot read: {e}")))?;
-        bytes += line.len() as u64 + 1;
-        if line.trim().is_empty() {
-            continue;
-        }
-        let value: Value = serde_json::from_str(&line)
-            .map_err(|e| Fatal(format!("line {line_no}: not valid JSON: {e}; nothing of lines {first_line}..{line_no} was written")))?;
-        let draft = parse_item(&value).map_err(|errors| {
-            let what: Vec<String> = errors
-                .iter()
-                .map(|e| format!("{} {}", e.field, e.message))
-                .collect();
-            Fatal(format!(
-                "line {line_no}: {}; nothing of lines {first_line}..{line_no} was written",
-                what.join(", ")
-            ))
-        })?;
-        batch.push(draft);
-        lines.push(line_no);
-        if batch.len() >= batch_size {
-            write(conn, &batch, &lines, on_conflict, &mut totals).await?;
-            batch.clear();
-            lines.clear();
-            first_line = line_no + 1;
-            progress.update(bytes, &totals, started);
-        }
+    let (tx, mut rx) = tokio::sync::mpsc::channel::<Result<Batch, Fatal>>(2);
+    let parser = std::thread::spawn(move || read_batches(reader, batch_size, tx));
+    let mut bytes = 0;
+    while let Some(batch) = rx.recv().await {
+        let batch = batch?;
+        write(conn, &batch.items, &batch.lines, on_conflict, &mut totals).await?;
+        bytes = batch.bytes;
+        progress.update(bytes, &totals, started);
     }
-    if !batch.is_empty() {
-        write(conn, &batch, &lines, on_conflict, &mut totals).await?;
-    }
+    // The channel closed: every line was read (an error would have come through it).
+    let _ = parser.join();
     progress.finish(bytes, &totals, started);
     let seconds = started.elapsed().as_secs_f64();
     let rows = totals.created + totals.updated + totals.skipped;
@@ -92,6 +78,80 @@ pub async fn run(
         totals.skipped
     );
     Ok(totals)
+}
+
+/// Reads lines into checked batches and sends them on, in order; a bad line is sent as the
+/// error that ends the import (after the batches before it).
+fn read_batches(
+    reader: Box<dyn BufRead + Send>,
+    batch_size: usize,
+    tx: tokio::sync::mpsc::Sender<Result<Batch, Fatal>>,
+) {
+    let mut batch = Batch {
+        items: Vec::with_capacity(batch_size),
+        lines: Vec::with_capacity(batch_size),
+        bytes: 0,
+    };
+    let mut first_line = 1;
+    let mut line_no = 0;
+    let mut bytes = 0u64;
+    for line in reader.lines() {
+        line_no += 1;
+        let item = line
+            .map_err(|e| Fatal(format!("line {line_no}: cannot read: {e}")))
+            .and_then(|line| {
+                bytes += line.len() as u64 + 1;
+                if line.trim().is_empty() {
+                    return Ok(None);
+                }
+                let value: Value = serde_json::from_str(&line).map_err(|e| {
+                    Fatal(format!(
+                        "line {line_no}: not valid JSON: {e}; nothing of lines \
+                         {first_line}..{line_no} was written"
+                    ))
+                })?;
+                parse_item(&value).map(Some).map_err(|errors| {
+                    let what: Vec<String> = errors
+                        .iter()
+                        .map(|e| format!("{} {}", e.field, e.message))
+                        .collect();
+                    Fatal(format!(
+                        "line {line_no}: {}; nothing of lines {first_line}..{line_no} was written",
+                        what.join(", ")
+                    ))
+                })
+            });
+        match item {
+            Ok(None) => continue,
+            Ok(Some(draft)) => {
+                batch.items.push(draft);
+                batch.lines.push(line_no);
+            }
+            Err(e) => {
+                let _ = tx.blocking_send(Err(e));
+                return;
+            }
+        }
+        if batch.items.len() >= batch_size {
+            batch.bytes = bytes;
+            let full = std::mem::replace(
+                &mut batch,
+                Batch {
+                    items: Vec::with_capacity(batch_size),
+                    lines: Vec::with_capacity(batch_size),
+                    bytes: 0,
+                },
+            );
+            if tx.blocking_send(Ok(full)).is_err() {
+                return;
+            }
+            first_line = line_no + 1;
+        }
+    }
+    if !batch.items.is_empty() {
+        batch.bytes = bytes;
+        let _ = tx.blocking_send(Ok(batch));
+    }
 }
 
 async fn write(
