@@ -158,6 +158,22 @@ pub struct ServeSettings {
     #[arg(long, env = "SIGNALS_TRUSTED_PROXIES", value_delimiter = ',')]
     pub trusted_proxies: Vec<Cidr>,
 
+    /// Comma-separated URLs of streaming replicas of DATABASE_URL that serve reads (lists,
+    /// facets, feeds, lookups, the stream's catch-up); writes, keys, idempotency, the change
+    /// listener and webhooks stay on DATABASE_URL. Unset: every read goes to DATABASE_URL.
+    #[arg(
+        long,
+        env = "SIGNALS_READ_DATABASE_URL",
+        value_delimiter = ',',
+        hide_env_values = true
+    )]
+    pub read_database_url: Vec<SecretText>,
+
+    /// A replica more than this many milliseconds behind the primary serves no reads until it
+    /// has caught up.
+    #[arg(long, env = "SIGNALS_REPLICA_MAX_LAG_MS", default_value_t = 1000)]
+    pub replica_max_lag_ms: u64,
+
     /// Megabytes of hot reads (single signals, first pages of lists, facets, feeds) the
     /// instance keeps in memory, emptied by every change; 0 turns the cache off.
     #[arg(long, env = "SIGNALS_CACHE_MB", default_value_t = 32)]

@@ -170,6 +170,22 @@ pub async fn run(
         &hub,
     ));
     let cache = crate::api::cache::Cache::start(settings.cache_mb, hub.get_ref().clone());
+    let replica_urls: Vec<String> = settings
+        .read_database_url
+        .iter()
+        .map(|u| u.0.clone())
+        .filter(|u| !u.trim().is_empty())
+        .collect();
+    let replicas = crate::db::replicas::Replicas::start(
+        &replica_urls,
+        db_settings,
+        pools.pool(1, Plans::Reused),
+        Duration::from_millis(settings.replica_max_lag_ms),
+    );
+    let replica_pools = replica_urls
+        .iter()
+        .map(|url| PoolFactory::new(url, db_settings))
+        .collect::<Result<Vec<_>, _>>()?;
     let client_timeout = Duration::from_millis(settings.client_timeout_ms);
     let body_timeout = web::Data::new(crate::api::BodyTimeout(client_timeout));
     let public_url = web::Data::new(PublicBase(
@@ -210,6 +226,20 @@ pub async fn run(
         let pool = pools.pool(per_worker, Plans::Reused);
         let list_pool = pools.pool(per_worker, Plans::PerExecution);
         let lookup_pool = pools.pool(1, Plans::Reused);
+        // The same connections to every replica: lists and lookups.
+        let replica_reads: Vec<crate::api::ReadConns> = replica_pools
+            .iter()
+            .map(|replica| {
+                let list_pool = replica.pool(per_worker, Plans::PerExecution);
+                let lookup_pool = replica.pool(1, Plans::Reused);
+                registry.add(list_pool.clone());
+                registry.add(lookup_pool.clone());
+                crate::api::ReadConns {
+                    list_pool,
+                    lookups: db::SharedConn::new(lookup_pool, lookup_limit),
+                }
+            })
+            .collect();
         registry.add(pool.clone());
         registry.add(list_pool.clone());
         registry.add(lookup_pool.clone());
@@ -222,6 +252,8 @@ pub async fn run(
                 cursor_key: cursor_key.clone(),
                 db_timeout,
                 cache: cache.clone(),
+                replicas: replicas.clone(),
+                replica_reads,
             }))
             .app_data(registry.clone())
             .app_data(routes.clone())
@@ -233,7 +265,7 @@ pub async fn run(
             .app_data(hub.clone())
             .app_data(webhooks.clone())
             .wrap(from_fn(head_as_get))
-            .wrap(from_fn(crate::api::cache::empty_after_writes))
+            .wrap(from_fn(crate::api::middleware::after_writes))
             .wrap(Compress::default())
             .wrap(from_fn(limit))
             .wrap(from_fn(bounded_head))

@@ -3,11 +3,15 @@
 //!
 //! - **Any change empties it.** A write on this instance empties it when its response is ready
 //!   (after its commit), so the writer's next read sees the write; a change committed on any
-//!   other instance reaches this one's change listener (`live::Hub`) and empties it there, within
-//!   the listener's latency (milliseconds; the stream benchmark measures it).
+//!   other instance reaches this one's change listener (`live::Hub`), which empties it before it
+//!   sends the change out, within the listener's latency (milliseconds; the stream benchmark
+//!   measures it). A read that names its writer's write (`Signals-Read-After`) is answered from
+//!   the cache only once the listener has got that far.
 //! - **No stale fill.** A read remembers the cache's generation before it asks the database and
 //!   stores its answer only if no change emptied the cache meanwhile: an answer read before a
 //!   commit can never be kept after it.
+//! - **Never older than a change seen.** An answer read from a replica is kept only if the
+//!   replica had replayed the primary's WAL up to where the change listener last saw a change.
 //! - **Only while listening.** When the instance's change listener is not connected and caught
 //!   up, nothing is served from the cache or stored in it (the listener empties it once it has
 //!   caught up again).
@@ -22,6 +26,14 @@ use actix_web::web::Bytes;
 use chrono::{DateTime, Utc};
 
 use crate::live::Hub;
+
+/// When a read began, for [`Cache::put`].
+#[derive(Debug, Clone, Copy)]
+pub struct Ticket {
+    generation: u64,
+    /// The primary's WAL position when the change listener last saw a change.
+    seen: u64,
+}
 
 /// One cached answer: what the handler would have made.
 #[derive(Debug, Clone)]
@@ -74,16 +86,12 @@ impl Cache {
             misses: AtomicU64::new(0),
         });
         if cache.capacity > 0 {
-            let mut changes = hub.subscribe();
-            let cache = cache.clone();
-            actix_web::rt::spawn(async move {
-                // Every change, a missed one (lagging) included, empties the cache. The listener
-                // sends a change out only once it is committed and read from the log.
-                loop {
-                    match changes.recv().await {
-                        Err(tokio::sync::broadcast::error::RecvError::Closed) => return,
-                        _ => cache.empty(),
-                    }
+            // The listener reads committed changes from the log and empties the cache before it
+            // sends them out.
+            let emptied = Arc::downgrade(&cache);
+            hub.on_change(move || {
+                if let Some(cache) = emptied.upgrade() {
+                    cache.empty();
                 }
             });
         }
@@ -94,13 +102,20 @@ impl Cache {
         self.capacity > 0 && self.hub.caught_up()
     }
 
-    /// The generation to pass to [`Cache::put`]: take it before reading the database.
-    pub fn generation(&self) -> u64 {
-        self.generation.load(Ordering::Acquire)
+    /// What [`Cache::put`] needs to know of the moment a read began: take it before reading
+    /// the database.
+    pub fn ticket(&self) -> Ticket {
+        Ticket {
+            generation: self.generation.load(Ordering::Acquire),
+            seen: self.hub.seen_lsn(),
+        }
     }
 
-    pub fn get(&self, key: &str) -> Option<Arc<Cached>> {
-        if !self.usable() {
+    /// The answer kept for `key`, if any, for a read that needs the changes up to the WAL
+    /// position `needed` (a client's `Signals-Read-After`; 0: none): only once this instance's
+    /// listener has sent those out (and so emptied the cache of what they changed).
+    pub fn get(&self, key: &str, needed: u64) -> Option<Arc<Cached>> {
+        if !self.usable() || self.hub.processed_lsn() < needed {
             return None;
         }
         let found = self
@@ -119,11 +134,14 @@ impl Cache {
         found
     }
 
-    /// Keeps an answer read at `generation`, unless a change came since.
-    pub fn put(&self, key: String, value: Cached, generation: u64) {
-        if !self.usable() {
+    /// Keeps an answer read with `ticket`, unless a change came since, or it was read from a
+    /// replica (`replayed`: how far it had replayed) that had not replayed every change the
+    /// listener had seen when the read began.
+    pub fn put(&self, key: String, value: Cached, ticket: Ticket, replayed: Option<u64>) {
+        if !self.usable() || replayed.is_some_and(|r| r < ticket.seen) {
             return;
         }
+        let generation = ticket.generation;
         let size = value.size(&key);
         if size > self.capacity / 4 {
             return;
@@ -163,24 +181,4 @@ impl Cache {
         let entries = self.entries.lock().unwrap_or_else(|e| e.into_inner());
         (entries.map.len(), entries.bytes)
     }
-}
-
-/// A write on this instance empties the cache once its answer is ready (after its commit), so
-/// the writer's next read, on this instance, sees it.
-pub async fn empty_after_writes(
-    req: actix_web::dev::ServiceRequest,
-    next: actix_web::middleware::Next<impl actix_web::body::MessageBody + 'static>,
-) -> Result<actix_web::dev::ServiceResponse<impl actix_web::body::MessageBody>, actix_web::Error> {
-    use actix_web::http::Method;
-    let write = !matches!(*req.method(), Method::GET | Method::HEAD | Method::OPTIONS);
-    let state = req
-        .app_data::<actix_web::web::Data<super::AppState>>()
-        .cloned();
-    let res = next.call(req).await?;
-    if let (true, Some(state)) = (write, state) {
-        if res.status().is_success() {
-            state.cache.empty();
-        }
-    }
-    Ok(res)
 }

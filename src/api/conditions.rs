@@ -145,6 +145,76 @@ impl IntoParams for IfModifiedSince {
     }
 }
 
+/// The header a write answers with and a read may send back: the WAL position of the write.
+pub const READ_AFTER: &str = "signals-read-after";
+/// The cookie that carries it for browsers.
+pub const READ_AFTER_COOKIE: &str = "signals_read_after";
+/// What a position looks like (`pg_lsn`).
+pub const LSN_PATTERN: &str = "^[0-9A-Fa-f]{1,8}/[0-9A-Fa-f]{1,8}$";
+
+/// `Signals-Read-After` of a read (or its cookie): the WAL position of the client's last
+/// write, so a replica serves the read only once it has replayed that far (read your writes).
+pub struct ReadAfter(pub Option<u64>);
+
+impl ReadAfter {
+    /// The position the read needs (0: any).
+    pub fn needed(&self) -> u64 {
+        self.0.unwrap_or(0)
+    }
+}
+
+impl FromRequest for ReadAfter {
+    type Error = ApiError;
+    type Future = Ready<Result<Self, ApiError>>;
+
+    fn from_request(req: &HttpRequest, _: &mut Payload) -> Self::Future {
+        use crate::db::replicas::parse_lsn;
+        let header = req.headers().get(READ_AFTER).map(|v| {
+            v.to_str().ok().and_then(parse_lsn).ok_or_else(|| {
+                ApiError::bad_parameter(
+                    "Signals-Read-After",
+                    "must be a WAL position as a write gave it, like 0/16B3740",
+                )
+            })
+        });
+        // The cookie is read leniently: a browser sends back whatever it was given.
+        let cookie = || {
+            req.headers()
+                .get_all(header::COOKIE)
+                .filter_map(|v| v.to_str().ok())
+                .flat_map(|v| v.split(';'))
+                .filter_map(|pair| pair.trim().split_once('='))
+                .find(|(name, _)| *name == READ_AFTER_COOKIE)
+                .and_then(|(_, value)| parse_lsn(value))
+        };
+        ready(match header {
+            Some(parsed) => parsed.map(|lsn| ReadAfter(Some(lsn))),
+            None => Ok(ReadAfter(cookie())),
+        })
+    }
+}
+
+impl IntoParams for ReadAfter {
+    fn into_params(_: impl Fn() -> Option<ParameterIn>) -> Vec<Parameter> {
+        vec![ParameterBuilder::new()
+            .name("Signals-Read-After")
+            .parameter_in(ParameterIn::Header)
+            .required(Required::False)
+            .description(Some(
+                "The `Signals-Read-After` of a write's answer: read your own write. With streaming \
+                 replicas, a replica answers only once it has replayed that far, else the primary \
+                 does. (Browsers get it as the cookie `signals_read_after`.)",
+            ))
+            .schema(Some(
+                ObjectBuilder::new()
+                    .schema_type(Type::String)
+                    .pattern(Some(LSN_PATTERN)),
+            ))
+            .example(Some(serde_json::json!("0/16B3740")))
+            .build()]
+    }
+}
+
 /// An endpoint without query parameters: one that is sent is 400, as on every other endpoint
 /// (a typo is reported, not ignored).
 pub struct NoParameters;

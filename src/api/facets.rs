@@ -6,7 +6,7 @@ use utoipa::{IntoParams, ToSchema};
 
 use super::auth::Reader;
 use super::cache::Cached;
-use super::conditions::IfNoneMatch;
+use super::conditions::{IfNoneMatch, ReadAfter};
 use super::problem::{responses, ApiError};
 use super::{cacheable_json, etag_of, AppState};
 use crate::db::{self, facets::FacetCount};
@@ -48,14 +48,15 @@ async fn page<F>(
     req: &HttpRequest,
     state: &AppState,
     held: &IfNoneMatch,
+    read_after: &ReadAfter,
     kind: &str,
     count: F,
 ) -> Result<HttpResponse, ApiError>
 where
-    F: AsyncFnOnce(&mut db::PgConn) -> Result<Vec<FacetCount>, ApiError>,
+    F: AsyncFn(&mut db::PgConn) -> Result<Vec<FacetCount>, ApiError>,
 {
     let key = format!("{kind}:{}", req.query_string());
-    if let Some(hit) = state.cache.get(&key) {
+    if let Some(hit) = state.cache.get(&key, read_after.needed()) {
         let body = hit.body.clone();
         return Ok(cacheable_json(
             held,
@@ -64,9 +65,13 @@ where
             || body,
         ));
     }
-    let generation = state.cache.generation();
-    let mut conn = db::conn(&state.list_pool).await?;
-    let items = count(&mut conn).await?;
+    let ticket = state.cache.ticket();
+    let (items, replayed) = state
+        .read(read_after.needed(), async |route| {
+            let mut conn = db::conn(route.list_pool).await?;
+            count(&mut conn).await
+        })
+        .await?;
     let page = FacetPage {
         items: items
             .into_iter()
@@ -84,7 +89,7 @@ where
         link: None,
         updated: None,
     };
-    state.cache.put(key, cached, generation);
+    state.cache.put(key, cached, ticket, replayed);
     Ok(cacheable_json(held, etag, state.public_read, || body))
 }
 
@@ -95,7 +100,7 @@ where
 #[utoipa::path(
     operation_id = "list_categories",
     tag = "signals",
-    params(CategoryQuery, IfNoneMatch),
+    params(CategoryQuery, IfNoneMatch, ReadAfter),
     responses(
         (status = 200, description = "Categories with counts", body = FacetPage, headers(("ETag" = String, description = "Strong validator of the list"), ("Cache-Control" = String))),
         (status = 304, description = "Not modified: the ETag in If-None-Match is current"),
@@ -111,12 +116,18 @@ pub async fn list_categories(
     state: web::Data<AppState>,
     _reader: Reader,
     held: IfNoneMatch,
+    read_after: ReadAfter,
 ) -> Result<HttpResponse, ApiError> {
     let CategoryQuery(query) =
         CategoryQuery::parse(req.query_string()).map_err(ApiError::parameter)?;
-    page(&req, &state, &held, "c", async |conn: &mut db::PgConn| {
-        Ok(db::facets::categories(conn, &query.filter).await?)
-    })
+    page(
+        &req,
+        &state,
+        &held,
+        &read_after,
+        "c",
+        async |conn: &mut db::PgConn| Ok(db::facets::categories(conn, &query.filter).await?),
+    )
     .await
 }
 
@@ -127,7 +138,7 @@ pub async fn list_categories(
 #[utoipa::path(
     operation_id = "list_tags",
     tag = "signals",
-    params(TagQuery, IfNoneMatch),
+    params(TagQuery, IfNoneMatch, ReadAfter),
     responses(
         (status = 200, description = "Tags with counts", body = FacetPage, headers(("ETag" = String, description = "Strong validator of the list"), ("Cache-Control" = String))),
         (status = 304, description = "Not modified: the ETag in If-None-Match is current"),
@@ -143,10 +154,16 @@ pub async fn list_tags(
     state: web::Data<AppState>,
     _reader: Reader,
     held: IfNoneMatch,
+    read_after: ReadAfter,
 ) -> Result<HttpResponse, ApiError> {
     let TagQuery(query) = TagQuery::parse(req.query_string()).map_err(ApiError::parameter)?;
-    page(&req, &state, &held, "t", async |conn: &mut db::PgConn| {
-        Ok(db::facets::tags(conn, &query.filter, query.limit).await?)
-    })
+    page(
+        &req,
+        &state,
+        &held,
+        &read_after,
+        "t",
+        async |conn: &mut db::PgConn| Ok(db::facets::tags(conn, &query.filter, query.limit).await?),
+    )
     .await
 }

@@ -24,7 +24,7 @@ use uuid::Uuid;
 
 use super::auth::Reader;
 use super::cache::Cached;
-use super::conditions::{IfModifiedSince, IfNoneMatch};
+use super::conditions::{IfModifiedSince, IfNoneMatch, ReadAfter};
 use super::problem::{responses, ApiError};
 use super::{cache_control, version_etag, AppState, PublicBase};
 use crate::db::{self, changes, lists};
@@ -183,6 +183,7 @@ async fn feed(
     state: web::Data<AppState>,
     held: IfNoneMatch,
     since: IfModifiedSince,
+    read_after: ReadAfter,
     format: Format,
 ) -> Result<HttpResponse, ApiError> {
     let query = FeedQuery::parse(req.query_string()).map_err(ApiError::parameter)?;
@@ -191,13 +192,17 @@ async fn feed(
         Format::Atom => ("atom", ATOM),
     };
     let key = format!("f:{kind}:{}", req.query_string());
-    let made = match state.cache.get(&key) {
+    let made = match state.cache.get(&key, read_after.needed()) {
         Some(hit) => hit,
         None => {
-            let generation = state.cache.generation();
-            let made = Arc::new(make(&req, &state, &query, format, kind).await?);
-            state.cache.put(key, (*made).clone(), generation);
-            made
+            let ticket = state.cache.ticket();
+            let (made, replayed) = state
+                .read(read_after.needed(), async |route| {
+                    make(&req, route.list_pool, &query, format, kind).await
+                })
+                .await?;
+            state.cache.put(key, made.clone(), ticket, replayed);
+            Arc::new(made)
         }
     };
     let updated = made.updated.unwrap_or(DateTime::UNIX_EPOCH);
@@ -237,12 +242,12 @@ async fn feed(
 /// A feed's document, its ETag and its newest change.
 async fn make(
     req: &HttpRequest,
-    state: &AppState,
+    pool: &crate::db::PgPool,
     query: &FeedQuery,
     format: Format,
     kind: &str,
 ) -> Result<Cached, ApiError> {
-    let mut conn = db::conn(&state.list_pool).await?;
+    let mut conn = db::conn(pool).await?;
     let rows = lists::newest(&mut conn, &query.filter, query.limit).await?;
     let newest_change = changes::newest_time(&mut conn).await?;
     drop(conn);
@@ -303,7 +308,7 @@ async fn make(
 #[utoipa::path(
     operation_id = "json_feed",
     tag = "feeds",
-    params(FeedQuery, IfNoneMatch, IfModifiedSince),
+    params(FeedQuery, IfNoneMatch, IfModifiedSince, ReadAfter),
     responses(
         (status = 200, description = "A JSON Feed 1.1 document", content_type = "application/feed+json",
             body = Object,
@@ -336,8 +341,9 @@ pub async fn json_feed(
     _reader: Reader,
     held: IfNoneMatch,
     since: IfModifiedSince,
+    read_after: ReadAfter,
 ) -> Result<HttpResponse, ApiError> {
-    feed(req, state, held, since, Format::Json).await
+    feed(req, state, held, since, read_after, Format::Json).await
 }
 
 /// Atom feed
@@ -351,7 +357,7 @@ pub async fn json_feed(
 #[utoipa::path(
     operation_id = "atom_feed",
     tag = "feeds",
-    params(FeedQuery, IfNoneMatch, IfModifiedSince),
+    params(FeedQuery, IfNoneMatch, IfModifiedSince, ReadAfter),
     responses(
         (status = 200, description = "An Atom feed document", content_type = "application/atom+xml",
             body = String,
@@ -375,6 +381,7 @@ pub async fn atom_feed(
     _reader: Reader,
     held: IfNoneMatch,
     since: IfModifiedSince,
+    read_after: ReadAfter,
 ) -> Result<HttpResponse, ApiError> {
-    feed(req, state, held, since, Format::Atom).await
+    feed(req, state, held, since, read_after, Format::Atom).await
 }

@@ -10,7 +10,7 @@ use utoipa::{IntoParams, PartialSchema, ToSchema};
 
 use super::auth::Reader;
 use super::cache::Cached;
-use super::conditions::IfNoneMatch;
+use super::conditions::{IfNoneMatch, ReadAfter};
 use super::problem::{responses, ApiError};
 use super::{cacheable_json, version_etag, AppState, PublicBase};
 use crate::db::{self, lists, signal_json::SignalJson};
@@ -74,7 +74,7 @@ impl IntoParams for ListQuery {
 #[utoipa::path(
     operation_id = "list_signals",
     tag = "signals",
-    params(ListQuery, IfNoneMatch),
+    params(ListQuery, IfNoneMatch, ReadAfter),
     responses(
         (status = 200, description = "A page of signals", body = SignalPage, headers(
             ("Link" = String, description = "`<next page URL>; rel=\"next\"` when there is a next page"),
@@ -94,6 +94,7 @@ pub async fn list_signals(
     state: web::Data<AppState>,
     _reader: Reader,
     held: IfNoneMatch,
+    read_after: ReadAfter,
 ) -> Result<HttpResponse, ApiError> {
     let query = ListQuery::parse(req.query_string()).map_err(ApiError::parameter)?;
     let after = query
@@ -101,7 +102,10 @@ pub async fn list_signals(
         .map_err(ApiError::parameter)?;
     // First pages are what most clients ask for, again and again: they are cached.
     let key = after.is_none().then(|| format!("l:{}", req.query_string()));
-    if let Some(hit) = key.as_deref().and_then(|k| state.cache.get(k)) {
+    if let Some(hit) = key
+        .as_deref()
+        .and_then(|k| state.cache.get(k, read_after.needed()))
+    {
         let body = hit.body.clone();
         let mut response = cacheable_json(&held, hit.etag.clone(), state.public_read, || body);
         if let Some(link) = hit
@@ -113,24 +117,29 @@ pub async fn list_signals(
         }
         return Ok(response);
     }
-    let generation = state.cache.generation();
-    let mut conn = db::conn(&state.list_pool).await?;
-    let page = lists::list(
-        &mut conn,
-        &query.filter,
-        query.sort,
-        after.as_ref(),
-        query.limit,
-    )
-    .await?;
+    let ticket = state.cache.ticket();
+    let ((page, total), replayed) = state
+        .read(read_after.needed(), async |route| {
+            let mut conn = db::conn(route.list_pool).await?;
+            let page = lists::list(
+                &mut conn,
+                &query.filter,
+                query.sort,
+                after.as_ref(),
+                query.limit,
+            )
+            .await?;
+            let total = match query.include_total {
+                true => Some(lists::count(&mut conn, &query.filter).await?),
+                false => None,
+            };
+            Ok((page, total))
+        })
+        .await?;
     let rows = page.rows;
     let next_cursor = page
         .next
         .map(|after| query.cursor_for(&after, &state.cursor_key));
-    let total = match query.include_total {
-        true => Some(lists::count(&mut conn, &query.filter).await?),
-        false => None,
-    };
     let versions: Vec<_> = rows.iter().map(|r| (r.id, r.updated_at)).collect();
     let etag = version_etag(
         &versions,
@@ -152,7 +161,7 @@ pub async fn list_signals(
             link: link.clone(),
             updated: None,
         };
-        state.cache.put(key, cached, generation);
+        state.cache.put(key, cached, ticket, replayed);
     }
     let mut response = cacheable_json(&held, etag, state.public_read, || body);
     if let Some(link) = link.and_then(|l| header::HeaderValue::from_str(&l).ok()) {

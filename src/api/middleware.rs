@@ -73,6 +73,44 @@ pub async fn bounded_head(
     }
 }
 
+/// After a successful write: the cache of this instance is emptied (the writer's next read
+/// sees the write), and the answer carries the WAL position of the write (`Signals-Read-After`,
+/// also as a cookie for browsers) for the client's next read to send back.
+pub async fn after_writes(
+    req: ServiceRequest,
+    next: Next<impl MessageBody + 'static>,
+) -> Result<ServiceResponse<impl MessageBody>, Error> {
+    let write = !matches!(*req.method(), Method::GET | Method::HEAD | Method::OPTIONS);
+    let state = req.app_data::<web::Data<super::AppState>>().cloned();
+    let mut res = next.call(req).await?;
+    let (true, Some(state)) = (write, state) else {
+        return Ok(res);
+    };
+    if !res.status().is_success() {
+        return Ok(res);
+    }
+    state.cache.empty();
+    // Read after the commit: at or after the write's own position.
+    let position = match crate::db::conn(&state.pool).await {
+        Ok(mut conn) => crate::db::replicas::primary_lsn(&mut conn).await.ok(),
+        Err(_) => None,
+    };
+    if let Some(lsn) = position.map(crate::db::replicas::format_lsn) {
+        let headers = res.headers_mut();
+        if let Ok(v) = HeaderValue::from_str(&lsn) {
+            headers.insert(HeaderName::from_static(super::conditions::READ_AFTER), v);
+        }
+        let cookie = format!(
+            "{}={lsn}; Path=/; Max-Age=60; SameSite=Lax; HttpOnly",
+            super::conditions::READ_AFTER_COOKIE
+        );
+        if let Ok(v) = HeaderValue::from_str(&cookie) {
+            headers.append(header::SET_COOKIE, v);
+        }
+    }
+    Ok(res)
+}
+
 /// The method the client sent (HEAD for a HEAD routed as GET).
 pub fn original_method(req: &actix_web::HttpRequest) -> Method {
     match req.extensions().get::<Head>() {

@@ -50,6 +50,20 @@ impl PublicBase {
     }
 }
 
+/// This worker's connections to one replica.
+pub struct ReadConns {
+    pub list_pool: PgPool,
+    pub lookups: SharedConn,
+}
+
+/// Where one read goes: the primary's connections or a replica's.
+pub struct Route<'a> {
+    pub list_pool: &'a PgPool,
+    pub lookups: &'a SharedConn,
+    /// On a replica: the WAL position it had replayed when it was chosen.
+    pub replayed: Option<u64>,
+}
+
 /// What every handler shares.
 pub struct AppState {
     /// For writes, API keys and readiness.
@@ -64,6 +78,52 @@ pub struct AppState {
     pub db_timeout: Duration,
     /// Hot reads, emptied by every change (`SIGNALS_CACHE_MB`).
     pub cache: std::sync::Arc<cache::Cache>,
+    /// The streaming replicas (`SIGNALS_READ_DATABASE_URL`) and what this instance knows of them.
+    pub replicas: std::sync::Arc<crate::db::replicas::Replicas>,
+    /// This worker's connections to each replica, in the order of `replicas.list`.
+    pub replica_reads: Vec<ReadConns>,
+}
+
+impl AppState {
+    /// Where a read goes that needs the WAL replayed up to `needed` (a client's
+    /// `Signals-Read-After`; 0 when it sent none): a healthy replica that has replayed it, taking
+    /// turns, else the primary.
+    pub fn route(&self, needed: u64) -> Route<'_> {
+        match self.replicas.pick(needed) {
+            Some(i) => Route {
+                list_pool: &self.replica_reads[i].list_pool,
+                lookups: &self.replica_reads[i].lookups,
+                replayed: Some(self.replicas.list[i].replayed()),
+            },
+            None => self.primary(),
+        }
+    }
+
+    fn primary(&self) -> Route<'_> {
+        Route {
+            list_pool: &self.list_pool,
+            lookups: &self.lookups,
+            replayed: None,
+        }
+    }
+
+    /// Runs a read where [`AppState::route`] sends it; when that was a replica and it could not
+    /// answer (stopped, lost, too slow), once more on the primary, so a replica going away
+    /// costs clients no error. Returns the answer and the replica's replayed position (`None`:
+    /// the primary answered), for the cache.
+    pub async fn read<T, F>(&self, needed: u64, mut read: F) -> Result<(T, Option<u64>), ApiError>
+    where
+        F: AsyncFnMut(&Route<'_>) -> Result<T, ApiError>,
+    {
+        let route = self.route(needed);
+        match read(&route).await {
+            Err(ApiError::Unavailable(cause)) if route.replayed.is_some() => {
+                tracing::warn!(%cause, "a replica could not answer a read; the primary answers it");
+                read(&self.primary()).await.map(|answer| (answer, None))
+            }
+            answer => answer.map(|answer| (answer, route.replayed)),
+        }
+    }
 }
 
 /// Registers every documented operation. Used for the running app and for `signals openapi`,
@@ -107,9 +167,47 @@ pub fn openapi() -> OpenApi {
         .split_for_parts();
     add_links(&mut api);
     add_rate_limits(&mut api);
+    add_read_tokens(&mut api);
     add_body_timeouts(&mut api);
     add_head_operations(&mut api);
     api
+}
+
+/// Every successful write answers with the WAL position of the write (`middleware::after_writes`).
+fn add_read_tokens(api: &mut OpenApi) {
+    use utoipa::openapi::header::HeaderBuilder;
+    use utoipa::openapi::schema::{ObjectBuilder, Type};
+    let token = HeaderBuilder::new()
+        .schema(Some(
+            ObjectBuilder::new()
+                .schema_type(Type::String)
+                .pattern(Some(conditions::LSN_PATTERN)),
+        ))
+        .description(Some(
+            "The WAL position of this write: sent back as `Signals-Read-After` on a read, it \
+             is answered only by a database that has it (read your writes). Also set as the \
+             cookie `signals_read_after` for 60 s.",
+        ))
+        .build();
+    for item in api.paths.paths.values_mut() {
+        for op in [
+            &mut item.post,
+            &mut item.put,
+            &mut item.patch,
+            &mut item.delete,
+        ]
+        .into_iter()
+        .flatten()
+        {
+            for (status, response) in op.responses.responses.iter_mut() {
+                if let (true, RefOr::T(response)) = (status.starts_with('2'), response) {
+                    response
+                        .headers
+                        .insert("Signals-Read-After".to_owned(), RefOr::T(token.clone()));
+                }
+            }
+        }
+    }
 }
 
 /// An operation with a body answers 408 when the body comes too slowly.

@@ -9,7 +9,7 @@ use futures_util::future::BoxFuture;
 
 use super::auth::{Principal, Reader, Writer};
 use super::cache::Cached;
-use super::conditions::{not_found, IfMatch, IfNoneMatch, SignalPath};
+use super::conditions::{not_found, IfMatch, IfNoneMatch, ReadAfter, SignalPath};
 use super::idempotency::{self, Idempotency, Reply, Write};
 use super::problem::{responses, ApiError};
 use super::{cacheable_json, read_json, signal_etag, AppState};
@@ -110,7 +110,7 @@ impl Write for Create<'_> {
 #[utoipa::path(
     operation_id = "get_signal",
     tag = "signals",
-    params(SignalPath, IfNoneMatch),
+    params(SignalPath, IfNoneMatch, ReadAfter),
     responses(
         (status = 200, description = "The signal", body = Signal, headers(
             ("ETag" = String, description = "Strong validator of the representation"),
@@ -129,12 +129,13 @@ pub async fn get_signal(
     _reader: Reader,
     SignalPath(signal_ref): SignalPath,
     held: IfNoneMatch,
+    read_after: ReadAfter,
 ) -> Result<HttpResponse, ApiError> {
     let key = match &signal_ref {
         SignalRef::Id(id) => format!("i:{id}"),
         SignalRef::Slug(slug) => format!("s:{slug}"),
     };
-    if let Some(hit) = state.cache.get(&key) {
+    if let Some(hit) = state.cache.get(&key, read_after.needed()) {
         let body = hit.body.clone();
         return Ok(cacheable_json(
             &held,
@@ -143,22 +144,22 @@ pub async fn get_signal(
             || body,
         ));
     }
-    let generation = state.cache.generation();
-    let signal = lookups::lookup(&state.lookups, &signal_ref)
-        .await?
-        .ok_or_else(not_found)?;
+    let ticket = state.cache.ticket();
+    let (found, replayed) = state
+        .read(read_after.needed(), async |route| {
+            Ok(lookups::lookup(route.lookups, &signal_ref).await?)
+        })
+        .await?;
+    let signal = found.ok_or_else(not_found)?;
     let etag = signal_etag(signal.id, signal.updated_at);
     let body = actix_web::web::Bytes::from(signal.into_bytes());
-    state.cache.put(
-        key,
-        Cached {
-            body: body.clone(),
-            etag: etag.clone(),
-            link: None,
-            updated: None,
-        },
-        generation,
-    );
+    let cached = Cached {
+        body: body.clone(),
+        etag: etag.clone(),
+        link: None,
+        updated: None,
+    };
+    state.cache.put(key, cached, ticket, replayed);
     Ok(cacheable_json(&held, etag, state.public_read, || body))
 }
 

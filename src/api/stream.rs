@@ -20,7 +20,9 @@ use utoipa::openapi::Required;
 use utoipa::IntoParams;
 
 use super::auth::Reader;
+use super::conditions::ReadAfter;
 use super::problem::{responses, ApiError};
+use super::AppState;
 use crate::db::{self, changes};
 use crate::domain::query::{parameters, ListFilter, StreamQuery, STREAM_PARAMS};
 use crate::domain::FieldError;
@@ -66,7 +68,7 @@ impl IntoParams for StreamQuery {
 #[utoipa::path(
     operation_id = "stream_signals",
     tag = "signals",
-    params(StreamQuery),
+    params(StreamQuery, ReadAfter),
     responses(
         (status = 200, description = "Changes as they happen (the response does not end)",
             content_type = "text/event-stream", body = String,
@@ -83,7 +85,9 @@ impl IntoParams for StreamQuery {
 pub async fn stream_signals(
     req: HttpRequest,
     hub: web::Data<Arc<Hub>>,
+    state: web::Data<AppState>,
     _reader: Reader,
+    read_after: ReadAfter,
 ) -> Result<HttpResponse, ApiError> {
     let query = StreamQuery::parse(req.query_string()).map_err(ApiError::parameter)?;
     let resume = match req.headers().get("last-event-id") {
@@ -106,6 +110,12 @@ pub async fn stream_signals(
         .ok_or_else(|| ApiError::Unavailable("all stream slots are taken".into()))?;
     // Subscribed before the log is read, so nothing falls between the replay and live.
     let rx = hub.subscribe();
+    // The replay may come from a replica that has every change sent out before the
+    // subscription (and the client's own write).
+    let replay = state
+        .route(read_after.needed().max(hub.seen_lsn()))
+        .list_pool
+        .clone();
     if let Some(after) = resume {
         let mut conn = db::conn(hub.pool()).await?;
         let (oldest, _) = changes::bounds(&mut conn).await?;
@@ -122,7 +132,7 @@ pub async fn stream_signals(
         ready: VecDeque::new(),
         last: resume.unwrap_or(-1),
         replaying: resume.is_some(),
-        hub: hub.get_ref().clone(),
+        replay,
         closing: hub.closing(),
         _slot: slot,
     };
@@ -156,7 +166,8 @@ struct Feed {
     /// The last position sent (or resumed after).
     last: i64,
     replaying: bool,
-    hub: Arc<Hub>,
+    /// Where the replay is read: the primary, or a replica new enough.
+    replay: crate::db::PgPool,
     closing: tokio::sync::watch::Receiver<bool>,
     _slot: StreamSlot,
 }
@@ -201,7 +212,7 @@ impl Feed {
     /// Reads the next page of the log after `last` into `ready`; false when the database
     /// fails (the stream ends; the client resumes).
     async fn replay_page(&mut self) -> bool {
-        let Ok(mut conn) = db::conn(self.hub.pool()).await else {
+        let Ok(mut conn) = db::conn(&self.replay).await else {
             return false;
         };
         let Ok(page) = changes::after(&mut conn, self.last, 200).await else {

@@ -31,7 +31,9 @@ pub async fn healthz(_: NoParameters) -> HttpResponse {
 
 /// Readiness
 ///
-/// 200 when the database answers a query within the database timeout, else 503.
+/// 200 when the database (the primary) answers a query within the database timeout, else 503.
+/// The body names the state of each streaming replica too (whether it serves reads, and how far
+/// behind it is); replicas do not decide readiness.
 #[utoipa::path(
     operation_id = "readyz",
     tag = "operations",
@@ -45,7 +47,17 @@ pub async fn healthz(_: NoParameters) -> HttpResponse {
 #[get("/readyz")]
 pub async fn readyz(_: NoParameters, state: web::Data<AppState>) -> Result<HttpResponse, ApiError> {
     if db::ping(&state.pool, state.db_timeout).await {
-        Ok(HttpResponse::Ok().content_type("text/plain").body("ready"))
+        // Replicas are helpers: the instance is ready while the primary answers.
+        let mut body = "ready\nprimary: answers\n".to_owned();
+        for replica in &state.replicas.list {
+            let line = match replica.healthy() {
+                true => format!("serving reads, {} ms behind", replica.lag_ms()),
+                false if replica.lag_ms() < 0 => "not answering".to_owned(),
+                false => format!("not serving reads, {} ms behind", replica.lag_ms()),
+            };
+            body.push_str(&format!("replica {}: {line}\n", replica.name));
+        }
+        Ok(HttpResponse::Ok().content_type("text/plain").body(body))
     } else {
         Err(ApiError::Unavailable(
             "readiness check: the database did not answer".into(),
@@ -129,6 +141,20 @@ pub async fn metrics(
         text.push_str(&format!(
             "signals_cache_lookups_total{{outcome=\"{outcome}\"}} {}\n",
             n.load(std::sync::atomic::Ordering::Relaxed)
+        ));
+    }
+    text.push_str(
+        "# HELP signals_replica_serving 1 while a streaming replica serves reads (answers, is a \
+         standby, is within SIGNALS_REPLICA_MAX_LAG_MS)\n# TYPE signals_replica_serving gauge\n\
+         # HELP signals_replica_lag_ms How far behind the primary a replica was at its last \
+         check (-1: not answering)\n# TYPE signals_replica_lag_ms gauge\n",
+    );
+    for replica in &state.replicas.list {
+        let name = replica.name.replace('\\', "\\\\").replace('"', "\\\"");
+        text.push_str(&format!(
+            "signals_replica_serving{{replica=\"{name}\"}} {}\nsignals_replica_lag_ms{{replica=\"{name}\"}} {}\n",
+            u8::from(replica.healthy()),
+            replica.lag_ms()
         ));
     }
     let outcomes = &webhooks.outcomes;

@@ -141,6 +141,72 @@ impl Cluster {
         }
     }
 
+    /// A streaming replica of this cluster in `data_dir` (a base backup with the standby
+    /// settings, `pg_basebackup -R`), started on a free port: for the replica tests, and the way
+    /// to make one by hand (see docs/deploying.md).
+    pub async fn replica(&self, data_dir: &Path) -> Result<Cluster, Fatal> {
+        let data_dir = absolute(data_dir)?;
+        make_private_dir(&data_dir, self.run_as)?;
+        // Beside initdb, or beside what a link named initdb points to (a PATH folder may hold
+        // links to initdb and pg_ctl alone).
+        let program = [self.bin.clone()]
+            .into_iter()
+            .chain(
+                fs::canonicalize(self.bin.join("initdb"))
+                    .ok()
+                    .and_then(|p| p.parent().map(Path::to_path_buf)),
+            )
+            .map(|dir| dir.join("pg_basebackup"))
+            .find(|p| p.is_file())
+            .ok_or_else(|| Fatal("no pg_basebackup beside initdb".into()))?;
+        let mut cmd = Command::new(program);
+        if let Some((uid, gid)) = self.run_as {
+            cmd.uid(uid).gid(gid);
+        }
+        let output = cmd
+            .current_dir("/")
+            .arg("-D")
+            .arg(&data_dir)
+            .args([
+                "-R",
+                "-X",
+                "stream",
+                "-c",
+                "fast",
+                "-h",
+                "127.0.0.1",
+                "-U",
+                SUPERUSER,
+            ])
+            .arg("-p")
+            .arg(self.port.to_string())
+            .env("PGPASSWORD", &self.password)
+            .output()
+            .map_err(|e| Fatal(format!("cannot run pg_basebackup: {e}")))?;
+        if !output.status.success() {
+            return Err(Fatal(format!(
+                "pg_basebackup failed: {}",
+                String::from_utf8_lossy(&output.stderr).trim()
+            )));
+        }
+        Cluster::start(&data_dir, Some(&self.bin)).await
+    }
+
+    /// Makes a standby a primary (`pg_ctl promote`): the last step of a failover.
+    pub fn promote(&self) -> Result<(), Fatal> {
+        let status = self
+            .command("pg_ctl")
+            .args(["promote", "-w", "-D"])
+            .arg(&self.data_dir)
+            .stdout(Stdio::null())
+            .status()
+            .map_err(|e| Fatal(format!("cannot run pg_ctl: {e}")))?;
+        match status.success() {
+            true => Ok(()),
+            false => Err(Fatal(format!("pg_ctl promote failed: {status}"))),
+        }
+    }
+
     /// Starts a paused server again, on the port it had.
     pub fn resume(&mut self) -> Result<(), Fatal> {
         let port = self.port;

@@ -9,6 +9,7 @@ pub mod keys;
 pub mod limits;
 pub mod lists;
 pub mod lookups;
+pub mod replicas;
 pub mod rows;
 pub mod schema;
 pub mod sealed;

@@ -122,6 +122,13 @@ pub struct Hub {
     open: AtomicUsize,
     max_streams: usize,
     pool: PgPool,
+    /// The primary's WAL position when a change was last read from the log (before it was sent
+    /// out): a replica that has replayed it has every change sent out so far.
+    seen_lsn: std::sync::atomic::AtomicU64,
+    /// A WAL position every change up to which has been sent out (and seen by `on_change`).
+    processed_lsn: std::sync::atomic::AtomicU64,
+    /// Called, in order, before the changes of a catch-up are sent out (the cache empties).
+    on_change: std::sync::Mutex<Vec<Box<dyn Fn() + Send + Sync>>>,
     /// True once the service is shutting down: open streams end (their clients reconnect,
     /// to another instance, and resume), so they do not hold the shutdown up.
     closing: tokio::sync::watch::Sender<bool>,
@@ -165,9 +172,32 @@ impl Hub {
             max_streams,
             pool,
             closing: tokio::sync::watch::channel(false).0,
+            seen_lsn: std::sync::atomic::AtomicU64::new(0),
+            processed_lsn: std::sync::atomic::AtomicU64::new(0),
+            on_change: std::sync::Mutex::new(Vec::new()),
         });
         actix_web::rt::spawn(hub.clone().listen(url, settings));
         Ok(hub)
+    }
+
+    /// See the field: what a read from a replica must have replayed to be as new as the changes
+    /// sent out.
+    pub fn seen_lsn(&self) -> u64 {
+        self.seen_lsn.load(Ordering::Acquire)
+    }
+
+    /// A WAL position every change up to which has been sent out: a client's write at or before
+    /// it is known here.
+    pub fn processed_lsn(&self) -> u64 {
+        self.processed_lsn.load(Ordering::Acquire)
+    }
+
+    /// Calls `f` whenever changes are about to be sent out (before they are).
+    pub fn on_change(&self, f: impl Fn() + Send + Sync + 'static) {
+        self.on_change
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .push(Box::new(f));
     }
 
     /// Ends every open stream (at shutdown).
@@ -260,6 +290,14 @@ impl Hub {
         };
         let mut last = self.last.load(Ordering::Relaxed);
         loop {
+            // Every change committed at or before this position is in the pages read from here.
+            let before = match db::replicas::primary_lsn(&mut conn).await {
+                Ok(lsn) => lsn,
+                Err(e) => {
+                    tracing::warn!(error = %e, "live: cannot read the WAL position");
+                    return false;
+                }
+            };
             let page = match changes::after(&mut conn, last, 500).await {
                 Ok(page) => page,
                 Err(e) => {
@@ -268,8 +306,29 @@ impl Hub {
                 }
             };
             if page.is_empty() {
+                self.processed_lsn.fetch_max(before, Ordering::AcqRel);
                 return true;
             }
+            // At or after every change of the page: what a replica must have replayed to be as
+            // new as them. Taken, and the listeners told, before the changes go out.
+            match db::replicas::primary_lsn(&mut conn).await {
+                Ok(lsn) => {
+                    self.seen_lsn.fetch_max(lsn, Ordering::AcqRel);
+                }
+                Err(e) => {
+                    tracing::warn!(error = %e, "live: cannot read the WAL position");
+                    return false;
+                }
+            }
+            for f in self
+                .on_change
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .iter()
+            {
+                f();
+            }
+            let full = page.len() == 500;
             let events = match events(&mut conn, page).await {
                 Ok(events) => events,
                 Err(e) => {
@@ -282,6 +341,9 @@ impl Hub {
                 // No subscriber is no error.
                 let _ = self.tx.send(Arc::new(event));
                 self.last.store(last, Ordering::Relaxed);
+            }
+            if !full {
+                self.processed_lsn.fetch_max(before, Ordering::AcqRel);
             }
         }
     }

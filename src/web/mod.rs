@@ -18,7 +18,7 @@ use utoipa::openapi::Required;
 use utoipa::IntoParams;
 
 use crate::api::auth::Reader;
-use crate::api::conditions::IfNoneMatch;
+use crate::api::conditions::{IfNoneMatch, ReadAfter};
 use crate::api::problem::{responses, ApiError};
 use crate::api::{cache_control, etag_of, AppState};
 use crate::db::{self, facets, lists, lookups};
@@ -231,7 +231,7 @@ fn given(req: &HttpRequest, name: &str) -> String {
 #[utoipa::path(
     operation_id = "reader_feed",
     tag = "reader",
-    params(ReaderQuery, IfNoneMatch),
+    params(ReaderQuery, IfNoneMatch, ReadAfter),
     responses(
         (status = 200, description = "The feed page", content_type = "text/html", body = String,
             headers(("ETag" = String), ("Cache-Control" = String), ("Content-Security-Policy" = String))),
@@ -248,28 +248,34 @@ pub async fn reader_feed(
     state: web::Data<AppState>,
     reader: Result<Reader, ApiError>,
     held: IfNoneMatch,
+    read_after: Result<ReadAfter, ApiError>,
 ) -> Result<HttpResponse, PageError> {
     reader?;
+    let needed = read_after?.needed();
     let query = ListQuery::parse_page(req.query_string()).map_err(ApiError::parameter)?;
     let after = query
         .after(&state.cursor_key)
         .map_err(ApiError::parameter)?;
-    let mut conn = db::conn(&state.list_pool).await?;
-    let listed = lists::list(
-        &mut conn,
-        &query.filter,
-        query.sort,
-        after.as_ref(),
-        PAGE_SIZE,
-    )
-    .await?;
+    let ((listed, categories, tags), _) = state
+        .read(needed, async |route| {
+            let mut conn = db::conn(route.list_pool).await?;
+            let listed = lists::list(
+                &mut conn,
+                &query.filter,
+                query.sort,
+                after.as_ref(),
+                PAGE_SIZE,
+            )
+            .await?;
+            let categories = facets::categories(&mut conn, &FacetFilter::default()).await?;
+            let tags = facets::tags(&mut conn, &FacetFilter::default(), 50).await?;
+            Ok((listed, categories, tags))
+        })
+        .await?;
     let rows = listed.rows;
     let more = listed
         .next
         .map(|after| query.cursor_for(&after, &state.cursor_key));
-    let categories = facets::categories(&mut conn, &FacetFilter::default()).await?;
-    let tags = facets::tags(&mut conn, &FacetFilter::default(), 50).await?;
-    drop(conn);
     let signals: Vec<Signal> = rows
         .iter()
         .filter_map(|row| serde_json::from_slice(row.as_bytes()).ok())
@@ -405,7 +411,7 @@ impl IntoParams for SlugPath {
 #[utoipa::path(
     operation_id = "reader_signal",
     tag = "reader",
-    params(SlugPath, IfNoneMatch),
+    params(SlugPath, IfNoneMatch, ReadAfter),
     responses(
         (status = 200, description = "The signal's page", content_type = "text/html", body = String,
             headers(("ETag" = String), ("Cache-Control" = String), ("Content-Security-Policy" = String))),
@@ -423,17 +429,22 @@ pub async fn reader_signal(
     state: web::Data<AppState>,
     reader: Result<Reader, ApiError>,
     held: IfNoneMatch,
+    read_after: Result<ReadAfter, ApiError>,
 ) -> Result<HttpResponse, PageError> {
     reader?;
+    let needed = read_after?.needed();
     if let Some((name, _)) = form_urlencoded::parse(req.query_string().as_bytes()).next() {
         return Err(ApiError::bad_parameter(&name, "is not a parameter of this page").into());
     }
     let not_found = || ApiError::NotFound("There is no signal at this address.".into());
     let slug = req.match_info().get("slug").unwrap_or_default();
     let signal_ref = SignalRef::parse(slug).ok_or_else(not_found)?;
-    let found = lookups::lookup(&state.lookups, &signal_ref)
-        .await?
-        .ok_or_else(not_found)?;
+    let (found, _) = state
+        .read(needed, async |route| {
+            Ok(lookups::lookup(route.lookups, &signal_ref).await?)
+        })
+        .await?;
+    let found = found.ok_or_else(not_found)?;
     let signal: Signal = serde_json::from_slice(found.as_bytes())
         .map_err(|e| ApiError::Internal(format!("a stored signal does not read back: {e}")))?;
     let mut main = String::with_capacity(signal.body.len() * 2 + 4096);

@@ -254,6 +254,8 @@ pub fn serve_settings() -> ServeSettings {
         events_retention: signals::config::Span(Duration::from_secs(7 * 86_400)),
         max_connections: 4096,
         cache_mb: 32,
+        read_database_url: Vec::new(),
+        replica_max_lag_ms: 1000,
         // Receivers in the tests listen on 127.0.0.1 over plain HTTP; tests of the refusals
         // turn these off.
         webhook_allow_http: true,

@@ -20,6 +20,7 @@ mod migrations;
 mod openapi;
 mod pools;
 mod reader;
+mod replicas;
 mod routes;
 mod signals_crud;
 mod stream;

@@ -1,0 +1,246 @@
+//! Streaming replicas that serve reads (`SIGNALS_READ_DATABASE_URL`).
+//!
+//! Every instance watches every replica (a connection of its own each, every
+//! [`CHECK_EVERY`]): whether it answers, whether it is still a standby, how far it has replayed
+//! the primary's WAL, and so how far behind it is. A replica is used for a read only while it is
+//! healthy (answers, in recovery, at most `SIGNALS_REPLICA_MAX_LAG_MS` behind) and has replayed
+//! at least what the read needs: the position a client's `Signals-Read-After` names (its own
+//! write), and, for an answer the cache may keep, the primary's position when the change
+//! listener last saw a change. Otherwise the primary answers.
+
+use std::sync::atomic::{AtomicBool, AtomicI64, AtomicU64, AtomicUsize, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use diesel::sql_types::{Bool, Nullable, Text};
+use diesel::QueryableByName;
+use diesel_async::AsyncPgConnection;
+// The atomics below are read as `AtomicX::load(&..)`: this trait's blanket `load` would be picked
+// for `.load(..)` on them.
+use diesel_async::RunQueryDsl;
+
+use super::PgPool;
+use crate::config::DatabaseSettings;
+
+/// How often each replica is checked.
+pub const CHECK_EVERY: Duration = Duration::from_millis(250);
+
+/// A WAL position (`pg_lsn`) as a number: `X/Y` is `X << 32 | Y`.
+pub fn parse_lsn(text: &str) -> Option<u64> {
+    let (hi, lo) = text.trim().split_once('/')?;
+    let hi = u64::from_str_radix(hi, 16).ok()?;
+    let lo = u64::from_str_radix(lo, 16).ok()?;
+    (hi <= u32::MAX as u64 && lo <= u32::MAX as u64).then_some(hi << 32 | lo)
+}
+
+/// A WAL position as PostgreSQL writes it.
+pub fn format_lsn(lsn: u64) -> String {
+    format!("{:X}/{:X}", lsn >> 32, lsn & 0xFFFF_FFFF)
+}
+
+/// What an instance knows of one replica.
+pub struct Replica {
+    /// Host, port and database (no password): how `/metrics` and the logs name it.
+    pub name: String,
+    url: String,
+    healthy: AtomicBool,
+    /// The WAL position it has replayed, as of its last check.
+    replayed: AtomicU64,
+    /// How far behind it was at its last check, in milliseconds (-1: unknown).
+    lag_ms: AtomicI64,
+}
+
+impl Replica {
+    pub fn healthy(&self) -> bool {
+        AtomicBool::load(&self.healthy, Ordering::Relaxed)
+    }
+
+    pub fn replayed(&self) -> u64 {
+        AtomicU64::load(&self.replayed, Ordering::Relaxed)
+    }
+
+    pub fn lag_ms(&self) -> i64 {
+        AtomicI64::load(&self.lag_ms, Ordering::Relaxed)
+    }
+}
+
+/// The replicas of an instance and the routing of its reads.
+pub struct Replicas {
+    pub list: Vec<Replica>,
+    max_lag: Duration,
+    next: AtomicUsize,
+}
+
+#[derive(QueryableByName)]
+struct Lsn {
+    #[diesel(sql_type = Text)]
+    lsn: String,
+}
+
+#[derive(QueryableByName)]
+struct Standby {
+    #[diesel(sql_type = Bool)]
+    recovering: bool,
+    #[diesel(sql_type = Nullable<Text>)]
+    replayed: Option<String>,
+}
+
+/// The primary's current WAL position.
+pub async fn primary_lsn(conn: &mut AsyncPgConnection) -> diesel::QueryResult<u64> {
+    let row: Lsn = RunQueryDsl::get_result(
+        diesel::sql_query("SELECT pg_current_wal_lsn()::text AS lsn"),
+        conn,
+    )
+    .await?;
+    parse_lsn(&row.lsn)
+        .ok_or_else(|| diesel::result::Error::DeserializationError("a pg_lsn".into()))
+}
+
+impl Replicas {
+    /// Watches the replicas at `urls` (none: every read goes to the primary), comparing them with
+    /// the primary reached through `primary`.
+    pub fn start(
+        urls: &[String],
+        settings: &DatabaseSettings,
+        primary: PgPool,
+        max_lag: Duration,
+    ) -> Arc<Replicas> {
+        let replicas = Arc::new(Replicas {
+            list: urls
+                .iter()
+                .map(|url| Replica {
+                    name: display_name(url),
+                    url: url.clone(),
+                    healthy: AtomicBool::new(false),
+                    replayed: AtomicU64::new(0),
+                    lag_ms: AtomicI64::new(-1),
+                })
+                .collect(),
+            max_lag,
+            next: AtomicUsize::new(0),
+        });
+        for index in 0..replicas.list.len() {
+            let (replicas, settings, primary) =
+                (replicas.clone(), settings.clone(), primary.clone());
+            actix_web::rt::spawn(async move { replicas.watch(index, settings, primary).await });
+        }
+        replicas
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.list.is_empty()
+    }
+
+    /// A healthy replica that has replayed at least `needed`, taking turns; `None`: the primary.
+    pub fn pick(&self, needed: u64) -> Option<usize> {
+        let n = self.list.len();
+        if n == 0 {
+            return None;
+        }
+        let start = self.next.fetch_add(1, Ordering::Relaxed);
+        (0..n)
+            .map(|i| (start + i) % n)
+            .find(|&i| self.list[i].healthy() && self.list[i].replayed() >= needed)
+    }
+
+    async fn watch(&self, index: usize, settings: DatabaseSettings, primary: PgPool) {
+        let replica = &self.list[index];
+        let mut conn: Option<AsyncPgConnection> = None;
+        // When it last had replayed everything the primary had written before a check.
+        let mut caught_up_at = Instant::now();
+        let mut every = tokio::time::interval(CHECK_EVERY);
+        every.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            every.tick().await;
+            // The primary's position first: a replica that has replayed it is caught up now.
+            let target = match super::conn(&primary).await {
+                Ok(mut p) => primary_lsn(&mut p).await.ok(),
+                Err(_) => None,
+            };
+            if conn.is_none() {
+                conn = super::connect_once(&replica.url, &settings).await.ok();
+            }
+            let state = match conn.as_mut() {
+                Some(c) => RunQueryDsl::get_result::<Standby>(
+                    diesel::sql_query(
+                        "SELECT pg_is_in_recovery() AS recovering, \
+                         pg_last_wal_replay_lsn()::text AS replayed",
+                    ),
+                    c,
+                )
+                .await
+                .ok(),
+                None => None,
+            };
+            let Some(state) = state else {
+                conn = None;
+                if replica.healthy.swap(false, Ordering::Relaxed) {
+                    tracing::warn!(replica = %replica.name, "replica: not answering; reads go elsewhere");
+                }
+                replica.lag_ms.store(-1, Ordering::Relaxed);
+                continue;
+            };
+            let replayed = state.replayed.as_deref().and_then(parse_lsn).unwrap_or(0);
+            replica.replayed.store(replayed, Ordering::Relaxed);
+            if target.is_some_and(|t| replayed >= t) {
+                caught_up_at = Instant::now();
+            }
+            let lag = caught_up_at.elapsed();
+            replica.lag_ms.store(
+                lag.as_millis().min(i64::MAX as u128) as i64,
+                Ordering::Relaxed,
+            );
+            // Promoted (no longer a standby): its data may have gone another way than the
+            // primary's; it serves no reads until it is a standby again.
+            let healthy = state.recovering && lag <= self.max_lag;
+            if replica.healthy.swap(healthy, Ordering::Relaxed) != healthy {
+                match healthy {
+                    true => tracing::info!(replica = %replica.name, "replica: serving reads"),
+                    false => tracing::warn!(
+                        replica = %replica.name,
+                        lag_ms = lag.as_millis() as u64,
+                        standby = state.recovering,
+                        "replica: behind or not a standby; reads go elsewhere"
+                    ),
+                }
+            }
+        }
+    }
+}
+
+/// `host:port/database` of a URL, without user or password.
+fn display_name(url: &str) -> String {
+    match url::Url::parse(url) {
+        Ok(u) => format!(
+            "{}:{}{}",
+            u.host_str().unwrap_or("?"),
+            u.port().unwrap_or(5432),
+            u.path()
+        ),
+        Err(_) => "(not a URL)".into(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn wal_positions_read_and_write_as_postgres_does() {
+        assert_eq!(parse_lsn("0/16B3740"), Some(0x16B3740));
+        assert_eq!(parse_lsn("1A/0"), Some(0x1A << 32));
+        assert_eq!(format_lsn(0x1A_0000_0010), "1A/10");
+        assert_eq!(parse_lsn(&format_lsn(0x5_0000_ABCD)), Some(0x5_0000_ABCD));
+        for bad in ["", "0", "x/1", "1/", "100000000/0"] {
+            assert_eq!(parse_lsn(bad), None, "{bad}");
+        }
+    }
+
+    #[test]
+    fn replicas_are_named_without_their_passwords() {
+        assert_eq!(
+            display_name("postgres://u:secret@db.example:6432/signals"),
+            "db.example:6432/signals"
+        );
+    }
+}
