@@ -44,38 +44,51 @@ def median(values):
 def main():
     results = json.loads(Path(sys.argv[1]).read_text())
     print()
-    print("Medians over the rounds; a round is one wrk run, then pgbench on the service's own SQL,")
-    print("then pgbench on the plain table with its obvious SQL (issue 15's baseline).")
-    print(f"{'query':<34} {'API req/s':>10} {'p50 ms':>7} {'p99 ms':>7} | {'own SQL tps':>10} {'ratio':>6} | "
-          f"{'plain tps':>9} {'p50 ms':>7} {'p99 ms':>7} {'ratio':>6} {'p99 x':>6}  ratio to plain per round")
-    print("-" * 150)
+    print("Medians over the rounds. A round: wrk on the service without its cache, pgbench on the")
+    print("service's own SQL, pgbench on the plain table with its obvious SQL (issue 15's baseline),")
+    print("wrk on the service with its cache.")
+    print(f"{'query':<30} {'API req/s':>9} {'p50':>6} {'p99':>6} | {'own SQL':>8} {'ratio':>5} | "
+          f"{'plain':>7} {'p50':>6} {'p99':>6} {'ratio':>5} {'p99 x':>5} | {'cached':>7} {'p99':>6} {'x plain':>7}")
+    print("-" * 152)
     for r in results["queries"]:
         rounds = r["rounds"]
         api = {k: median([x["api"][k] for x in rounds]) for k in ("rps", "p50", "p99")}
         pg = {k: median([x["pgbench"][k] for x in rounds]) for k in ("tps", "p50", "p99")}
         own = median([x["api"]["rps"] / x["pgbench"]["tps"] for x in rounds])
-        bad = sum(x["api"]["bad"] for x in rounds)
+        bad = sum(x["api"]["bad"] for x in rounds) + sum(x.get("cached", {}).get("bad", 0) for x in rounds)
         # wrk counts a request that got no answer within 2 s as a timeout.
         timeouts = sum(x["api"].get("timeouts", 0) for x in rounds)
         flag = "" if not bad else f"  ({bad} non-2xx!)"
         flag += "" if not timeouts else f"  ({timeouts} wrk timeouts)"
-        line = f"{r['name']:<34} {api['rps']:>10.0f} {api['p50']:>7.2f} {api['p99']:>7.2f} | {pg['tps']:>10.0f} {own:>6.2f} | "
+        line = f"{r['name'][:30]:<30} {api['rps']:>9.0f} {api['p50']:>6.2f} {api['p99']:>6.2f} | {pg['tps']:>8.0f} {own:>5.2f} | "
+        plain_tps = None
         if all(x.get("plain") for x in rounds):
             plain = {k: median([x["plain"][k] for x in rounds]) for k in ("tps", "p50", "p99")}
-            ratios = [x["api"]["rps"] / x["plain"]["tps"] for x in rounds]
+            plain_tps = plain["tps"]
+            ratio = median([x["api"]["rps"] / x["plain"]["tps"] for x in rounds])
             p99x = median([x["api"]["p99"] / x["plain"]["p99"] for x in rounds])
-            per_round = " ".join(f"{x:.2f}" for x in ratios)
-            line += f"{plain['tps']:>9.0f} {plain['p50']:>7.2f} {plain['p99']:>7.2f} {median(ratios):>6.2f} {p99x:>6.2f}  {per_round}"
+            line += f"{plain['tps']:>7.0f} {plain['p50']:>6.2f} {plain['p99']:>6.2f} {ratio:>5.2f} {p99x:>5.2f} | "
         else:
-            line += f"{'-':>9} {'':>7} {'':>7} {'':>6} {'':>6}"
+            line += f"{'-':>7} {'':>6} {'':>6} {'':>5} {'':>5} | "
+        if all(x.get("cached") for x in rounds):
+            cached = {k: median([x["cached"][k] for x in rounds]) for k in ("rps", "p99")}
+            times = "" if plain_tps is None else f"{median([x['cached']['rps'] / x['plain']['tps'] for x in rounds]):>7.2f}"
+            line += f"{cached['rps']:>7.0f} {cached['p99']:>6.2f} {times:>7}"
         print(line + flag)
+    print()
     for s in results.get("search", []):
-        print(f"search {s['name']:<40} matches {s['matches']:>8}  1 client p50 {s['p50']:.1f} ms  "
-              f"32 connections {s['rps']:.0f} req/s, non-2xx {s['bad']}")
+        print(f"search {s['name'][:24]!r:<26} matches {s['matches']:>7} ({s['matches'] / 10000:.1f} % of 1M): "
+              f"one client p50 {s['p50']:.1f} ms; 32 connections {s['rps']:.0f} req/s, non-2xx {s['bad']}")
     if "healthz_rps" in results:
         print(f"GET /healthz (the framework's ceiling): {results['healthz_rps']:.0f} req/s")
-    print()
-    print(f"service peak RSS: {results['peak_rss_kb'] / 1024:.1f} MB")
+        best = max((median([x["cached"]["rps"] for x in r["rounds"]]) for r in results["queries"]
+                    if all(x.get("cached") for x in r["rounds"])), default=None)
+        if best:
+            print(f"fastest cached query: {best / results['healthz_rps']:.2f} x /healthz")
+    print(f"service peak RSS: {results['peak_rss_kb'] / 1024:.1f} MB without the cache"
+          + (f", {results['peak_rss_cached_kb'] / 1024:.1f} MB with it" if "peak_rss_cached_kb" in results else ""))
+    if results.get("import"):
+        print(f"import: {results['import']}")
 
 
 if __name__ == "__main__":

@@ -8,6 +8,11 @@
 #   BENCH_ROUNDS=5 BENCH_DURATION=10   # measured rounds per query (default 3 of 15 s)
 #   BENCH_LOAD=sql bench/run.sh        # fill with bench/generate.sql directly, not via signals import
 #
+# One report, medians of the rounds: per query the API without its cache and with it, pgbench
+# on the service's own SQL and on the plain table a user would make (issue 15), the searches
+# that match many signals (one client p50, 32 connections), GET /healthz (the framework's
+# ceiling), the service's peak RSS, and the import rate when this run loaded the data.
+#
 # Q1 min_score=7 newest 20 | Q2 one signal by random id | Q3 one tag + min_score=7 |
 # Q4 a text search | Q5 page 500 of a cursor walk (newest first). Q2 draws from 128 random ids on
 # both sides.
@@ -77,7 +82,7 @@ if [ "$have" -lt "$ROWS" ]; then
     tail -1 "$WORK/import.log" >&2
     psql "$ADMIN" -qc "DROP DATABASE ${DBNAME}_source"
   fi
-  psql "$DB" -qc "VACUUM (ANALYZE) signals"
+  psql "$DB" -qc "VACUUM (ANALYZE) signals" -c "VACUUM (ANALYZE) signal_search"
 fi
 say "$(psql "$DB" -Atc "SELECT count(*) FROM signals") signals"
 # The plain table a user would make for the same signals (issue 15's baseline): the client
@@ -112,13 +117,19 @@ if psql "$DB" -qc "CREATE EXTENSION IF NOT EXISTS pg_prewarm" 2>/dev/null; then
        OR c.oid IN (SELECT indexrelid FROM pg_index WHERE indrelid IN ('signals'::regclass, 'signals_plain'::regclass, 'signal_search'::regclass)))" >/dev/null
 fi
 
-# The service, as deployed: release build, default settings, quiet logs.
+# The service, as deployed: release build, default settings, quiet logs, twice: without its
+# cache of hot reads (every request reaches PostgreSQL: what the SQL comparisons are about) and
+# with it (SIGNALS_CACHE_MB's default), each idle while the other is measured.
 # Rate limits off unless BENCH_RATE_LIMIT_READ says otherwise (bench/limits.sh measures them).
+CACHED="http://127.0.0.1:$((PORT + 1))"
 DATABASE_URL=$DB SIGNALS_BIND=127.0.0.1:$PORT RUST_LOG=warn SIGNALS_RATE_LIMIT_READ=${BENCH_RATE_LIMIT_READ:-0} \
-  $SIGNALS serve 2>"$WORK/serve.log" &
+  SIGNALS_CACHE_MB=0 SIGNALS_WEBHOOK_KEY_FILE="$WORK/webhook.key" $SIGNALS serve 2>"$WORK/serve.log" &
 SERVER=$!
-trap 'kill $SERVER 2>/dev/null || true; wait $SERVER 2>/dev/null || true' EXIT
-for _ in $(seq 100); do curl -fs "$BASE/readyz" >/dev/null && break; sleep 0.2; done
+DATABASE_URL=$DB SIGNALS_BIND=127.0.0.1:$((PORT + 1)) RUST_LOG=warn SIGNALS_RATE_LIMIT_READ=${BENCH_RATE_LIMIT_READ:-0} \
+  SIGNALS_WEBHOOK_KEY_FILE="$WORK/webhook.key" $SIGNALS serve 2>"$WORK/serve-cached.log" &
+SERVER_CACHED=$!
+trap 'kill $SERVER $SERVER_CACHED 2>/dev/null || true; wait $SERVER $SERVER_CACHED 2>/dev/null || true' EXIT
+for _ in $(seq 100); do curl -fs "$BASE/readyz" >/dev/null && curl -fs "$CACHED/readyz" >/dev/null && break; sleep 0.2; done
 
 # Parameters: the most common tag, random ids, and the cursor of page 500.
 TAG=$(psql "$DB" -Atc "SELECT t FROM (SELECT unnest(tag_keys) t FROM signals TABLESAMPLE SYSTEM (2)) x GROUP BY t ORDER BY count(*) DESC LIMIT 1")
@@ -171,9 +182,9 @@ for q in "${!NAMES[@]}"; do
   say "$name"
   # wrk against the service: a warm-up, then the measured run.
   if [ "$path" = RANDOM_ID ]; then
-    script=(-s bench/random_id.lua); url="$BASE/"
+    script=(-s bench/random_id.lua); url="$BASE/"; cached_url="$CACHED/"
   else
-    script=(); url="$BASE$path"
+    script=(); url="$BASE$path"; cached_url="$CACHED$path"
   fi
   curl -fs -o /dev/null "$url" || [ "$path" = RANDOM_ID ] || { echo "bench: $url fails" >&2; exit 1; }
 
@@ -209,7 +220,7 @@ for q in "${!NAMES[@]}"; do
       plain_scripts=(-f plain.sql)
     fi
   fi
-  run_wrk() { BENCH_IDS_FILE="$WORK/ids.txt" wrk -t"$THREADS" -c"$CONNECTIONS" -d"$1s" --latency "${script[@]}" "$url"; }
+  run_wrk() { BENCH_IDS_FILE="$WORK/ids.txt" wrk -t"$THREADS" -c"$CONNECTIONS" -d"$1s" --latency "${script[@]}" "${2:-$url}"; }
   run_pgbench() {
     (cd "$WORK" && rm -f pgbench_log.* && PGOPTIONS="${PLANS[$q]}" pgbench -n -M prepared -c "$CONNECTIONS" -j "$THREADS" -T "$1" -l "${defines[@]}" "${scripts[@]}" "$DB" > pgbench.txt 2>&1) ||
       { echo "bench: pgbench failed for $name:" >&2; tail -5 "$WORK/pgbench.txt" >&2; exit 1; }
@@ -222,6 +233,7 @@ for q in "${!NAMES[@]}"; do
   # A warm-up of each side, then ROUNDS measured runs taking turns, so a slow spell of the
   # machine hits both sides alike; the report takes the median of the rounds.
   run_wrk "$WARMUP" >/dev/null
+  run_wrk "$WARMUP" "$cached_url" >/dev/null
   run_pgbench "$WARMUP"
   [ ${#plain_scripts[@]} = 0 ] || run_plain "$WARMUP"
   rounds=""
@@ -234,7 +246,8 @@ for q in "${!NAMES[@]}"; do
       run_plain "$DURATION"
       plain=$(python3 bench/report.py pgbench "$WORK/plain.txt" "$WORK" pgbench_log)
     fi
-    rounds+="${rounds:+,}{\"api\": $(python3 bench/report.py wrk "$WORK/wrk.txt"), \"pgbench\": $own, \"plain\": $plain}"
+    run_wrk "$DURATION" "$cached_url" > "$WORK/wrk_cached.txt"
+    rounds+="${rounds:+,}{\"api\": $(python3 bench/report.py wrk "$WORK/wrk.txt"), \"pgbench\": $own, \"plain\": $plain, \"cached\": $(python3 bench/report.py wrk "$WORK/wrk_cached.txt")}"
   done
 
   [ $first = 1 ] || echo ',' >> "$WORK/results.json"; first=0
@@ -272,8 +285,10 @@ done
 sed -i '$ d' "$WORK/results.json"
 echo '],' >> "$WORK/results.json"
 say "GET /healthz"
-wrk -t"$THREADS" -c"$CONNECTIONS" -d"${DURATION}s" "$BASE/healthz" > "$WORK/healthz.txt"
+wrk -t"$THREADS" -c"$CONNECTIONS" -d"${DURATION}s" --latency "$BASE/healthz" > "$WORK/healthz.txt"
 echo "\"healthz_rps\": $(python3 bench/report.py wrk "$WORK/healthz.txt" | python3 -c 'import json,sys; print(json.load(sys.stdin)["rps"])')," >> "$WORK/results.json"
-echo "\"peak_rss_kb\": $(awk '/VmHWM/ {print $2}' /proc/$SERVER/status)}" >> "$WORK/results.json"
+echo "\"peak_rss_kb\": $(awk '/VmHWM/ {print $2}' /proc/$SERVER/status)," >> "$WORK/results.json"
+echo "\"peak_rss_cached_kb\": $(awk '/VmHWM/ {print $2}' /proc/$SERVER_CACHED/status)," >> "$WORK/results.json"
+echo "\"import\": $(python3 -c 'import json,sys; print(json.dumps(sys.argv[1]))' "$(tail -1 "$WORK/import.log" 2>/dev/null || echo "(no import in this run)")")}" >> "$WORK/results.json"
 python3 bench/report.py "$WORK/results.json"
 echo "(raw outputs in $WORK)"
