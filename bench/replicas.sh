@@ -14,7 +14,7 @@ ROWS=${BENCH_ROWS:-100000}
 ROUNDS=${BENCH_ROUNDS:-3}
 DURATION=${BENCH_DURATION:-10}
 WORK=$(mktemp -d /tmp/signals-replicas.XXXXXX)
-chmod 755 "$WORK"
+chmod 755 "$WORK"; [ "$(id -u)" = 0 ] && chown postgres "$WORK"
 say() { printf '== %s\n' "$*" >&2; }
 free_port() { python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'; }
 as_postgres() { if [ "$(id -u)" = 0 ]; then runuser -u postgres -- "$@"; else "$@"; fi; }

@@ -178,7 +178,8 @@ async fn a_lookup_survives_the_loss_of_the_shared_connection() {
 #[actix_web::test]
 async fn the_lookup_connection_leaves_the_pool_to_writes_keys_and_readiness() {
     // One connection a pool per worker: the lookups' connection must not be one of them.
-    let app = TestApp::spawn_with(|_, db| {
+    let app = TestApp::spawn_with(|serve, db| {
+        serve.cache_mb = 0;
         db.pool_size = 1;
         db.db_timeout_ms = 500;
     })
@@ -195,8 +196,10 @@ async fn the_lookup_connection_leaves_the_pool_to_writes_keys_and_readiness() {
 #[actix_web::test]
 async fn lookups_queued_behind_a_stuck_statement_give_up_within_their_limit() {
     // A lookup may take db_timeout + statement_timeout (1.2 s here) in all, waiting for the
-    // lookups before it on the shared connection included.
-    let app = TestApp::spawn_with(|_, db| {
+    // lookups before it on the shared connection included. The cache is off: a lookup it
+    // answered would never reach the stuck connection.
+    let app = TestApp::spawn_with(|serve, db| {
+        serve.cache_mb = 0;
         db.db_timeout_ms = 200;
         db.statement_timeout_ms = 1000;
     })

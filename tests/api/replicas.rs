@@ -434,3 +434,209 @@ async fn two_instances_behind_a_round_robin_behave_as_one_service() {
     }
     assert!(text.matches("event: signal.created").count() >= 25);
 }
+
+/// PgBouncer's program: installed, or installed now from Debian's packages when this process
+/// may (as root, as CI runs); `None` when neither works.
+fn pgbouncer() -> Option<PathBuf> {
+    let found = || {
+        ["/usr/sbin/pgbouncer", "/usr/bin/pgbouncer"]
+            .into_iter()
+            .map(PathBuf::from)
+            .find(|p| p.exists())
+    };
+    if let Some(program) = found() {
+        return Some(program);
+    }
+    let install = || {
+        std::process::Command::new("apt-get")
+            .args(["install", "-y", "-q", "pgbouncer"])
+            .env("DEBIAN_FRONTEND", "noninteractive")
+            .stdout(std::process::Stdio::null())
+            .status()
+            .is_ok_and(|s| s.success())
+    };
+    if !install() {
+        let _ = std::process::Command::new("apt-get")
+            .args(["update", "-q"])
+            .stdout(std::process::Stdio::null())
+            .status();
+        install();
+    }
+    found()
+}
+
+/// `id`'s answer as a number: `id_of(&["-u"])` is this process's user.
+fn id_of(args: &[&str]) -> Option<u32> {
+    let out = std::process::Command::new("id").args(args).output().ok()?;
+    String::from_utf8_lossy(&out.stdout).trim().parse().ok()
+}
+
+#[actix_web::test]
+async fn through_pgbouncer_in_session_mode_the_service_works_as_on_a_direct_connection() {
+    let Some(program) = pgbouncer() else {
+        eprintln!("SKIPPED: no PgBouncer here and none can be installed (apt-get, as root)");
+        return;
+    };
+    let dir = std::env::temp_dir().join(format!(
+        "signals-pgbouncer-{}",
+        uuid::Uuid::now_v7().simple()
+    ));
+    let mut database = Cluster::start(&dir.join("pg"), None)
+        .await
+        .expect("a PostgreSQL of the test's own");
+    cli(&database.url(), &["migrate"]);
+    // The server's address and password, from the cluster's URL.
+    let url = url::Url::parse(&database.url()).unwrap();
+    let (port, password) = (url.port().unwrap(), url.password().unwrap().to_owned());
+
+    // Debian's PgBouncer (1.18) in session mode, as docs/deploying.md sets it up; it refuses to
+    // run as root, so it runs as the postgres user, with its files readable by it.
+    let conf = dir.join("pgbouncer");
+    std::fs::create_dir_all(&conf).unwrap();
+    let listen = crate::embedded::free_port();
+    std::fs::write(conf.join("users.txt"), "\"postgres\" \"\"\n").unwrap();
+    std::fs::write(
+        conf.join("pgbouncer.ini"),
+        format!(
+            "[databases]\n\
+             signals = host=127.0.0.1 port={port} dbname=signals user=postgres password={password}\n\
+             [pgbouncer]\n\
+             listen_addr = 127.0.0.1\n\
+             listen_port = {listen}\n\
+             unix_socket_dir =\n\
+             auth_type = trust\n\
+             auth_file = {users}\n\
+             admin_users = postgres\n\
+             pool_mode = session\n\
+             max_client_conn = 200\n\
+             default_pool_size = 40\n\
+             ignore_startup_parameters = options,extra_float_digits\n",
+            users = conf.join("users.txt").display(),
+        ),
+    )
+    .unwrap();
+    let _ = std::process::Command::new("chmod")
+        .args(["-R", "a+rX"])
+        .arg(&dir)
+        .status();
+    let log = std::fs::File::create(dir.join("pgbouncer.log")).unwrap();
+    let mut command = std::process::Command::new(&program);
+    if id_of(&["-u"]) == Some(0) {
+        use std::os::unix::process::CommandExt;
+        command
+            .uid(id_of(&["-u", "postgres"]).expect("a postgres user"))
+            .gid(id_of(&["-g", "postgres"]).expect("a postgres group"));
+    }
+    let mut bouncer = command
+        .arg(conf.join("pgbouncer.ini"))
+        .stdout(log.try_clone().unwrap())
+        .stderr(log)
+        .spawn()
+        .unwrap();
+    let pooled = format!("postgres://postgres@127.0.0.1:{listen}/signals");
+    let started = Instant::now();
+    while tokio::net::TcpStream::connect(("127.0.0.1", listen))
+        .await
+        .is_err()
+    {
+        assert!(
+            started.elapsed() < Duration::from_secs(10),
+            "PgBouncer did not listen: {}",
+            std::fs::read_to_string(dir.join("pgbouncer.log")).unwrap_or_default()
+        );
+        actix_web::rt::time::sleep(Duration::from_millis(50)).await;
+    }
+
+    // Everything through the pool: the CLI, writes, lists (their `options` dropped by PgBouncer),
+    // lookups, and the stream, whose LISTEN holds a server connection of its own.
+    let key = cli(
+        &pooled,
+        &["keys", "create", "--name", "b", "--scope", "write"],
+    );
+    let (mut service, base) = serve(
+        &pooled,
+        &dir.join("service.log"),
+        &[
+            ("SIGNALS_CACHE_MB", "0"),
+            ("SIGNALS_WEBHOOK_KEY", crate::helpers::TEST_WEBHOOK_KEY),
+        ],
+    )
+    .await;
+    let mut stream = client()
+        .get(format!("{base}/v1/signals/stream"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(stream.status(), 200);
+    let (status, created, _) = fresh(
+        "POST",
+        format!("{base}/v1/signals"),
+        &key,
+        Some(&signal(json!({ "slug": "through-the-pool" }))),
+        None,
+    )
+    .await;
+    assert_eq!(status, 201, "{created}");
+    let (status, page, _) = fresh(
+        "GET",
+        format!("{base}/v1/signals?min_score=0"),
+        &key,
+        None,
+        None,
+    )
+    .await;
+    assert_eq!(status, 200, "{page}");
+    assert_eq!(page["items"][0]["slug"], "through-the-pool");
+    let (status, one, _) = fresh(
+        "GET",
+        format!("{base}/v1/signals/through-the-pool"),
+        &key,
+        None,
+        None,
+    )
+    .await;
+    assert_eq!((status, &one["id"]), (200, &created["id"]));
+    let mut text = String::new();
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while !text.contains("through-the-pool") && Instant::now() < deadline {
+        use futures_util::StreamExt;
+        if let Ok(Some(Ok(chunk))) =
+            tokio::time::timeout(Duration::from_millis(500), stream.next()).await
+        {
+            text.push_str(&String::from_utf8_lossy(&chunk));
+        }
+    }
+    assert!(
+        text.contains("event: signal.created") && text.contains("through-the-pool"),
+        "the stream, listening through the pool, tells of the write: {text}"
+    );
+
+    // The service's connections really are PgBouncer's clients (its admin console).
+    let (admin, conn) = tokio_postgres::connect(
+        &format!("postgres://postgres@127.0.0.1:{listen}/pgbouncer"),
+        tokio_postgres::NoTls,
+    )
+    .await
+    .unwrap();
+    actix_web::rt::spawn(conn);
+    let clients = admin
+        .simple_query("SHOW CLIENTS")
+        .await
+        .unwrap()
+        .into_iter()
+        .filter(|m| {
+            matches!(m, tokio_postgres::SimpleQueryMessage::Row(r) if r.get("database") == Some("signals"))
+        })
+        .count();
+    assert!(
+        clients >= 2,
+        "{clients} service connections through PgBouncer"
+    );
+
+    let _ = service.kill();
+    let _ = service.wait();
+    let _ = bouncer.kill();
+    let _ = bouncer.wait();
+    database.stop();
+    let _ = std::fs::remove_dir_all(&dir);
+}
