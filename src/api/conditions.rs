@@ -164,20 +164,19 @@ impl ReadAfter {
 }
 
 impl FromRequest for ReadAfter {
-    type Error = ApiError;
-    type Future = Ready<Result<Self, ApiError>>;
+    type Error = std::convert::Infallible;
+    type Future = Ready<Result<Self, Self::Error>>;
 
+    /// Read leniently, like `If-Modified-Since`: a value that is not a position is a hint the
+    /// service cannot use, so the read is served as if none was sent (a browser's cookie carries
+    /// back whatever it was given; a proxy may mangle a header).
     fn from_request(req: &HttpRequest, _: &mut Payload) -> Self::Future {
         use crate::db::replicas::parse_lsn;
-        let header = req.headers().get(READ_AFTER).map(|v| {
-            v.to_str().ok().and_then(parse_lsn).ok_or_else(|| {
-                ApiError::bad_parameter(
-                    "Signals-Read-After",
-                    "must be a WAL position as a write gave it, like 0/16B3740",
-                )
-            })
-        });
-        // The cookie is read leniently: a browser sends back whatever it was given.
+        let header = req
+            .headers()
+            .get(READ_AFTER)
+            .and_then(|v| v.to_str().ok())
+            .and_then(parse_lsn);
         let cookie = || {
             req.headers()
                 .get_all(header::COOKIE)
@@ -187,10 +186,7 @@ impl FromRequest for ReadAfter {
                 .find(|(name, _)| *name == READ_AFTER_COOKIE)
                 .and_then(|(_, value)| parse_lsn(value))
         };
-        ready(match header {
-            Some(parsed) => parsed.map(|lsn| ReadAfter(Some(lsn))),
-            None => Ok(ReadAfter(cookie())),
-        })
+        ready(Ok(ReadAfter(header.or_else(cookie))))
     }
 }
 
@@ -203,13 +199,12 @@ impl IntoParams for ReadAfter {
             .description(Some(
                 "The `Signals-Read-After` of a write's answer: read your own write. With streaming \
                  replicas, a replica answers only once it has replayed that far, else the primary \
-                 does. (Browsers get it as the cookie `signals_read_after`.)",
+                 does. (Browsers get it as the cookie `signals_read_after`.) A value that is not such a \
+                 position is ignored: the read is served as without it.",
             ))
-            .schema(Some(
-                ObjectBuilder::new()
-                    .schema_type(Type::String)
-                    .pattern(Some(LSN_PATTERN)),
-            ))
+            // No `pattern`: every value is accepted (one that is not a position is ignored), so
+            // the schema says what the service does.
+            .schema(Some(ObjectBuilder::new().schema_type(Type::String)))
             .example(Some(serde_json::json!("0/16B3740")))
             .build()]
     }

@@ -248,10 +248,10 @@ pub async fn reader_feed(
     state: web::Data<AppState>,
     reader: Result<Reader, ApiError>,
     held: IfNoneMatch,
-    read_after: Result<ReadAfter, ApiError>,
+    read_after: ReadAfter,
 ) -> Result<HttpResponse, PageError> {
     reader?;
-    let needed = read_after?.needed();
+    let needed = read_after.needed();
     let query = ListQuery::parse_page(req.query_string()).map_err(ApiError::parameter)?;
     let after = query
         .after(&state.cursor_key)
@@ -429,10 +429,10 @@ pub async fn reader_signal(
     state: web::Data<AppState>,
     reader: Result<Reader, ApiError>,
     held: IfNoneMatch,
-    read_after: Result<ReadAfter, ApiError>,
+    read_after: ReadAfter,
 ) -> Result<HttpResponse, PageError> {
     reader?;
-    let needed = read_after?.needed();
+    let needed = read_after.needed();
     if let Some((name, _)) = form_urlencoded::parse(req.query_string().as_bytes()).next() {
         return Err(ApiError::bad_parameter(&name, "is not a parameter of this page").into());
     }
