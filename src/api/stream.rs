@@ -119,7 +119,7 @@ pub async fn stream_signals(
     if let Some(after) = resume {
         let mut conn = db::conn(hub.pool()).await?;
         let (oldest, _) = changes::bounds(&mut conn).await?;
-        if oldest.is_some_and(|oldest| after + 1 < oldest) {
+        if oldest.is_some_and(|oldest| after.saturating_add(1) < oldest) {
             return Err(ApiError::Gone(format!(
                 "the change log keeps positions from {} on; start again without Last-Event-ID",
                 oldest.unwrap_or_default()

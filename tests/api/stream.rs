@@ -181,6 +181,20 @@ async fn a_position_the_log_no_longer_keeps_is_410() {
         .await
         .unwrap();
     crate::helpers::assert_problem(&mut res, 410).await;
+    // A position past the end of the log (even the largest) is no gap: nothing to replay.
+    for resume in ["Last-Event-ID", "last_event_id"] {
+        let max = i64::MAX.to_string();
+        let req = match resume {
+            "Last-Event-ID" => app
+                .client
+                .head(app.url("/v1/signals/stream"))
+                .insert_header((resume, max)),
+            _ => app
+                .client
+                .head(app.url(&format!("/v1/signals/stream?{resume}={max}"))),
+        };
+        assert_eq!(req.send().await.unwrap().status(), 200, "{resume}");
+    }
     let mut res = app
         .get("/v1/signals/stream?last_event_id=x")
         .send()
