@@ -8,7 +8,7 @@ use diesel_async::{AsyncPgConnection, RunQueryDsl};
 
 use super::fixed_sql::{Bind, FixedSql};
 use super::rows::SignalRow;
-use super::schema::signals;
+use super::schema::{signal_search, signals};
 use super::signal_json::{self, SignalJson};
 use super::sql_text;
 use crate::domain::query::{After, ListFilter, Sort, Window, SEARCH_CANDIDATES};
@@ -16,6 +16,10 @@ use crate::domain::query::{After, ListFilter, Sort, Window, SEARCH_CANDIDATES};
 // The full-text document is a table of its own (`signal_search`): rows of `signals` stay narrow.
 const TSQUERY: &str = "websearch_to_tsquery('english'::regconfig, ";
 const MATCHES: &str = "signals.id IN (SELECT id FROM signal_search WHERE search @@ ";
+/// The search documents carry their signal's time, so a window of candidates is found in
+/// `signal_search` alone (`migrations/..._search_newest_first`).
+const MATCHES_SINCE: &str =
+    "signals.id IN (SELECT id FROM signal_search WHERE (published_at, id) >= (";
 const RANK: &str =
     "ts_rank_cd((SELECT search FROM signal_search WHERE signal_search.id = signals.id), \
                     websearch_to_tsquery('english'::regconfig, ";
@@ -31,10 +35,12 @@ fn rank(q: Option<&str>) -> RankExpr {
     }
 }
 
-/// Adds every filter of `f` to a query, whatever it selects.
+/// Adds every filter of `f` to a query, whatever it selects; with a `window`, the text search
+/// matches only the candidates from that one on.
 fn filtered<'a, ST: 'a>(
     mut query: signals::BoxedQuery<'a, Pg, ST>,
     f: &'a ListFilter,
+    window: Option<Window>,
 ) -> signals::BoxedQuery<'a, Pg, ST> {
     if let Some(min) = f.min_score {
         query = query.filter(signals::score.ge(min));
@@ -59,14 +65,37 @@ fn filtered<'a, ST: 'a>(
         query = query.filter(signals::published_at.lt(until));
     }
     if let Some(q) = &f.q {
+        let matches = match window {
+            // The window is a condition on the documents' own times: PostgreSQL combines it
+            // with the GIN index (a BitmapAnd) instead of looking up every match's time.
+            Some((t, id)) => FixedSql::<Bool>::new(MATCHES_SINCE)
+                .bind(Bind::Time(t))
+                .sql(", ")
+                .bind(Bind::Uuid(id))
+                .sql(") AND search @@ "),
+            None => FixedSql::<Bool>::new(MATCHES),
+        };
+        query = query.filter(matches.sql(TSQUERY).bind(Bind::Text(q.clone())).sql("))"));
+    } else if let Some((t, id)) = window {
         query = query.filter(
-            FixedSql::<Bool>::new(MATCHES)
-                .sql(TSQUERY)
-                .bind(Bind::Text(q.clone()))
-                .sql("))"),
+            FixedSql::<Bool>::new("(published_at, id) >= (")
+                .bind(Bind::Time(t))
+                .sql(", ")
+                .bind(Bind::Uuid(id))
+                .sql(")"),
         );
     }
     query
+}
+
+/// Whether the text search is the only filter that needs `signals` (the times are in the
+/// search documents too).
+fn text_alone(f: &ListFilter) -> bool {
+    f.min_score.is_none()
+        && f.max_score.is_none()
+        && f.categories.is_empty()
+        && f.tags_all.is_empty()
+        && f.tags_any.is_empty()
 }
 
 /// A page of signals in keyset order, and where the next one starts.
@@ -112,18 +141,48 @@ async fn candidate_window(
     conn: &mut AsyncPgConnection,
     filter: &ListFilter,
 ) -> diesel::QueryResult<Option<Window>> {
-    filtered(
-        signals::table
-            .select((signals::published_at, signals::id))
-            .into_boxed::<Pg>(),
-        filter,
-    )
-    .order((signals::published_at.desc(), signals::id.desc()))
-    .offset(SEARCH_CANDIDATES - 1)
-    .limit(1)
-    .load(conn)
-    .await
-    .map(|rows: Vec<Window>| rows.into_iter().next())
+    let rows: Vec<Window> = match (&filter.q, text_alone(filter)) {
+        // From the documents alone: the GIN index gives the matches and their times are beside
+        // them (or, for a word in most documents, the newest documents are checked in order).
+        (Some(q), true) => {
+            let mut query = signal_search::table
+                .select((signal_search::published_at, signal_search::id))
+                .filter(
+                    FixedSql::<Bool>::new("search @@ ")
+                        .sql(TSQUERY)
+                        .bind(Bind::Text(q.clone()))
+                        .sql(")"),
+                )
+                .into_boxed::<Pg>();
+            if let Some(since) = filter.since {
+                query = query.filter(signal_search::published_at.ge(since));
+            }
+            if let Some(until) = filter.until {
+                query = query.filter(signal_search::published_at.lt(until));
+            }
+            query
+                .order((signal_search::published_at.desc(), signal_search::id.desc()))
+                .offset(SEARCH_CANDIDATES - 1)
+                .limit(1)
+                .load(conn)
+                .await?
+        }
+        _ => {
+            filtered(
+                signals::table
+                    .select((signals::published_at, signals::id))
+                    .into_boxed::<Pg>(),
+                filter,
+                None,
+            )
+            .order((signals::published_at.desc(), signals::id.desc()))
+            .offset(SEARCH_CANDIDATES - 1)
+            .limit(1)
+            .load(conn)
+            .await?
+        }
+    };
+    Ok(rows.into_iter().next())
 }
 
 /// The SQL text `list` sends for these arguments, with `$n` placeholders (for benchmarks and
@@ -154,16 +213,8 @@ fn list_query<'a>(
             .select(signal_json::ranked_columns(rank(q)))
             .into_boxed::<Pg>(),
         filter,
+        window.filter(|_| sort == Sort::Relevance),
     );
-    if let (Sort::Relevance, Some((t, id))) = (sort, window) {
-        query = query.filter(
-            FixedSql::<Bool>::new("(published_at, id) >= (")
-                .bind(Bind::Time(t))
-                .sql(", ")
-                .bind(Bind::Uuid(id))
-                .sql(")"),
-        );
-    }
     let cmp = if sort.descending() { "<" } else { ">" };
     if let Some(after) = after {
         // Row comparisons, so a composite index serves the keyset condition directly.
@@ -239,6 +290,7 @@ pub async fn newest(
             .select(SignalRow::as_select())
             .into_boxed::<Pg>(),
         filter,
+        None,
     )
     .order((signals::published_at.desc(), signals::id.desc()))
     .limit(limit)
@@ -253,6 +305,7 @@ pub async fn count(conn: &mut AsyncPgConnection, filter: &ListFilter) -> diesel:
             .select(diesel::dsl::count_star())
             .into_boxed::<Pg>(),
         filter,
+        None,
     )
     .get_result(conn)
     .await

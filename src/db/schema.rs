@@ -1,5 +1,13 @@
-// Hand-written to match migrations/; the full-text documents (`signal_search`, kept by a
-// trigger) are only ever used through SQL fragments, so they are not declared here.
+// Hand-written to match migrations/.
+
+diesel::table! {
+    /// The full-text documents, kept by a trigger on `signals`. Their `search` tsvector is only
+    /// ever used through SQL fragments (`db::lists`), so it is not declared here.
+    signal_search (id) {
+        id -> Uuid,
+        published_at -> Timestamptz,
+    }
+}
 
 diesel::table! {
     api_keys (id) {

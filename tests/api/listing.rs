@@ -589,4 +589,16 @@ async fn a_search_that_matches_many_ranks_the_newest_thousand_and_pages_through_
     // By time, a search lists every match.
     let by_time = walk(&app, "/v1/signals?q=chips&sort=-published_at&limit=100").await;
     assert_eq!(by_time.len(), 1100);
+    // The candidates are chosen by the search documents' copy of the time: a signal moved to
+    // the newest (text unchanged) is ranked, and the oldest of the thousand is not any more.
+    let res = app
+        .request(awc::http::Method::PATCH, "/v1/signals/m5", &key)
+        .send_json(&json!({"published_at": "2026-01-02T00:00:00Z"}))
+        .await
+        .unwrap();
+    assert_eq!(res.status(), 200);
+    let ranked = walk(&app, "/v1/signals?q=chips&limit=100").await;
+    let slugs: HashSet<&str> = ranked.iter().map(|s| s["slug"].as_str().unwrap()).collect();
+    assert_eq!(slugs.len(), 1000);
+    assert!(slugs.contains("m5") && !slugs.contains("m100"));
 }
