@@ -62,7 +62,8 @@ impl IntoParams for StreamQuery {
 /// after) or `signal.deleted`, `data:` the signal as `GET /v1/signals/{id_or_slug}` returns it
 /// (`{"id", "slug"}` for a deletion). With `Last-Event-ID` (or `last_event_id`) every matching
 /// change after that position comes first, none twice, then live ones; a position the log no
-/// longer keeps (`SIGNALS_EVENTS_RETENTION`) is 410. A comment line comes at least every 15 s.
+/// longer keeps (`SIGNALS_EVENTS_RETENTION`) is 410, and one past the newest change resumes from
+/// the newest (what comes next is sent). A comment line comes at least every 15 s.
 /// A subscriber that falls more than 1,024 changes behind is cut off: it reconnects with
 /// `Last-Event-ID` and resumes. Changes committed on any instance reach every instance.
 #[utoipa::path(
@@ -116,16 +117,22 @@ pub async fn stream_signals(
         .route(read_after.needed().max(hub.seen_lsn()))
         .list_pool
         .clone();
-    if let Some(after) = resume {
-        let mut conn = db::conn(hub.pool()).await?;
-        let (oldest, _) = changes::bounds(&mut conn).await?;
-        if oldest.is_some_and(|oldest| after.saturating_add(1) < oldest) {
-            return Err(ApiError::Gone(format!(
-                "the change log keeps positions from {} on; start again without Last-Event-ID",
-                oldest.unwrap_or_default()
-            )));
+    let resume = match resume {
+        Some(after) => {
+            let mut conn = db::conn(hub.pool()).await?;
+            let (oldest, newest) = changes::bounds(&mut conn).await?;
+            if oldest.is_some_and(|oldest| after.saturating_add(1) < oldest) {
+                return Err(ApiError::Gone(format!(
+                    "the change log keeps positions from {} on; start again without Last-Event-ID",
+                    oldest.unwrap_or_default()
+                )));
+            }
+            // A position past the newest change (never given out, or the log was emptied since)
+            // resumes from the newest: the stream sends what comes next, not nothing forever.
+            Some(after.min(newest.unwrap_or(-1)))
         }
-    }
+        None => None,
+    };
     let feed = Feed {
         filter: query.filter,
         rx,

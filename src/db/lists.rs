@@ -91,11 +91,22 @@ fn filtered<'a, ST: 'a>(
 /// Whether the text search is the only filter that needs `signals` (the times are in the
 /// search documents too).
 fn text_alone(f: &ListFilter) -> bool {
-    f.min_score.is_none()
-        && f.max_score.is_none()
-        && f.categories.is_empty()
-        && f.tags_all.is_empty()
-        && f.tags_any.is_empty()
+    // Every field named, so a filter added later has to be placed on one side or the other.
+    let ListFilter {
+        min_score,
+        max_score,
+        categories,
+        tags_all,
+        tags_any,
+        since: _,
+        until: _,
+        q: _,
+    } = f;
+    min_score.is_none()
+        && max_score.is_none()
+        && categories.is_empty()
+        && tags_all.is_empty()
+        && tags_any.is_empty()
 }
 
 /// A page of signals in keyset order, and where the next one starts.

@@ -601,4 +601,20 @@ async fn a_search_that_matches_many_ranks_the_newest_thousand_and_pages_through_
     let slugs: HashSet<&str> = ranked.iter().map(|s| s["slug"].as_str().unwrap()).collect();
     assert_eq!(slugs.len(), 1000);
     assert!(slugs.contains("m5") && !slugs.contains("m100"));
+    // With a time range the window is the newest 1,000 matches within it (m{i} is at minute i).
+    let number = |s: &Value| s["slug"].as_str().unwrap()[1..].parse::<usize>().unwrap();
+    let since = walk(
+        &app,
+        "/v1/signals?q=chips&since=2026-01-01T00:50:00Z&limit=100",
+    )
+    .await;
+    assert_eq!(since.len(), 1000);
+    assert!(since.iter().all(|s| number(s) == 5 || number(s) >= 101));
+    let until = walk(
+        &app,
+        "/v1/signals?q=chips&until=2026-01-01T17:00:00Z&limit=100",
+    )
+    .await;
+    assert_eq!(until.len(), 1000);
+    assert!(until.iter().all(|s| (20..1020).contains(&number(s))));
 }

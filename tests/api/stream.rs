@@ -181,7 +181,7 @@ async fn a_position_the_log_no_longer_keeps_is_410() {
         .await
         .unwrap();
     crate::helpers::assert_problem(&mut res, 410).await;
-    // A position past the end of the log (even the largest) is no gap: nothing to replay.
+    // A position past the end of the log (even the largest) is no gap: nothing to replay...
     for resume in ["Last-Event-ID", "last_event_id"] {
         let max = i64::MAX.to_string();
         let req = match resume {
@@ -195,6 +195,12 @@ async fn a_position_the_log_no_longer_keeps_is_410() {
         };
         assert_eq!(req.send().await.unwrap().status(), 200, "{resume}");
     }
+    // ... and such a stream gets what comes next.
+    let client = streaming_client();
+    let mut ahead = open(&client, app.url("/v1/signals/stream"), Some(i64::MAX)).await;
+    let created = app.create(&key, &signal(json!({ "slug": "next" }))).await;
+    let event = ahead.next(WAIT).await.expect("the next change is sent");
+    assert_eq!(event.data, created);
     let mut res = app
         .get("/v1/signals/stream?last_event_id=x")
         .send()
