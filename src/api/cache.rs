@@ -22,8 +22,13 @@ use std::collections::{HashMap, VecDeque};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 
+use actix_web::http::header::{self, HeaderValue};
 use actix_web::web::Bytes;
+use actix_web::HttpResponse;
 use chrono::{DateTime, Utc};
+
+use super::cacheable_json;
+use super::conditions::IfNoneMatch;
 
 use crate::live::Hub;
 
@@ -47,6 +52,31 @@ pub struct Cached {
 }
 
 impl Cached {
+    /// A JSON answer (one signal, a list page, a facet page), with a list's `Link`.
+    pub fn json(body: Bytes, etag: String, link: Option<String>) -> Cached {
+        Cached {
+            body,
+            etag,
+            link,
+            updated: None,
+        }
+    }
+
+    /// The response a JSON answer makes, from the cache or fresh: 304 when the client holds
+    /// it, and the list's `Link` either way.
+    pub fn respond(&self, held: &IfNoneMatch, public: bool) -> HttpResponse {
+        let body = self.body.clone();
+        let mut response = cacheable_json(held, self.etag.clone(), public, || body);
+        if let Some(link) = self
+            .link
+            .as_deref()
+            .and_then(|l| HeaderValue::from_str(l).ok())
+        {
+            response.headers_mut().insert(header::LINK, link);
+        }
+        response
+    }
+
     fn size(&self, key: &str) -> usize {
         self.body.len()
             + self.etag.len()

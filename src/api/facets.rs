@@ -8,7 +8,7 @@ use super::auth::Reader;
 use super::cache::Cached;
 use super::conditions::{IfNoneMatch, ReadAfter};
 use super::problem::{responses, ApiError};
-use super::{cacheable_json, etag_of, AppState};
+use super::{etag_of, AppState};
 use crate::db::{self, facets::FacetCount};
 use crate::domain::query::{parameters, CategoryQuery, TagQuery, CATEGORY_PARAMS, TAG_PARAMS};
 use actix_web::web::Bytes;
@@ -57,13 +57,7 @@ where
 {
     let key = format!("{kind}:{}", req.query_string());
     if let Some(hit) = state.cache.get(&key, read_after.needed()) {
-        let body = hit.body.clone();
-        return Ok(cacheable_json(
-            held,
-            hit.etag.clone(),
-            state.public_read,
-            || body,
-        ));
+        return Ok(hit.respond(held, state.public_read));
     }
     let ticket = state.cache.ticket();
     let (items, replayed) = state
@@ -82,15 +76,9 @@ where
             .collect(),
     };
     let body = Bytes::from(serde_json::to_vec(&page).unwrap_or_default());
-    let etag = etag_of(&body);
-    let cached = Cached {
-        body: body.clone(),
-        etag: etag.clone(),
-        link: None,
-        updated: None,
-    };
-    state.cache.put(key, cached, ticket, replayed);
-    Ok(cacheable_json(held, etag, state.public_read, || body))
+    let answer = Cached::json(body.clone(), etag_of(&body), None);
+    state.cache.put(key, answer.clone(), ticket, replayed);
+    Ok(answer.respond(held, state.public_read))
 }
 
 /// List categories

@@ -1,6 +1,5 @@
 //! `GET /v1/signals`: list and query signals, a page at a time in keyset order.
 
-use actix_web::http::header;
 use actix_web::{get, web, HttpRequest, HttpResponse};
 use serde::Serialize;
 use utoipa::openapi::path::{Parameter, ParameterIn};
@@ -12,7 +11,7 @@ use super::auth::Reader;
 use super::cache::Cached;
 use super::conditions::{IfNoneMatch, ReadAfter};
 use super::problem::{responses, ApiError};
-use super::{cacheable_json, version_etag, AppState, PublicBase};
+use super::{version_etag, AppState, PublicBase};
 use crate::db::{self, lists, signal_json::SignalJson};
 use crate::domain::examples;
 use crate::domain::query::{parameters, ListQuery, LIST_PARAMS};
@@ -106,16 +105,7 @@ pub async fn list_signals(
         .as_deref()
         .and_then(|k| state.cache.get(k, read_after.needed()))
     {
-        let body = hit.body.clone();
-        let mut response = cacheable_json(&held, hit.etag.clone(), state.public_read, || body);
-        if let Some(link) = hit
-            .link
-            .as_deref()
-            .and_then(|l| header::HeaderValue::from_str(l).ok())
-        {
-            response.headers_mut().insert(header::LINK, link);
-        }
-        return Ok(response);
+        return Ok(hit.respond(&held, state.public_read));
     }
     let ticket = state.cache.ticket();
     let ((page, total), replayed) = state
@@ -154,20 +144,11 @@ pub async fn list_signals(
         next_cursor.as_deref(),
         total,
     ));
+    let answer = Cached::json(body, etag, link);
     if let Some(key) = key {
-        let cached = Cached {
-            body: body.clone(),
-            etag: etag.clone(),
-            link: link.clone(),
-            updated: None,
-        };
-        state.cache.put(key, cached, ticket, replayed);
+        state.cache.put(key, answer.clone(), ticket, replayed);
     }
-    let mut response = cacheable_json(&held, etag, state.public_read, || body);
-    if let Some(link) = link.and_then(|l| header::HeaderValue::from_str(&l).ok()) {
-        response.headers_mut().insert(header::LINK, link);
-    }
-    Ok(response)
+    Ok(answer.respond(&held, state.public_read))
 }
 
 /// The JSON of a page (what serializing a [`SignalPage`] gives), its signals with only the

@@ -12,7 +12,7 @@ use super::cache::Cached;
 use super::conditions::{not_found, IfMatch, IfNoneMatch, ReadAfter, SignalPath};
 use super::idempotency::{self, Idempotency, Reply, Write};
 use super::problem::{responses, ApiError};
-use super::{cacheable_json, read_json, signal_etag, AppState};
+use super::{read_json, signal_etag, AppState};
 use crate::db::rows::SignalRow;
 use crate::db::{self, lookups, writes, PgConn};
 use crate::domain::examples;
@@ -136,13 +136,7 @@ pub async fn get_signal(
         SignalRef::Slug(slug) => format!("s:{slug}"),
     };
     if let Some(hit) = state.cache.get(&key, read_after.needed()) {
-        let body = hit.body.clone();
-        return Ok(cacheable_json(
-            &held,
-            hit.etag.clone(),
-            state.public_read,
-            || body,
-        ));
+        return Ok(hit.respond(&held, state.public_read));
     }
     let ticket = state.cache.ticket();
     let (found, replayed) = state
@@ -152,15 +146,9 @@ pub async fn get_signal(
         .await?;
     let signal = found.ok_or_else(not_found)?;
     let etag = signal_etag(signal.id, signal.updated_at);
-    let body = actix_web::web::Bytes::from(signal.into_bytes());
-    let cached = Cached {
-        body: body.clone(),
-        etag: etag.clone(),
-        link: None,
-        updated: None,
-    };
-    state.cache.put(key, cached, ticket, replayed);
-    Ok(cacheable_json(&held, etag, state.public_read, || body))
+    let answer = Cached::json(signal.into_bytes().into(), etag, None);
+    state.cache.put(key, answer.clone(), ticket, replayed);
+    Ok(answer.respond(&held, state.public_read))
 }
 
 /// Replace a signal
