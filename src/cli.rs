@@ -61,6 +61,9 @@ enum Command {
         /// Signals per transaction.
         #[arg(long, default_value_t = 500, value_parser = clap::value_parser!(u16).range(1..=1000))]
         batch_size: u16,
+        /// Batches written at once, each on a connection of its own.
+        #[arg(long, default_value_t = 2, value_parser = clap::value_parser!(u8).range(1..=16))]
+        connections: u8,
     },
 }
 
@@ -113,10 +116,14 @@ async fn run(cli: Cli) -> Result<(), Fatal> {
             file,
             on_conflict,
             batch_size,
+            connections,
         }) => {
             let database = Database::open(&cli.database).await?;
-            let mut conn = db::connect_once(&database.url, &cli.database).await?;
-            crate::import::run(&mut conn, &file, on_conflict, batch_size as usize)
+            let mut conns = Vec::new();
+            for _ in 0..connections {
+                conns.push(db::connect_once(&database.url, &cli.database).await?);
+            }
+            crate::import::run(conns, &file, on_conflict, batch_size as usize)
                 .await
                 .map(drop)
         }

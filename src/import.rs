@@ -10,6 +10,7 @@ use std::path::Path;
 use std::time::Instant;
 
 use diesel_async::{AsyncConnection, AsyncPgConnection};
+use futures_util::stream::{FuturesUnordered, StreamExt};
 use indicatif::{ProgressBar, ProgressStyle};
 use serde_json::Value;
 
@@ -33,14 +34,17 @@ struct Batch {
     bytes: u64,
 }
 
-/// Imports `path` (`-` for standard input); the summary goes to standard error.
+/// Imports `path` (`-` for standard input) over `conns`; the summary goes to standard error.
 ///
-/// Reading and checking runs on a thread of its own, a batch ahead of the writing: the next
-/// batch is parsed while the database writes the last one. Batches are still written one at a
-/// time, in order, so a bad line stops the import with every batch before it written and
-/// nothing of its own.
+/// Reading and checking runs on a thread of its own, ahead of the writing, and each connection
+/// writes a batch at a time, so with two connections the database builds two batches' search
+/// documents at once (the change log still takes its positions one transaction at a time).
+/// A bad line stops the import once the batches before it are written; nothing of its own
+/// batch or after it is. A batch the database refuses (a taken slug) stops it too: nothing of
+/// that batch is written, and the message names the later batches that were written while it
+/// ran, which `--on-conflict skip` passes over on a rerun.
 pub async fn run(
-    conn: &mut AsyncPgConnection,
+    conns: Vec<AsyncPgConnection>,
     path: &Path,
     on_conflict: OnConflict,
     batch_size: usize,
@@ -56,18 +60,75 @@ pub async fn run(
     let progress = Progress::new(size);
     let started = Instant::now();
     let mut totals = Totals::default();
-    let (tx, mut rx) = tokio::sync::mpsc::channel::<Result<Batch, Fatal>>(2);
+    let (tx, mut rx) = tokio::sync::mpsc::channel::<Result<Batch, Fatal>>(conns.len() + 1);
     let parser = std::thread::spawn(move || read_batches(reader, batch_size, tx));
+    let mut idle = conns;
+    let mut writing = FuturesUnordered::new();
     let mut bytes = 0;
-    while let Some(batch) = rx.recv().await {
-        let batch = batch?;
-        write(conn, &batch.items, &batch.lines, on_conflict, &mut totals).await?;
-        bytes = batch.bytes;
-        progress.update(bytes, &totals, started);
+    // The earliest error (a bad line, or a batch the database refused), by the first line of
+    // what was not written, and the lines of every batch that was.
+    let mut stop: Option<(Fatal, usize)> = None;
+    let mut written_lines: Vec<(usize, usize)> = Vec::new();
+    let mut read_all = false;
+    loop {
+        while stop.is_none() && !read_all && !idle.is_empty() {
+            match rx.recv().await {
+                Some(Ok(batch)) => {
+                    let mut conn = idle.pop().expect("an idle connection");
+                    writing.push(async move {
+                        let written =
+                            write(&mut conn, &batch.items, &batch.lines, on_conflict).await;
+                        (conn, batch.lines, batch.bytes, written)
+                    });
+                }
+                // Every batch before the bad line was sent.
+                Some(Err(bad_line)) => stop = Some((bad_line, usize::MAX)),
+                None => read_all = true,
+            }
+        }
+        let Some((conn, lines, batch_bytes, written)) = writing.next().await else {
+            break;
+        };
+        idle.push(conn);
+        let (first, last) = (lines[0], lines[lines.len() - 1]);
+        match written {
+            Ok(outcomes) => {
+                for outcome in outcomes {
+                    match outcome {
+                        BatchOutcome::Created(_) => totals.created += 1,
+                        BatchOutcome::Updated(_) => totals.updated += 1,
+                        BatchOutcome::Skipped(_) => totals.skipped += 1,
+                    }
+                }
+                written_lines.push((first, last));
+                bytes = bytes.max(batch_bytes);
+                progress.update(bytes, &totals, started);
+            }
+            Err(e) => match &stop {
+                Some((_, earlier)) if *earlier < first => {}
+                _ => stop = Some((e, first)),
+            },
+        }
     }
-    // The channel closed: every line was read (an error would have come through it).
+    // Dropping the receiver ends the reading thread if it is still going.
+    drop(rx);
     let _ = parser.join();
     progress.finish(bytes, &totals, started);
+    if let Some((Fatal(message), refused)) = stop {
+        written_lines.sort_unstable();
+        let after: Vec<String> = written_lines
+            .iter()
+            .filter(|(first, _)| *first > refused)
+            .map(|(first, last)| format!("{first}..{last}"))
+            .collect();
+        return Err(Fatal(match after.is_empty() {
+            true => message,
+            false => format!(
+                "{message}; lines {} after it were written meanwhile",
+                after.join(", ")
+            ),
+        }));
+    }
     let seconds = started.elapsed().as_secs_f64();
     let rows = totals.created + totals.updated + totals.skipped;
     eprintln!(
@@ -154,33 +215,28 @@ fn read_batches(
     }
 }
 
+/// One batch, in a transaction of its own; an error names its lines.
 async fn write(
     conn: &mut AsyncPgConnection,
     batch: &[SignalInput],
     lines: &[usize],
     on_conflict: OnConflict,
-    totals: &mut Totals,
-) -> Result<(), Fatal> {
+) -> Result<Vec<BatchOutcome>, Fatal> {
     let (first, last) = (lines[0], lines[lines.len() - 1]);
-    let outcomes = conn
-        .transaction::<_, BatchError, _>(async |conn| write_batch(conn, batch, on_conflict, None, |_| true).await)
-        .await
-        .map_err(|e| match e {
-            BatchError::Conflict(items) => Fatal(format!(
-                "line {}: the slug is taken (rerun with --on-conflict skip or update); nothing of lines {first}..{last} was written",
-                lines[items[0]]
-            )),
-            BatchError::Forbidden(_) => Fatal("not allowed".into()),
-            BatchError::Query(e) => Fatal(format!("database error: {e}")),
-        })?;
-    for outcome in outcomes {
-        match outcome {
-            BatchOutcome::Created(_) => totals.created += 1,
-            BatchOutcome::Updated(_) => totals.updated += 1,
-            BatchOutcome::Skipped(_) => totals.skipped += 1,
-        }
-    }
-    Ok(())
+    conn.transaction::<_, BatchError, _>(async |conn| {
+        write_batch(conn, batch, on_conflict, None, |_| true).await
+    })
+    .await
+    .map_err(|e| match e {
+        BatchError::Conflict(items) => Fatal(format!(
+            "line {}: the slug is taken (rerun with --on-conflict skip or update); nothing of lines {first}..{last} was written",
+            lines[items[0]]
+        )),
+        BatchError::Forbidden(_) => Fatal("not allowed".into()),
+        BatchError::Query(e) => Fatal(format!(
+            "database error: {e}; nothing of lines {first}..{last} was written"
+        )),
+    })
 }
 
 /// A progress bar on a terminal, a plain line per batch otherwise.

@@ -14,7 +14,7 @@ use diesel::expression::{is_aggregate, AppearsOnTable, Expression, ValidGrouping
 use diesel::expression::{SelectableExpression, TypedExpressionType};
 use diesel::pg::Pg;
 use diesel::query_builder::{AstPass, QueryFragment, QueryId};
-use diesel::sql_types::{Float, SmallInt, Text, Timestamptz, Uuid as SqlUuid};
+use diesel::sql_types::{BigInt, Float, SmallInt, Text, Timestamptz, Uuid as SqlUuid};
 use diesel::QueryResult;
 use uuid::Uuid;
 
@@ -31,6 +31,7 @@ pub enum Bind {
     Text(String),
     Float(f32),
     SmallInt(i16),
+    BigInt(i64),
     Time(DateTime<Utc>),
     Uuid(Uuid),
 }
@@ -74,6 +75,7 @@ impl<ST> QueryFragment<Pg> for FixedSql<ST> {
                 Piece::Bind(Bind::Text(v)) => out.push_bind_param::<Text, _>(v)?,
                 Piece::Bind(Bind::Float(v)) => out.push_bind_param::<Float, _>(v)?,
                 Piece::Bind(Bind::SmallInt(v)) => out.push_bind_param::<SmallInt, _>(v)?,
+                Piece::Bind(Bind::BigInt(v)) => out.push_bind_param::<BigInt, _>(v)?,
                 Piece::Bind(Bind::Time(v)) => out.push_bind_param::<Timestamptz, _>(v)?,
                 Piece::Bind(Bind::Uuid(v)) => out.push_bind_param::<SqlUuid, _>(v)?,
             }

@@ -35,12 +35,27 @@ fn rank(q: Option<&str>) -> RankExpr {
     }
 }
 
-/// Adds every filter of `f` to a query, whatever it selects; with a `window`, the text search
-/// matches only the candidates from that one on.
+/// Which of a text search's matches a query reads.
+#[derive(Clone, Copy)]
+enum Matches<'a> {
+    /// Every match (from the window of candidates on, with one).
+    All(Option<Window>),
+    /// Only the page's: when the text search is the only filter that needs `signals`, the
+    /// candidates are ranked in `signal_search` alone and the page is read from `signals`
+    /// (ranking them after looking each up in `signals` cost 1,000 lookups a page).
+    Page {
+        window: Option<Window>,
+        after: Option<&'a After>,
+        limit: i64,
+    },
+}
+
+/// Adds every filter of `f` to a query, whatever it selects; a text search matches as
+/// `matches` says.
 fn filtered<'a, ST: 'a>(
     mut query: signals::BoxedQuery<'a, Pg, ST>,
     f: &'a ListFilter,
-    window: Option<Window>,
+    matches: Matches<'_>,
 ) -> signals::BoxedQuery<'a, Pg, ST> {
     if let Some(min) = f.min_score {
         query = query.filter(signals::score.ge(min));
@@ -64,28 +79,96 @@ fn filtered<'a, ST: 'a>(
     if let Some(until) = f.until {
         query = query.filter(signals::published_at.lt(until));
     }
-    if let Some(q) = &f.q {
-        let matches = match window {
-            // The window is a condition on the documents' own times: PostgreSQL combines it
-            // with the GIN index (a BitmapAnd) instead of looking up every match's time.
-            Some((t, id)) => FixedSql::<Bool>::new(MATCHES_SINCE)
-                .bind(Bind::Time(t))
-                .sql(", ")
-                .bind(Bind::Uuid(id))
-                .sql(") AND search @@ "),
-            None => FixedSql::<Bool>::new(MATCHES),
-        };
-        query = query.filter(matches.sql(TSQUERY).bind(Bind::Text(q.clone())).sql("))"));
-    } else if let Some((t, id)) = window {
-        query = query.filter(
-            FixedSql::<Bool>::new("(published_at, id) >= (")
-                .bind(Bind::Time(t))
-                .sql(", ")
-                .bind(Bind::Uuid(id))
-                .sql(")"),
-        );
+    match (&f.q, matches) {
+        (
+            Some(q),
+            Matches::Page {
+                window,
+                after,
+                limit,
+            },
+        ) => query = query.filter(page_of_matches(q, f, window, after, limit)),
+        (Some(q), Matches::All(window)) => {
+            let matches = match window {
+                // The window is a condition on the documents' own times: PostgreSQL combines it
+                // with the GIN index (a BitmapAnd) instead of looking up every match's time.
+                Some((t, id)) => FixedSql::<Bool>::new(MATCHES_SINCE)
+                    .bind(Bind::Time(t))
+                    .sql(", ")
+                    .bind(Bind::Uuid(id))
+                    .sql(") AND search @@ "),
+                None => FixedSql::<Bool>::new(MATCHES),
+            };
+            query = query.filter(matches.sql(TSQUERY).bind(Bind::Text(q.clone())).sql("))"));
+        }
+        (
+            None,
+            Matches::All(Some((t, id)))
+            | Matches::Page {
+                window: Some((t, id)),
+                ..
+            },
+        ) => {
+            query = query.filter(
+                FixedSql::<Bool>::new("(published_at, id) >= (")
+                    .bind(Bind::Time(t))
+                    .sql(", ")
+                    .bind(Bind::Uuid(id))
+                    .sql(")"),
+            );
+        }
+        (None, _) => {}
     }
     query
+}
+
+/// `signals.id IN` the ids of one page of a search ranked in `signal_search` alone (a search
+/// whose other filters are times: [`text_alone`]), in the page's order.
+fn page_of_matches(
+    q: &str,
+    f: &ListFilter,
+    window: Option<Window>,
+    after: Option<&After>,
+    limit: i64,
+) -> FixedSql<Bool> {
+    let mut sql =
+        FixedSql::<Bool>::new("signals.id IN (SELECT id FROM signal_search WHERE search @@ ")
+            .sql(TSQUERY)
+            .bind(Bind::Text(q.to_owned()))
+            .sql(")");
+    if let Some((t, id)) = window {
+        sql = sql
+            .sql(" AND (published_at, id) >= (")
+            .bind(Bind::Time(t))
+            .sql(", ")
+            .bind(Bind::Uuid(id))
+            .sql(")");
+    }
+    if let Some(since) = f.since {
+        sql = sql.sql(" AND published_at >= ").bind(Bind::Time(since));
+    }
+    if let Some(until) = f.until {
+        sql = sql.sql(" AND published_at < ").bind(Bind::Time(until));
+    }
+    if let Some(After::Relevance(r, t, id, _)) = after {
+        sql = sql
+            .sql(" AND (ts_rank_cd(search, ")
+            .sql(TSQUERY)
+            .bind(Bind::Text(q.to_owned()))
+            .sql(")), published_at, id) < (")
+            .bind(Bind::Float(*r))
+            .sql(", ")
+            .bind(Bind::Time(*t))
+            .sql(", ")
+            .bind(Bind::Uuid(*id))
+            .sql(")");
+    }
+    sql.sql(" ORDER BY ts_rank_cd(search, ")
+        .sql(TSQUERY)
+        .bind(Bind::Text(q.to_owned()))
+        .sql(")) DESC, published_at DESC, id DESC LIMIT ")
+        .bind(Bind::BigInt(limit + 1))
+        .sql(")")
 }
 
 /// Whether the text search is the only filter that needs `signals` (the times are in the
@@ -184,7 +267,7 @@ async fn candidate_window(
                     .select((signals::published_at, signals::id))
                     .into_boxed::<Pg>(),
                 filter,
-                None,
+                Matches::All(None),
             )
             .order((signals::published_at.desc(), signals::id.desc()))
             .offset(SEARCH_CANDIDATES - 1)
@@ -219,12 +302,21 @@ fn list_query<'a>(
     limit: i64,
 ) -> ListQuery<'a> {
     let q = filter.q.as_deref();
+    let window = window.filter(|_| sort == Sort::Relevance);
+    let matches = match sort == Sort::Relevance && text_alone(filter) {
+        true => Matches::Page {
+            window,
+            after,
+            limit,
+        },
+        false => Matches::All(window),
+    };
     let mut query = filtered(
         signals::table
             .select(signal_json::ranked_columns(rank(q)))
             .into_boxed::<Pg>(),
         filter,
-        window.filter(|_| sort == Sort::Relevance),
+        matches,
     );
     let cmp = if sort.descending() { "<" } else { ">" };
     if let Some(after) = after {
@@ -301,7 +393,7 @@ pub async fn newest(
             .select(SignalRow::as_select())
             .into_boxed::<Pg>(),
         filter,
-        None,
+        Matches::All(None),
     )
     .order((signals::published_at.desc(), signals::id.desc()))
     .limit(limit)
@@ -316,7 +408,7 @@ pub async fn count(conn: &mut AsyncPgConnection, filter: &ListFilter) -> diesel:
             .select(diesel::dsl::count_star())
             .into_boxed::<Pg>(),
         filter,
-        None,
+        Matches::All(None),
     )
     .get_result(conn)
     .await

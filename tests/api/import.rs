@@ -142,3 +142,64 @@ async fn an_import_reads_standard_input() {
     assert!(stderr.contains("line 4: the slug is taken"), "{stderr}");
     assert_eq!(count(&db).await, 2, "nothing of the batch was written");
 }
+
+/// Two connections write batches side by side: a batch the database refuses stops the import
+/// with its lines, the batches before it stay, and the message names every later batch that was
+/// written meanwhile, so the count of rows is exactly what it says.
+#[actix_web::test]
+async fn a_refused_batch_among_parallel_ones_says_exactly_what_was_written() {
+    let db = TestDb::new().await;
+    let taken = write_file(&[line(650)]);
+    let out = import(&db, &[taken.to_str().unwrap()]).output().unwrap();
+    assert!(out.status.success());
+    let file = write_file(&(0..2000).map(line).collect::<Vec<_>>());
+    let out = import(
+        &db,
+        &[
+            file.to_str().unwrap(),
+            "--batch-size",
+            "100",
+            "--connections",
+            "2",
+        ],
+    )
+    .output()
+    .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success(), "{stderr}");
+    assert!(
+        stderr.contains("line 651: the slug is taken")
+            && stderr.contains("nothing of lines 601..700 was written"),
+        "{stderr}"
+    );
+    // Lines 1..600 and the ranges the message names after the refused batch.
+    let after: i64 = stderr
+        .split("lines ")
+        .nth(2)
+        .map(|ranges| {
+            ranges
+                .split(" after it")
+                .next()
+                .unwrap()
+                .split(", ")
+                .map(|r| {
+                    let (a, b) = r.split_once("..").unwrap();
+                    b.parse::<i64>().unwrap() - a.parse::<i64>().unwrap() + 1
+                })
+                .sum()
+        })
+        .unwrap_or(0);
+    assert_eq!(count(&db).await, 1 + 600 + after, "{stderr}");
+
+    let out = import(&db, &[file.to_str().unwrap(), "--on-conflict", "skip"])
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(count(&db).await, 2000);
+    let _ = std::fs::remove_file(file);
+    let _ = std::fs::remove_file(taken);
+}
