@@ -1,7 +1,10 @@
 //! Lookups of one signal by id or slug, on a worker's shared, pipelined connection.
 
+use std::cell::{Cell, RefCell};
+
 use diesel::{ExpressionMethods, OptionalExtension, QueryDsl};
 use diesel_async::{AsyncPgConnection, RunQueryDsl};
+use tokio::sync::oneshot;
 use uuid::Uuid;
 
 use super::schema::signals;
@@ -26,18 +29,141 @@ pub async fn find(
 }
 
 /// [`find`] on a worker's shared connection, within [`SharedConn::limit`] (else `Unavailable`).
-/// When the connection turns out closed (a killed backend, a restarted database), it is let go
-/// and the lookup is tried once more on a new one; the lookup only reads, so that is harmless.
-/// Other errors, a statement timeout among them, are answered as they are, and the connection
-/// is kept.
+///
+/// Lookups by id that arrive while one is running wait for it and then go together, in one
+/// statement (`WHERE id = ANY($1)`): PostgreSQL spends about half as much a lookup then, and the
+/// worker sends and receives one statement instead of many. One of the waiting lookups leads:
+/// it sends the statement for every lookup queued at that moment and hands each its row; when it
+/// is done, the first lookup still waiting leads the next. A lookup alone is sent as before, by
+/// itself (`WHERE id = $1`).
 pub async fn lookup(shared: &SharedConn, r: &SignalRef) -> Result<Option<SignalJson>, DbError> {
-    let used = std::cell::RefCell::new(None);
+    let id = match r {
+        SignalRef::Id(id) => *id,
+        SignalRef::Slug(_) => return one(on_shared(shared, Read::One(r)).await),
+    };
+    let queue = &shared.by_id;
+    if queue.leaders.get() == 0 {
+        return lead(shared, id).await;
+    }
+    let (tx, rx) = oneshot::channel();
+    queue.waiting.borrow_mut().push((id, tx));
+    let waited = tokio::time::timeout(shared.limit(), async {
+        match rx.await {
+            Ok(Turn::Found(found)) => found,
+            // Its turn to lead, or the leader that took it went away (its request was dropped).
+            Ok(Turn::Lead) | Err(_) => lead(shared, id).await,
+        }
+    });
+    waited.await.unwrap_or_else(|_| {
+        Err(DbError::Unavailable(format!(
+            "a lookup took longer than {} ms",
+            shared.limit().as_millis()
+        )))
+    })
+}
+
+/// Lookups by id waiting for a statement on a worker's shared connection.
+#[derive(Default)]
+pub struct IdQueue {
+    waiting: RefCell<Vec<(Uuid, oneshot::Sender<Turn>)>>,
+    leaders: Cell<usize>,
+}
+
+enum Turn {
+    Found(Result<Option<SignalJson>, DbError>),
+    Lead,
+}
+
+/// At most this many ids in one statement.
+const MOST_IDS: usize = 64;
+
+/// Looks up `id` with every lookup waiting now, and hands each its answer.
+async fn lead(shared: &SharedConn, id: Uuid) -> Result<Option<SignalJson>, DbError> {
+    let queue = &shared.by_id;
+    let _leading = Leading::start(queue);
+    let others: Vec<(Uuid, oneshot::Sender<Turn>)> = {
+        let mut waiting = queue.waiting.borrow_mut();
+        let n = waiting.len().min(MOST_IDS - 1);
+        waiting.drain(..n).collect()
+    };
+    if others.is_empty() {
+        return one(on_shared(shared, Read::One(&SignalRef::Id(id))).await);
+    }
+    let mut ids: Vec<Uuid> = others.iter().map(|(id, _)| *id).collect();
+    ids.push(id);
+    let rows = on_shared(shared, Read::Ids(&ids)).await;
+    let row = |rows: &[SignalJson], id: Uuid| rows.iter().find(|r| r.id == id).cloned();
+    for (other, tx) in others {
+        let answer = match &rows {
+            Ok(rows) => Ok(row(rows, other)),
+            Err(e) => Err(DbError::Unavailable(e.to_string())),
+        };
+        // A lookup that gave up waiting is gone: nothing to hand it.
+        let _ = tx.send(Turn::Found(answer));
+    }
+    rows.map(|rows| row(&rows, id))
+}
+
+/// Counts a leader while it leads; when it stops (done, failed or dropped with its request),
+/// the first lookup still waiting leads next.
+struct Leading<'a>(&'a IdQueue);
+
+impl<'a> Leading<'a> {
+    fn start(queue: &'a IdQueue) -> Self {
+        queue.leaders.set(queue.leaders.get() + 1);
+        Leading(queue)
+    }
+}
+
+impl Drop for Leading<'_> {
+    fn drop(&mut self) {
+        let queue = self.0;
+        queue.leaders.set(queue.leaders.get() - 1);
+        let mut waiting = queue.waiting.borrow_mut();
+        while !waiting.is_empty() {
+            let (_, tx) = waiting.remove(0);
+            if tx.send(Turn::Lead).is_ok() {
+                break;
+            }
+        }
+    }
+}
+
+/// What a lookup reads.
+enum Read<'a> {
+    One(&'a SignalRef),
+    /// In one statement.
+    Ids(&'a [Uuid]),
+}
+
+impl Read<'_> {
+    async fn run(&self, conn: &AsyncPgConnection) -> diesel::QueryResult<Vec<SignalJson>> {
+        match self {
+            Read::One(r) => Ok(find(conn, r).await?.into_iter().collect()),
+            Read::Ids(ids) => {
+                let mut conn = conn;
+                find_by_ids(ids).load(&mut conn).await
+            }
+        }
+    }
+}
+
+fn one(rows: Result<Vec<SignalJson>, DbError>) -> Result<Option<SignalJson>, DbError> {
+    rows.map(|rows| rows.into_iter().next())
+}
+
+/// Runs a read on a worker's shared connection within [`SharedConn::limit`]. When the
+/// connection turns out closed (a killed backend, a restarted database), it is let go and the
+/// read is tried once more on a new one; it only reads, so that is harmless. Other errors, a
+/// statement timeout among them, are answered as they are, and the connection is kept.
+async fn on_shared(shared: &SharedConn, read: Read<'_>) -> Result<Vec<SignalJson>, DbError> {
+    let used = RefCell::new(None);
     let attempts = async {
         let mut retried = false;
         loop {
             let conn = shared.get().await?;
             *used.borrow_mut() = Some(conn.clone());
-            match find(&conn, r).await {
+            match read.run(&conn).await {
                 Ok(found) => return Ok(found),
                 Err(e) if !retried && connection_lost(&e) => {
                     shared.discard(&conn);
@@ -90,11 +216,7 @@ pub async fn find_many(
     if ids.is_empty() {
         return Ok(Vec::new());
     }
-    signals::table
-        .select(signal_json::COLUMNS)
-        .filter(signals::id.eq_any(ids))
-        .load(conn)
-        .await
+    find_by_ids(ids).load(conn).await
 }
 
 /// The SQL text `find` sends (with `$n` placeholders), as [`list_sql`] does for lists.
@@ -114,6 +236,17 @@ fn find_by_id(id: Uuid) -> FindBy<signals::id, Uuid> {
     signals::table
         .select(signal_json::COLUMNS)
         .filter(signals::id.eq(id))
+}
+
+type FindByIds<'a> = diesel::dsl::Filter<
+    diesel::dsl::Select<signals::table, signal_json::Columns>,
+    diesel::dsl::EqAny<signals::id, &'a [Uuid]>,
+>;
+
+fn find_by_ids(ids: &[Uuid]) -> FindByIds<'_> {
+    signals::table
+        .select(signal_json::COLUMNS)
+        .filter(signals::id.eq_any(ids))
 }
 
 fn find_by_slug(slug: &str) -> FindBy<signals::slug, &str> {

@@ -286,6 +286,8 @@ pub struct SharedConn {
     /// Held while checking out, so that concurrent lookups wait for that one checkout instead
     /// of queueing in the pool for a connection that stays taken.
     checkout: futures_util::lock::Mutex<()>,
+    /// Lookups by id waiting for the next statement on it ([`lookups::lookup`]).
+    pub(crate) by_id: lookups::IdQueue,
 }
 
 impl SharedConn {
@@ -297,6 +299,7 @@ impl SharedConn {
             limit,
             current: RefCell::new(None),
             checkout: futures_util::lock::Mutex::new(()),
+            by_id: lookups::IdQueue::default(),
         }
     }
 

@@ -85,7 +85,8 @@ async fn list_statements_are_prepared_once_per_connection_and_kept() {
     assert_eq!(prepared_statements(&mut conn).await - before, 3);
 }
 
-/// The backends of the app's database whose last statement was a lookup of a signal by id.
+/// The backends of the app's database whose last statement was a lookup of signals by id (one
+/// id or several).
 async fn lookup_backends(app: &TestApp) -> Vec<i32> {
     #[derive(QueryableByName)]
     struct Backend {
@@ -97,7 +98,7 @@ async fn lookup_backends(app: &TestApp) -> Vec<i32> {
         "SELECT pid FROM pg_stat_activity WHERE datname = current_database() \
          AND pid <> pg_backend_pid() AND strpos(query, $1) > 0",
     )
-    .bind::<Text, _>(r#"WHERE ("signals"."id" = $1)"#)
+    .bind::<Text, _>(r#"WHERE ("signals"."id" = "#)
     .load::<Backend>(&mut conn)
     .await
     .unwrap()
@@ -134,13 +135,22 @@ async fn concurrent_lookups_share_one_connection_and_each_gets_its_own_signal() 
             .await;
         ids.push((created["id"].as_str().unwrap().to_owned(), i));
     }
+    // Lookups that arrive together go in one statement; each gets its own signal, or 404.
+    let missing: Vec<String> = (0..8).map(|_| uuid::Uuid::now_v7().to_string()).collect();
     let lookups = (0..48).map(|n| {
         let (id, i) = &ids[n % ids.len()];
+        let missing = &missing[n % missing.len()];
         let app = &app;
         async move {
             let body = get_ok(app, id).await;
             assert_eq!(body["id"], id.as_str());
             assert_eq!(body["title"], format!("Lookup number {i}"));
+            let mut res = app
+                .get(&format!("/v1/signals/{missing}"))
+                .send()
+                .await
+                .unwrap();
+            assert_problem(&mut res, 404).await;
         }
     });
     futures_util::future::join_all(lookups).await;
