@@ -47,8 +47,9 @@ pub async fn lookup(shared: &SharedConn, r: &SignalRef) -> Result<Option<SignalJ
     }
     let (tx, rx) = oneshot::channel();
     queue.waiting.borrow_mut().push((id, tx));
+    let mut waiting = Waiting { queue, rx };
     let waited = tokio::time::timeout(shared.limit(), async {
-        match rx.await {
+        match (&mut waiting.rx).await {
             Ok(Turn::Found(found)) => found,
             // Its turn to lead, or the leader that took it went away (its request was dropped).
             Ok(Turn::Lead) | Err(_) => lead(shared, id).await,
@@ -117,14 +118,33 @@ impl<'a> Leading<'a> {
 
 impl Drop for Leading<'_> {
     fn drop(&mut self) {
-        let queue = self.0;
-        queue.leaders.set(queue.leaders.get() - 1);
-        let mut waiting = queue.waiting.borrow_mut();
-        while !waiting.is_empty() {
-            let (_, tx) = waiting.remove(0);
-            if tx.send(Turn::Lead).is_ok() {
-                break;
-            }
+        self.0.leaders.set(self.0.leaders.get() - 1);
+        hand_over(self.0);
+    }
+}
+
+/// A lookup waiting for its answer. Dropped with its request after it was told to lead but
+/// before it could, it passes the turn on, so the lookups behind it are not left waiting.
+struct Waiting<'a> {
+    queue: &'a IdQueue,
+    rx: oneshot::Receiver<Turn>,
+}
+
+impl Drop for Waiting<'_> {
+    fn drop(&mut self) {
+        if let Ok(Turn::Lead) = self.rx.try_recv() {
+            hand_over(self.queue);
+        }
+    }
+}
+
+/// Tells the first lookup still waiting to lead.
+fn hand_over(queue: &IdQueue) {
+    let mut waiting = queue.waiting.borrow_mut();
+    while !waiting.is_empty() {
+        let (_, tx) = waiting.remove(0);
+        if tx.send(Turn::Lead).is_ok() {
+            break;
         }
     }
 }

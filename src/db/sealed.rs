@@ -55,10 +55,19 @@ impl Sealer {
                     std::fs::create_dir_all(dir)
                         .map_err(|e| Fatal(format!("cannot make {}: {e}", dir.display())))?;
                 }
-                write_new_private(path, &hex)
-                    .map_err(|e| Fatal(format!("cannot write {}: {e}", path.display())))?;
-                tracing::info!(path = %path.display(), "made a new webhook key");
-                Ok(Sealer::new(&key))
+                match write_new_private(path, &hex) {
+                    Ok(()) => {
+                        tracing::info!(path = %path.display(), "made a new webhook key");
+                        Ok(Sealer::new(&key))
+                    }
+                    // Another instance starting at the same moment made it first: theirs holds.
+                    Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {
+                        let text = std::fs::read_to_string(path)
+                            .map_err(|e| Fatal(format!("cannot read {}: {e}", path.display())))?;
+                        parse(&text, &path.display().to_string())
+                    }
+                    Err(e) => Err(Fatal(format!("cannot write {}: {e}", path.display()))),
+                }
             }
             Err(e) => Err(Fatal(format!("cannot read {}: {e}", path.display()))),
         }
@@ -97,16 +106,27 @@ impl Sealer {
     }
 }
 
-/// Creates `path` with mode 0600 from the start and writes `text` to it; fails if it exists.
+/// Makes `path` with mode 0600 from the start holding `text`, whole or not at all: written to a
+/// file of its own first, then linked to `path`, which fails with `AlreadyExists` if another
+/// process made `path` meanwhile (a reader never sees it half written).
 fn write_new_private(path: &Path, text: &str) -> std::io::Result<()> {
     use std::io::Write;
     use std::os::unix::fs::OpenOptionsExt;
-    let mut file = std::fs::OpenOptions::new()
+    let mut name = path.as_os_str().to_owned();
+    name.push(format!(".{}.new", uuid::Uuid::now_v7().simple()));
+    let draft = std::path::PathBuf::from(name);
+    let written = std::fs::OpenOptions::new()
         .write(true)
         .create_new(true)
         .mode(0o600)
-        .open(path)?;
-    file.write_all(text.as_bytes())
+        .open(&draft)
+        .and_then(|mut file| {
+            file.write_all(text.as_bytes())?;
+            file.sync_all()
+        })
+        .and_then(|()| std::fs::hard_link(&draft, path));
+    let _ = std::fs::remove_file(&draft);
+    written
 }
 
 #[cfg(test)]
@@ -130,6 +150,35 @@ mod tests {
             sealed,
             "a new nonce each time"
         );
+    }
+
+    #[test]
+    fn instances_starting_together_make_one_key_file_and_all_use_it() {
+        let dir = std::env::temp_dir().join(format!("signals-key-{}", uuid::Uuid::now_v7()));
+        let path = dir.join("webhook.key");
+        let start = std::sync::Barrier::new(8);
+        let sealers: Vec<Sealer> = std::thread::scope(|s| {
+            let loads: Vec<_> = (0..8)
+                .map(|_| {
+                    s.spawn(|| {
+                        start.wait();
+                        Sealer::load(None, &path)
+                    })
+                })
+                .collect();
+            loads
+                .into_iter()
+                .map(|l| l.join().unwrap().expect("every instance starts"))
+                .collect()
+        });
+        let id = uuid::Uuid::now_v7();
+        let sealed = sealers[0].seal(&id, b"shared");
+        for sealer in &sealers {
+            assert_eq!(sealer.open(&id, &sealed).as_deref(), Some(&b"shared"[..]));
+        }
+        let left: Vec<_> = std::fs::read_dir(&dir).unwrap().collect();
+        assert_eq!(left.len(), 1, "only the key file stays");
+        let _ = std::fs::remove_dir_all(dir);
     }
 
     #[test]
