@@ -4,6 +4,7 @@
 //! its own batch is written, and rerunning with `--on-conflict skip` resumes (for lines that
 //! carry a slug: lines without one would get new, suffixed slugs).
 
+use std::collections::HashSet;
 use std::fs::File;
 use std::io::{BufRead, BufReader, IsTerminal};
 use std::path::Path;
@@ -32,6 +33,8 @@ struct Batch {
     items: Vec<SignalInput>,
     lines: Vec<usize>,
     bytes: u64,
+    /// Written once already, and failed.
+    again: bool,
 }
 
 /// Imports `path` (`-` for standard input) over `conns`; the summary goes to standard error.
@@ -64,6 +67,13 @@ pub async fn run(
     let parser = std::thread::spawn(move || read_batches(reader, batch_size, tx));
     let mut idle = conns;
     let mut writing = FuturesUnordered::new();
+    // What each batch being written names: its slugs, and the titles of its signals without
+    // one (their slugs are derived from them).
+    let mut in_flight: Vec<(usize, HashSet<String>)> = Vec::new();
+    // The next batch, read and waiting for a connection, or for the batches it shares a name
+    // with; and a batch the database failed once, to be written again alone.
+    let mut next: Option<Batch> = None;
+    let mut again: Option<(Batch, Fatal)> = None;
     let mut bytes = 0;
     // The earliest error (a bad line, or a batch the database refused), by the first line of
     // what was not written, and the lines of every batch that was.
@@ -71,26 +81,58 @@ pub async fn run(
     let mut written_lines: Vec<(usize, usize)> = Vec::new();
     let mut read_all = false;
     loop {
-        while stop.is_none() && !read_all && !idle.is_empty() {
-            match rx.recv().await {
-                Some(Ok(batch)) => {
-                    let mut conn = idle.pop().expect("an idle connection");
-                    writing.push(async move {
-                        let written =
-                            write(&mut conn, &batch.items, &batch.lines, on_conflict).await;
-                        (conn, batch.lines, batch.bytes, written)
-                    });
+        if stop.is_some() {
+            next = None;
+            // Not to be written again after all: it fails with its first error, if earlier.
+            if let Some((batch, error)) = again.take() {
+                let first = batch.lines[0];
+                if stop.as_ref().is_some_and(|(_, line)| first < *line) {
+                    stop = Some((error, first));
                 }
-                // Every batch before the bad line was sent.
-                Some(Err(bad_line)) => stop = Some((bad_line, usize::MAX)),
-                None => read_all = true,
             }
         }
-        let Some((conn, lines, batch_bytes, written)) = writing.next().await else {
+        if writing.is_empty() {
+            if let Some((batch, _)) = again.take() {
+                in_flight.push((batch.lines[0], names(&batch.items)));
+                let conn = idle.pop().expect("every connection idle");
+                writing.push(write(conn, batch, on_conflict));
+                continue;
+            }
+        }
+        if again.is_none() && !idle.is_empty() {
+            if let Some(batch) = next.take() {
+                let names = names(&batch.items);
+                if in_flight.iter().all(|(_, other)| other.is_disjoint(&names)) {
+                    in_flight.push((batch.lines[0], names));
+                    let conn = idle.pop().expect("an idle connection");
+                    writing.push(write(conn, batch, on_conflict));
+                    continue;
+                }
+                next = Some(batch);
+            }
+        }
+        let can_read = stop.is_none() && !read_all && next.is_none() && again.is_none();
+        if !can_read && writing.is_empty() {
             break;
+        }
+        // Reading goes on while batches are written, and a batch written is committed at once
+        // (its transaction holds the change log's lock until then).
+        let done = tokio::select! {
+            got = rx.recv(), if can_read => {
+                match got {
+                    Some(Ok(batch)) => next = Some(batch),
+                    // Every batch before the bad line was sent.
+                    Some(Err(bad_line)) => stop = Some((bad_line, usize::MAX)),
+                    None => read_all = true,
+                }
+                continue;
+            }
+            Some(done) = writing.next(), if !writing.is_empty() => done,
         };
+        let (conn, mut batch, written) = done;
         idle.push(conn);
-        let (first, last) = (lines[0], lines[lines.len() - 1]);
+        let (first, last) = (batch.lines[0], batch.lines[batch.lines.len() - 1]);
+        in_flight.retain(|(line, _)| *line != first);
         match written {
             Ok(outcomes) => {
                 for outcome in outcomes {
@@ -101,18 +143,28 @@ pub async fn run(
                     }
                 }
                 written_lines.push((first, last));
-                bytes = bytes.max(batch_bytes);
+                bytes = bytes.max(batch.bytes);
                 progress.update(bytes, &totals, started);
+            }
+            // A database error beside another batch (two batches can deadlock on the change
+            // log's lock and a derived slug): once more, alone.
+            Err(e @ BatchError::Query(_)) if !batch.again && stop.is_none() => {
+                batch.again = true;
+                let error = refused(e, &batch.lines);
+                again = Some((batch, error));
             }
             Err(e) => match &stop {
                 Some((_, earlier)) if *earlier < first => {}
-                _ => stop = Some((e, first)),
+                _ => stop = Some((refused(e, &batch.lines), first)),
             },
         }
     }
-    // Dropping the receiver ends the reading thread if it is still going.
+    // The channel closed when every line was read; after an error the reading thread may
+    // still wait for input (standard input), and ends when it next sends.
     drop(rx);
-    let _ = parser.join();
+    if read_all {
+        let _ = parser.join();
+    }
     progress.finish(bytes, &totals, started);
     if let Some((Fatal(message), refused)) = stop {
         written_lines.sort_unstable();
@@ -152,6 +204,7 @@ fn read_batches(
         items: Vec::with_capacity(batch_size),
         lines: Vec::with_capacity(batch_size),
         bytes: 0,
+        again: false,
     };
     let mut first_line = 1;
     let mut line_no = 0;
@@ -201,6 +254,7 @@ fn read_batches(
                     items: Vec::with_capacity(batch_size),
                     lines: Vec::with_capacity(batch_size),
                     bytes: 0,
+                    again: false,
                 },
             );
             if tx.blocking_send(Ok(full)).is_err() {
@@ -215,19 +269,28 @@ fn read_batches(
     }
 }
 
-/// One batch, in a transaction of its own; an error names its lines.
+/// One batch, in a transaction of its own on `conn`; gives both back with the outcome.
 async fn write(
-    conn: &mut AsyncPgConnection,
-    batch: &[SignalInput],
-    lines: &[usize],
+    mut conn: AsyncPgConnection,
+    batch: Batch,
     on_conflict: OnConflict,
-) -> Result<Vec<BatchOutcome>, Fatal> {
+) -> (
+    AsyncPgConnection,
+    Batch,
+    Result<Vec<BatchOutcome>, BatchError>,
+) {
+    let written = conn
+        .transaction::<_, BatchError, _>(async |conn| {
+            write_batch(conn, &batch.items, on_conflict, None, |_| true).await
+        })
+        .await;
+    (conn, batch, written)
+}
+
+/// Why the batch of `lines` was not written.
+fn refused(e: BatchError, lines: &[usize]) -> Fatal {
     let (first, last) = (lines[0], lines[lines.len() - 1]);
-    conn.transaction::<_, BatchError, _>(async |conn| {
-        write_batch(conn, batch, on_conflict, None, |_| true).await
-    })
-    .await
-    .map_err(|e| match e {
+    match e {
         BatchError::Conflict(items) => Fatal(format!(
             "line {}: the slug is taken (rerun with --on-conflict skip or update); nothing of lines {first}..{last} was written",
             lines[items[0]]
@@ -236,7 +299,19 @@ async fn write(
         BatchError::Query(e) => Fatal(format!(
             "database error: {e}; nothing of lines {first}..{last} was written"
         )),
-    })
+    }
+}
+
+/// The slugs a batch names, and the titles of its signals without one: two batches that share
+/// one are written one after the other, in order.
+fn names(items: &[SignalInput]) -> HashSet<String> {
+    items
+        .iter()
+        .map(|item| match &item.slug {
+            Some(slug) => format!("slug {slug}"),
+            None => format!("title {}", item.title.to_lowercase()),
+        })
+        .collect()
 }
 
 /// A progress bar on a terminal, a plain line per batch otherwise.

@@ -37,30 +37,32 @@ pub async fn find(
 /// is done, the first lookup still waiting leads the next. A lookup alone is sent as before, by
 /// itself (`WHERE id = $1`).
 pub async fn lookup(shared: &SharedConn, r: &SignalRef) -> Result<Option<SignalJson>, DbError> {
+    // One limit for the whole lookup, its wait for a turn included.
+    let deadline = tokio::time::Instant::now() + shared.limit();
     let id = match r {
         SignalRef::Id(id) => *id,
-        SignalRef::Slug(_) => return one(on_shared(shared, Read::One(r)).await),
+        SignalRef::Slug(_) => return one(on_shared(shared, Read::One(r), deadline).await),
     };
     let queue = &shared.by_id;
     if queue.leaders.get() == 0 {
-        return lead(shared, id).await;
+        return lead(shared, id, deadline).await;
     }
     let (tx, rx) = oneshot::channel();
     queue.waiting.borrow_mut().push((id, tx));
     let mut waiting = Waiting { queue, rx };
-    let waited = tokio::time::timeout(shared.limit(), async {
-        match (&mut waiting.rx).await {
-            Ok(Turn::Found(found)) => found,
-            // Its turn to lead, or the leader that took it went away (its request was dropped).
-            Ok(Turn::Lead) | Err(_) => lead(shared, id).await,
-        }
-    });
-    waited.await.unwrap_or_else(|_| {
-        Err(DbError::Unavailable(format!(
-            "a lookup took longer than {} ms",
-            shared.limit().as_millis()
-        )))
-    })
+    match tokio::time::timeout_at(deadline, &mut waiting.rx).await {
+        Ok(Ok(Turn::Found(found))) => found,
+        // Its turn to lead, or the leader that took it went away (its request was dropped).
+        Ok(Ok(Turn::Lead) | Err(_)) => lead(shared, id, deadline).await,
+        Err(_) => Err(too_long(shared)),
+    }
+}
+
+fn too_long(shared: &SharedConn) -> DbError {
+    DbError::Unavailable(format!(
+        "a lookup took longer than {} ms",
+        shared.limit().as_millis()
+    ))
 }
 
 /// Lookups by id waiting for a statement on a worker's shared connection.
@@ -79,7 +81,11 @@ enum Turn {
 const MOST_IDS: usize = 64;
 
 /// Looks up `id` with every lookup waiting now, and hands each its answer.
-async fn lead(shared: &SharedConn, id: Uuid) -> Result<Option<SignalJson>, DbError> {
+async fn lead(
+    shared: &SharedConn,
+    id: Uuid,
+    deadline: tokio::time::Instant,
+) -> Result<Option<SignalJson>, DbError> {
     let queue = &shared.by_id;
     let _leading = Leading::start(queue);
     let others: Vec<(Uuid, oneshot::Sender<Turn>)> = {
@@ -88,11 +94,11 @@ async fn lead(shared: &SharedConn, id: Uuid) -> Result<Option<SignalJson>, DbErr
         waiting.drain(..n).collect()
     };
     if others.is_empty() {
-        return one(on_shared(shared, Read::One(&SignalRef::Id(id))).await);
+        return one(on_shared(shared, Read::One(&SignalRef::Id(id)), deadline).await);
     }
     let mut ids: Vec<Uuid> = others.iter().map(|(id, _)| *id).collect();
     ids.push(id);
-    let rows = on_shared(shared, Read::Ids(&ids)).await;
+    let rows = on_shared(shared, Read::Ids(&ids), deadline).await;
     let row = |rows: &[SignalJson], id: Uuid| rows.iter().find(|r| r.id == id).cloned();
     for (other, tx) in others {
         let answer = match &rows {
@@ -172,11 +178,15 @@ fn one(rows: Result<Vec<SignalJson>, DbError>) -> Result<Option<SignalJson>, DbE
     rows.map(|rows| rows.into_iter().next())
 }
 
-/// Runs a read on a worker's shared connection within [`SharedConn::limit`]. When the
+/// Runs a read on a worker's shared connection by `deadline`. When the
 /// connection turns out closed (a killed backend, a restarted database), it is let go and the
 /// read is tried once more on a new one; it only reads, so that is harmless. Other errors, a
 /// statement timeout among them, are answered as they are, and the connection is kept.
-async fn on_shared(shared: &SharedConn, read: Read<'_>) -> Result<Vec<SignalJson>, DbError> {
+async fn on_shared(
+    shared: &SharedConn,
+    read: Read<'_>,
+    deadline: tokio::time::Instant,
+) -> Result<Vec<SignalJson>, DbError> {
     let used = RefCell::new(None);
     let attempts = async {
         let mut retried = false;
@@ -203,7 +213,7 @@ async fn on_shared(shared: &SharedConn, read: Read<'_>) -> Result<Vec<SignalJson
             }
         }
     };
-    match tokio::time::timeout(shared.limit(), attempts).await {
+    match tokio::time::timeout_at(deadline, attempts).await {
         Ok(result) => result,
         Err(_) => {
             // Stuck behind a statement, or a connection that no longer answers: the next
@@ -211,10 +221,7 @@ async fn on_shared(shared: &SharedConn, read: Read<'_>) -> Result<Vec<SignalJson
             if let Some(conn) = used.borrow().as_ref() {
                 shared.discard(conn);
             }
-            Err(DbError::Unavailable(format!(
-                "a lookup took longer than {} ms",
-                shared.limit().as_millis()
-            )))
+            Err(too_long(shared))
         }
     }
 }

@@ -108,25 +108,32 @@ impl Sealer {
 
 /// Makes `path` with mode 0600 from the start holding `text`, whole or not at all: written to a
 /// file of its own first, then linked to `path`, which fails with `AlreadyExists` if another
-/// process made `path` meanwhile (a reader never sees it half written).
+/// process made `path` meanwhile (a reader never sees it half written). Where the file system
+/// has no hard links, `path` is created directly (still failing if it exists).
 fn write_new_private(path: &Path, text: &str) -> std::io::Result<()> {
-    use std::io::Write;
+    use std::io::{ErrorKind, Write};
     use std::os::unix::fs::OpenOptionsExt;
+    let create = |path: &Path| -> std::io::Result<()> {
+        let mut file = std::fs::OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .mode(0o600)
+            .open(path)?;
+        file.write_all(text.as_bytes())?;
+        file.sync_all()
+    };
     let mut name = path.as_os_str().to_owned();
     name.push(format!(".{}.new", uuid::Uuid::now_v7().simple()));
     let draft = std::path::PathBuf::from(name);
-    let written = std::fs::OpenOptions::new()
-        .write(true)
-        .create_new(true)
-        .mode(0o600)
-        .open(&draft)
-        .and_then(|mut file| {
-            file.write_all(text.as_bytes())?;
-            file.sync_all()
-        })
-        .and_then(|()| std::fs::hard_link(&draft, path));
+    let linked = create(&draft).and_then(|()| std::fs::hard_link(&draft, path));
     let _ = std::fs::remove_file(&draft);
-    written
+    match linked {
+        Err(e) if e.kind() != ErrorKind::AlreadyExists => create(path)?,
+        linked => linked?,
+    }
+    // The new name survives a crash: the key may seal secrets at once.
+    let dir = path.parent().filter(|d| !d.as_os_str().is_empty());
+    std::fs::File::open(dir.unwrap_or(Path::new(".")))?.sync_all()
 }
 
 #[cfg(test)]

@@ -203,3 +203,27 @@ async fn a_refused_batch_among_parallel_ones_says_exactly_what_was_written() {
     let _ = std::fs::remove_file(file);
     let _ = std::fs::remove_file(taken);
 }
+
+/// Batches that share titles (or slugs) are written one after the other: the same title on
+/// every line gives every line its own derived slug, on two connections as on one.
+#[actix_web::test]
+async fn batches_that_share_a_title_are_written_in_turn_with_distinct_slugs() {
+    let db = TestDb::new().await;
+    let lines: Vec<String> = (0..600)
+        .map(|i| {
+            serde_json::json!({"title": "Weekly report", "score": i % 11, "category": "Import"})
+                .to_string()
+        })
+        .collect();
+    let file = write_file(&lines);
+    let out = import(&db, &[file.to_str().unwrap(), "--batch-size", "100"])
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(count(&db).await, 600);
+    let _ = std::fs::remove_file(file);
+}
