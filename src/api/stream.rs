@@ -24,7 +24,9 @@ use super::conditions::ReadAfter;
 use super::problem::{responses, ApiError};
 use super::AppState;
 use crate::db::{self, changes};
-use crate::domain::query::{parameters, ListFilter, StreamQuery, STREAM_PARAMS};
+use crate::domain::query::{
+    header_position, parameters, ListFilter, StreamQuery, POSITION_PATTERN, STREAM_PARAMS,
+};
 use crate::domain::FieldError;
 use crate::live::{self, Event, Hub, StreamSlot};
 
@@ -46,7 +48,7 @@ impl IntoParams for StreamQuery {
                 .schema(Some(
                     ObjectBuilder::new()
                         .schema_type(Type::String)
-                        .pattern(Some("^[0-9]{1,18}$")),
+                        .pattern(Some(POSITION_PATTERN)),
                 ))
                 .build(),
         );
@@ -92,18 +94,12 @@ pub async fn stream_signals(
 ) -> Result<HttpResponse, ApiError> {
     let query = StreamQuery::parse(req.query_string()).map_err(ApiError::parameter)?;
     let resume = match req.headers().get("last-event-id") {
-        Some(v) => Some(
-            v.to_str()
-                .ok()
-                .and_then(|v| v.trim().parse::<i64>().ok())
-                .filter(|n| *n >= 0)
-                .ok_or_else(|| {
-                    ApiError::parameter(FieldError::new(
-                        "Last-Event-ID",
-                        "must be a position: an integer of 0 or more",
-                    ))
-                })?,
-        ),
+        Some(v) => Some(v.to_str().ok().and_then(header_position).ok_or_else(|| {
+            ApiError::parameter(FieldError::new(
+                "Last-Event-ID",
+                "must be a position: 1 to 18 decimal digits",
+            ))
+        })?),
         None => query.last_event_id,
     };
     let slot = hub

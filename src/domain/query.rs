@@ -722,6 +722,16 @@ impl FacetQuery {
     }
 }
 
+/// A change-log position as the `Last-Event-ID` header carries it: decimal digits only (no
+/// sign, no spaces), at most 18 of them, so that every such text is a position.
+pub const POSITION_PATTERN: &str = "^[0-9]{1,18}$";
+
+/// The position in `text` when it matches [`POSITION_PATTERN`].
+pub fn header_position(text: &str) -> Option<i64> {
+    let digits = (1..=18).contains(&text.len()) && text.bytes().all(|b| b.is_ascii_digit());
+    digits.then(|| text.parse().ok()).flatten()
+}
+
 /// A parsed `GET /v1/signals/stream` request.
 #[derive(Debug, Clone, PartialEq)]
 pub struct StreamQuery {

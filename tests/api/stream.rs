@@ -183,7 +183,10 @@ async fn a_position_the_log_no_longer_keeps_is_410() {
     crate::helpers::assert_problem(&mut res, 410).await;
     // A position past the end of the log (even the largest) is no gap: nothing to replay...
     for resume in ["Last-Event-ID", "last_event_id"] {
-        let max = i64::MAX.to_string();
+        let max = match resume {
+            "Last-Event-ID" => "999999999999999999".to_owned(),
+            _ => i64::MAX.to_string(),
+        };
         let req = match resume {
             "Last-Event-ID" => app
                 .client
@@ -197,7 +200,12 @@ async fn a_position_the_log_no_longer_keeps_is_410() {
     }
     // ... and such a stream gets what comes next.
     let client = streaming_client();
-    let mut ahead = open(&client, app.url("/v1/signals/stream"), Some(i64::MAX)).await;
+    let mut ahead = open(
+        &client,
+        app.url("/v1/signals/stream"),
+        Some(999_999_999_999_999_999),
+    )
+    .await;
     let created = app.create(&key, &signal(json!({ "slug": "next" }))).await;
     let event = ahead.next(WAIT).await.expect("the next change is sent");
     assert_eq!(event.data, created);
@@ -207,6 +215,16 @@ async fn a_position_the_log_no_longer_keeps_is_410() {
         .await
         .unwrap();
     crate::helpers::assert_problem(&mut res, 400).await;
+    // The header is digits only, as the spec's pattern says (schemathesis sent "+3").
+    for bad in ["+3", "-1", "1e3", "9223372036854775807"] {
+        let mut res = app
+            .get("/v1/signals/stream")
+            .insert_header(("Last-Event-ID", bad))
+            .send()
+            .await
+            .unwrap();
+        crate::helpers::assert_problem(&mut res, 400).await;
+    }
 }
 
 #[actix_web::test]
