@@ -420,7 +420,13 @@ async fn failures_are_retried_with_one_webhook_id_redirects_are_not_followed_and
         got[1].at - got[0].at >= Duration::from_millis(900),
         "a retry waits its turn"
     );
-    let page = attempts(&app, &admin, id, "").await;
+    // The receiver has answered the third time; the sender records it just after.
+    let started = std::time::Instant::now();
+    let mut page = attempts(&app, &admin, id, "").await;
+    while page["items"].as_array().unwrap().len() < 3 && started.elapsed() < WAIT {
+        actix_web::rt::time::sleep(Duration::from_millis(50)).await;
+        page = attempts(&app, &admin, id, "").await;
+    }
     let items = page["items"].as_array().unwrap();
     let statuses: Vec<_> = items
         .iter()
