@@ -210,3 +210,125 @@ async fn a_derived_slug_never_takes_a_later_items_slug() {
     let mut res = app.get("/v1/signals/foo-bar-2").send().await.unwrap();
     assert_eq!(json_body(&mut res).await["title"], "Foo Bar");
 }
+
+/// A thousand items with one title (what schemathesis sends at the edge of `maxItems`), sent
+/// twice: every one is created, with slugs that are all different, the first few as the title's
+/// own and its `-2`... suffixes, never the batch's explicit slug.
+#[actix_web::test]
+async fn a_thousand_items_with_one_title_each_get_their_own_slug() {
+    let app = TestApp::spawn().await;
+    let key = app.key(Scope::Write).await;
+    let mut items = vec![json!({"title": "One Title", "score": 1, "category": "c"}); 999];
+    items.push(json!({"title": "Explicit", "slug": "one-title-3", "score": 1, "category": "c"}));
+    let mut res = post_batch(&app, &key, &json!({"items": items})).await;
+    let body = json_body(&mut res).await;
+    assert_eq!(res.status(), 200, "{body}");
+    assert_eq!(body["created"].as_array().unwrap().len(), 1000);
+    items.pop();
+    let mut res = post_batch(&app, &key, &json!({"items": items})).await;
+    let body = json_body(&mut res).await;
+    assert_eq!(res.status(), 200, "{body}");
+    assert_eq!(body["created"].as_array().unwrap().len(), 999);
+
+    let client = app.db.sql().await;
+    let rows = client
+        .query("SELECT slug, title FROM signals ORDER BY id", &[])
+        .await
+        .unwrap();
+    let slugs: Vec<(String, String)> = rows.iter().map(|r| (r.get(0), r.get(1))).collect();
+    assert_eq!(slugs.len(), 1999);
+    let distinct: std::collections::HashSet<&str> = slugs.iter().map(|(s, _)| s.as_str()).collect();
+    assert_eq!(distinct.len(), 1999, "slugs are unique");
+    let title_of = |slug: &str| {
+        slugs
+            .iter()
+            .find(|(s, _)| s == slug)
+            .map(|(_, t)| t.as_str())
+    };
+    assert_eq!(title_of("one-title-3"), Some("Explicit"));
+    for slug in ["one-title", "one-title-2", "one-title-4"] {
+        assert_eq!(title_of(slug), Some("One Title"), "{slug}");
+    }
+    let suffixed = slugs
+        .iter()
+        .filter(|(s, t)| t == "One Title" && s.len() == "one-title-".len() + 12)
+        .count();
+    assert_eq!(suffixed, 1998 - 3, "the rest have a random suffix");
+}
+
+/// Items of one batch that name the same slug end as writing them in turn would: with `skip` the
+/// first is created and the rest skipped; with `update` the last wins, a publication time given
+/// earlier stays unless a later item gives one, and the signal changes once.
+#[actix_web::test]
+async fn items_that_share_a_slug_end_as_if_written_in_turn() {
+    let app = TestApp::spawn().await;
+    let key = app.key(Scope::Write).await;
+    let dup = |title: &str, published_at: Value| {
+        signal(json!({"slug": "dup", "title": title, "published_at": published_at}))
+    };
+    let items = json!([
+        dup("First", json!("2026-01-02T03:04:05Z")),
+        signal(json!({"slug": "between"})),
+        dup("Second", json!(null)),
+        dup("Third", json!(null)),
+    ]);
+    let mut res = post_batch(&app, &key, &json!({"items": items, "on_conflict": "skip"})).await;
+    let body = json_body(&mut res).await;
+    assert_eq!(res.status(), 200, "{body}");
+    let id = body["created"][0].clone();
+    assert_eq!(body["created"].as_array().unwrap().len(), 2);
+    assert_eq!(body["skipped"], json!([id, id]));
+    let mut res = app.get("/v1/signals/dup").send().await.unwrap();
+    assert_eq!(json_body(&mut res).await["title"], "First");
+
+    // Again with `update`: the signal exists, every item updates it, the last one wins.
+    let mut res = post_batch(
+        &app,
+        &key,
+        &json!({"items": items, "on_conflict": "update"}),
+    )
+    .await;
+    let body = json_body(&mut res).await;
+    assert_eq!(res.status(), 200, "{body}");
+    let updated = body["updated"].as_array().unwrap();
+    assert_eq!(updated.len(), 4, "{body}");
+    assert_eq!([&updated[0], &updated[2], &updated[3]], [&id, &id, &id]);
+    assert_eq!(body["skipped"].as_array().unwrap().len(), 0);
+    let mut res = app.get("/v1/signals/dup").send().await.unwrap();
+    let got = json_body(&mut res).await;
+    assert_eq!(got["title"], "Third");
+    assert_eq!(got["published_at"], "2026-01-02T03:04:05Z");
+
+    // New slug with `update`: the first item creates it, the others update it.
+    let items = json!([
+        signal(json!({"slug": "fresh", "title": "A", "published_at": "2026-03-01T00:00:00Z"})),
+        signal(json!({"slug": "fresh", "title": "B", "published_at": "2026-04-01T00:00:00Z"})),
+        signal(json!({"slug": "fresh", "title": "C", "published_at": null})),
+    ]);
+    let mut res = post_batch(
+        &app,
+        &key,
+        &json!({"items": items, "on_conflict": "update"}),
+    )
+    .await;
+    let body = json_body(&mut res).await;
+    assert_eq!(res.status(), 200, "{body}");
+    let id = body["created"][0].clone();
+    assert_eq!(body["created"], json!([id]));
+    assert_eq!(body["updated"], json!([id, id]));
+    let mut res = app.get("/v1/signals/fresh").send().await.unwrap();
+    let got = json_body(&mut res).await;
+    assert_eq!(got["title"], "C");
+    assert_eq!(got["published_at"], "2026-04-01T00:00:00Z");
+
+    let client = app.db.sql().await;
+    let changes: i64 = client
+        .query_one(
+            "SELECT count(*) FROM signal_changes WHERE slug = 'fresh'",
+            &[],
+        )
+        .await
+        .unwrap()
+        .get(0);
+    assert_eq!(changes, 1, "one change for the three items");
+}

@@ -21,10 +21,7 @@ async fn public_app() -> TestApp {
 /// The signals the database holds with at least this score, newest first: (id, title,
 /// updated_at as RFC 3339 with microseconds).
 async fn newest_in_database(app: &TestApp, min_score: i16) -> Vec<(uuid::Uuid, String, String)> {
-    let (client, conn) = tokio_postgres::connect(&app.db.url, tokio_postgres::NoTls)
-        .await
-        .unwrap();
-    actix_web::rt::spawn(conn);
+    let client = app.db.sql().await;
     client
         .query(
             "SELECT id::text, title, to_char(updated_at AT TIME ZONE 'UTC', \

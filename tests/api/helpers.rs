@@ -204,6 +204,15 @@ impl TestDb {
         }
     }
 
+    /// A session of its own on this database, to look at or hold what the app cannot show.
+    pub async fn sql(&self) -> tokio_postgres::Client {
+        let (client, conn) = tokio_postgres::connect(&self.url, tokio_postgres::NoTls)
+            .await
+            .unwrap();
+        actix_web::rt::spawn(conn);
+        client
+    }
+
     /// Drops the database now, terminating its connections (to simulate a lost database).
     pub async fn drop_now(&self) {
         let sql = format!("DROP DATABASE IF EXISTS {} WITH (FORCE)", self.name);
@@ -353,10 +362,7 @@ impl TestApp {
     /// Makes the app's statements on `signals` wait: the returned session holds an exclusive
     /// lock on the table until it sends `COMMIT`.
     pub async fn lock_signals(&self) -> tokio_postgres::Client {
-        let (client, conn) = tokio_postgres::connect(&self.db.url, tokio_postgres::NoTls)
-            .await
-            .unwrap();
-        actix_web::rt::spawn(conn);
+        let client = self.db.sql().await;
         client
             .batch_execute("BEGIN; LOCK TABLE signals IN ACCESS EXCLUSIVE MODE")
             .await

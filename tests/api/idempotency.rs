@@ -279,10 +279,7 @@ async fn batches_retried_after_the_server_is_killed_are_written_exactly_once() {
         }
     }
     crate::embedded::terminate(&mut server);
-    let (client_db, conn) = tokio_postgres::connect(&app.db.url, tokio_postgres::NoTls)
-        .await
-        .unwrap();
-    actix_web::rt::spawn(conn);
+    let client_db = app.db.sql().await;
     let rows: i64 = client_db
         .query_one("SELECT count(*) FROM signals", &[])
         .await

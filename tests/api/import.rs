@@ -23,10 +23,7 @@ fn write_file(lines: &[String]) -> std::path::PathBuf {
 }
 
 async fn count(db: &TestDb) -> i64 {
-    let (client, conn) = tokio_postgres::connect(&db.url, tokio_postgres::NoTls)
-        .await
-        .unwrap();
-    actix_web::rt::spawn(conn);
+    let client = db.sql().await;
     client
         .query_one("SELECT count(*) FROM signals", &[])
         .await

@@ -296,10 +296,7 @@ async fn when_the_listening_connection_is_lost_the_hub_reconnects_and_misses_not
         "before-the-loss"
     );
     // Kill the hub's LISTEN backend, then write at once, while it is away.
-    let (admin, conn) = tokio_postgres::connect(&app.db.url, tokio_postgres::NoTls)
-        .await
-        .unwrap();
-    actix_web::rt::spawn(conn);
+    let admin = app.db.sql().await;
     let killed = admin
         .query(
             "SELECT pg_terminate_backend(pid) FROM pg_stat_activity \

@@ -215,10 +215,7 @@ async fn subscriptions_are_managed_by_admin_keys_and_the_secret_is_shown_once() 
     let id = created["id"].as_str().unwrap();
 
     // Not in the database in the clear.
-    let (client, conn) = tokio_postgres::connect(&app.db.url, tokio_postgres::NoTls)
-        .await
-        .unwrap();
-    actix_web::rt::spawn(conn);
+    let client = app.db.sql().await;
     let stored: Vec<u8> = client
         .query_one("SELECT secret FROM webhooks", &[])
         .await
