@@ -1,7 +1,9 @@
 //! `/v1/categories` and `/v1/tags`: the names in use, with how many signals have each.
 
 use actix_web::{get, web, HttpRequest, HttpResponse};
-use serde::Serialize;
+use std::sync::Arc;
+
+use serde::{Deserialize, Serialize};
 use utoipa::{IntoParams, ToSchema};
 
 use super::auth::Reader;
@@ -10,12 +12,14 @@ use super::conditions::{IfNoneMatch, ReadAfter};
 use super::problem::{responses, ApiError};
 use super::{etag_of, AppState};
 use crate::db::{self, facets::FacetCount};
-use crate::domain::query::{parameters, CategoryQuery, TagQuery, CATEGORY_PARAMS, TAG_PARAMS};
+use crate::domain::query::{
+    parameters, CategoryQuery, TagQuery, CATEGORY_PARAMS, FACET_LIMIT_DEFAULT, TAG_PARAMS,
+};
 use actix_web::web::Bytes;
 use utoipa::openapi::path::{Parameter, ParameterIn};
 
 /// A name and the number of signals that have it.
-#[derive(Debug, Serialize, ToSchema)]
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
 pub struct Facet {
     /// As first spelled in sort order; spellings that differ only in case count as one.
     #[schema(example = "Industry")]
@@ -25,7 +29,7 @@ pub struct Facet {
 }
 
 /// Names with counts, most frequent first (ties by name).
-#[derive(Debug, Serialize, ToSchema)]
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
 #[schema(example = json!({"items": [{"name": "Industry", "count": 42}, {"name": "Research", "count": 17}]}))]
 pub struct FacetPage {
     pub items: Vec<Facet>,
@@ -55,13 +59,28 @@ async fn page<F>(
 where
     F: AsyncFn(&mut db::PgConn) -> Result<Vec<FacetCount>, ApiError>,
 {
-    let key = format!("{kind}:{}", req.query_string());
-    if let Some(hit) = state.cache.get(&key, read_after.needed()) {
-        return Ok(hit.respond(held, state.public_read));
+    let answer = counted(state, read_after.needed(), kind, req.query_string(), count).await?;
+    Ok(answer.respond(held, state.public_read))
+}
+
+/// A facet's JSON (a `FacetPage`) for this query string: from the cache, or counted and kept.
+async fn counted<F>(
+    state: &AppState,
+    needed: u64,
+    kind: &str,
+    query_string: &str,
+    count: F,
+) -> Result<Arc<Cached>, ApiError>
+where
+    F: AsyncFn(&mut db::PgConn) -> Result<Vec<FacetCount>, ApiError>,
+{
+    let key = format!("{kind}:{query_string}");
+    if let Some(hit) = state.cache.get(&key, needed) {
+        return Ok(hit);
     }
     let ticket = state.cache.ticket();
     let (items, replayed) = state
-        .read(read_after.needed(), async |route| {
+        .read(needed, async |route| {
             let mut conn = db::conn(route.list_pool).await?;
             count(&mut conn).await
         })
@@ -78,7 +97,22 @@ where
     let body = Bytes::from(serde_json::to_vec(&page).unwrap_or_default());
     let answer = Cached::json(body.clone(), etag_of(&body), None);
     state.cache.put(key, answer.clone(), ticket, replayed);
-    Ok(answer.respond(held, state.public_read))
+    Ok(Arc::new(answer))
+}
+
+/// Every category and the 50 most used tags, with no filter: what `/v1/categories` and
+/// `/v1/tags` answer without parameters, from the same cache entries.
+pub async fn unfiltered(state: &AppState, needed: u64) -> Result<(FacetPage, FacetPage), ApiError> {
+    let categories = counted(state, needed, "c", "", async |conn: &mut db::PgConn| {
+        Ok(db::facets::categories(conn, &Default::default()).await?)
+    });
+    let tags = counted(state, needed, "t", "", async |conn: &mut db::PgConn| {
+        Ok(db::facets::tags(conn, &Default::default(), FACET_LIMIT_DEFAULT).await?)
+    });
+    let (categories, tags) = tokio::try_join!(categories, tags)?;
+    let parse =
+        |c: &Cached| serde_json::from_slice(&c.body).map_err(|e| ApiError::Internal(e.to_string()));
+    Ok((parse(&categories)?, parse(&tags)?))
 }
 
 /// List categories

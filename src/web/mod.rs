@@ -21,8 +21,8 @@ use crate::api::auth::Reader;
 use crate::api::conditions::{IfNoneMatch, ReadAfter};
 use crate::api::problem::{responses, ApiError};
 use crate::api::{cache_control, etag_of, AppState};
-use crate::db::{self, facets, lists, lookups};
-use crate::domain::query::{parameters, FacetFilter, ListQuery, PAGE_PARAMS};
+use crate::db::{self, lists, lookups};
+use crate::domain::query::{parameters, ListQuery, PAGE_PARAMS};
 use crate::domain::signal::{Signal, SignalRef};
 use html::{escape, escape_into};
 
@@ -256,7 +256,7 @@ pub async fn reader_feed(
     let after = query
         .after(&state.cursor_key)
         .map_err(ApiError::parameter)?;
-    let ((listed, categories, tags), _) = state
+    let (listed, _) = state
         .read(needed, async |route| {
             let mut conn = db::conn(route.list_pool).await?;
             let listed = lists::list(
@@ -267,11 +267,12 @@ pub async fn reader_feed(
                 PAGE_SIZE,
             )
             .await?;
-            let categories = facets::categories(&mut conn, &FacetFilter::default()).await?;
-            let tags = facets::tags(&mut conn, &FacetFilter::default(), 50).await?;
-            Ok((listed, categories, tags))
+            Ok(listed)
         })
         .await?;
+    // Counted over every signal: kept in the cache with `/v1/categories` and `/v1/tags`.
+    let (categories, tags) = crate::api::facets::unfiltered(&state, needed).await?;
+    let (categories, tags) = (categories.items, tags.items);
     let rows = listed.rows;
     let more = listed
         .next

@@ -129,15 +129,9 @@ async fn without_its_change_listener_an_instance_serves_nothing_from_the_cache()
     }
     let (hits, listening) = cache_metrics(&app.client, metrics.clone()).await;
     assert!(listening && hits >= 1);
-    let (admin, conn) = tokio_postgres::connect(&app.db.url, tokio_postgres::NoTls)
-        .await
-        .unwrap();
-    actix_web::rt::spawn(conn);
+    let admin = app.db.sql().await;
     // The log locked, the listener cannot catch up once it has lost its connection.
-    let (locker, conn) = tokio_postgres::connect(&app.db.url, tokio_postgres::NoTls)
-        .await
-        .unwrap();
-    actix_web::rt::spawn(conn);
+    let locker = app.db.sql().await;
     locker
         .batch_execute("BEGIN; LOCK TABLE signal_changes IN ACCESS EXCLUSIVE MODE")
         .await
@@ -178,4 +172,36 @@ async fn without_its_change_listener_an_instance_serves_nothing_from_the_cache()
         get(&app.client, app.url("/v1/signals/one")).await;
     }
     assert!(cache_metrics(&app.client, metrics).await.0 > hits);
+}
+
+/// The reader's category and tag choices are the unfiltered `/v1/categories` and `/v1/tags`,
+/// kept in the same cache entries (they count every signal: at a million signals, the two
+/// counts cost far more than the page), and a write empties them like any other.
+#[actix_web::test]
+async fn the_readers_facets_share_the_cache_with_the_facet_endpoints() {
+    let app = TestApp::spawn().await;
+    let key = app.key(Scope::Write).await;
+    app.create(&key, &signal(json!({"slug": "one", "category": "Alpha"})))
+        .await;
+    settle().await;
+    let metrics = app.url("/metrics");
+    let page = async || {
+        let mut res = app.get("/").send().await.unwrap();
+        assert_eq!(res.status(), 200);
+        String::from_utf8(res.body().limit(1 << 22).await.unwrap().to_vec()).unwrap()
+    };
+    assert!(page().await.contains("Alpha"));
+    let (before, _) = cache_metrics(&app.client, metrics.clone()).await;
+    get(&app.client, app.url("/v1/categories")).await;
+    get(&app.client, app.url("/v1/tags")).await;
+    let (after, _) = cache_metrics(&app.client, metrics.clone()).await;
+    assert_eq!(after - before, 2, "the page's counts answer the endpoints");
+    page().await;
+    let (again, _) = cache_metrics(&app.client, metrics.clone()).await;
+    assert_eq!(again - after, 2, "a second view counts nothing");
+
+    app.create(&key, &signal(json!({"slug": "two", "category": "Beta"})))
+        .await;
+    settle().await;
+    assert!(page().await.contains("Beta"), "the write emptied the cache");
 }
