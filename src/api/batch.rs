@@ -47,6 +47,8 @@ impl From<Vec<BatchOutcome>> for BatchResult {
 /// Up to 1,000 signals, all or nothing: any invalid item rejects the whole batch with 422 and
 /// the errors of every item (`errors[].index` is the item's position). `on_conflict` decides what
 /// an explicit slug that already exists does (`error`: 409 naming the items; `skip`; `update`).
+/// An explicit slug may repeat: the later item meets the signal the earlier one wrote, and with
+/// `update` the signal is written once, as the last item leaves it.
 /// Items without a slug get one derived from the title, made unique. The answer lists the ids
 /// of created, updated and skipped signals, each in input order. The body may be at most 16 MiB.
 ///
