@@ -109,12 +109,15 @@ async fn insert_avoiding(
 /// Rounds of bulk inserts a batch gives its derived slugs before trying the rest one by one.
 const DERIVED_ROUNDS: usize = 6;
 
+/// Tries of `derived_slug` before the random suffix: the title's own slug, `-2`, `-3`, `-4`.
+const NUMBERED_TRIES: u32 = 4;
+
 /// The slug a draft without one tries at this attempt (0 is the title's own): `-2` to `-4`, then
 /// a random suffix, which is as good as unique.
 fn derived_slug(base: &str, attempt: u32) -> String {
     match attempt {
         0 => base.to_owned(),
-        1..=3 => format!("{base}-{}", attempt + 1),
+        1..NUMBERED_TRIES => format!("{base}-{}", attempt + 1),
         _ => format!("{base}-{}", &Uuid::now_v7().simple().to_string()[20..]),
     }
 }
@@ -288,6 +291,20 @@ pub async fn write_batch(
         .filter(|&i| drafts[i].slug.is_none())
         .map(|i| (i, slug_from_title(&drafts[i].title), 0))
         .collect();
+    // The numbered tries the database has already, so the earliest items get the lowest free
+    // numbers, as writing them in turn would give them.
+    let tries: HashSet<String> = (derived.iter())
+        .flat_map(|(_, base, _)| (0..NUMBERED_TRIES).map(|a| derived_slug(base, a)))
+        .collect();
+    if !tries.is_empty() {
+        let tries: Vec<String> = tries.into_iter().collect();
+        let taken: Vec<String> = signals::table
+            .select(signals::slug)
+            .filter(signals::slug.eq_any(&tries))
+            .load(conn)
+            .await?;
+        used.extend(taken);
+    }
     for _ in 0..DERIVED_ROUNDS {
         for (index, base, attempt) in &mut derived {
             let slug = (*attempt..)
@@ -406,10 +423,14 @@ async fn insert_many(
         return Ok(Vec::new());
     }
     let now = Utc::now();
+    // Ids in input order (signals of one time list in the order they were sent); rows in slug
+    // order, so two batches that share slugs wait for each other's rows in the same order
+    // instead of deadlocking.
     let ids: Vec<Uuid> = chosen.iter().map(|_| Uuid::now_v7()).collect();
-    let rows: Vec<_> = chosen
-        .iter()
-        .zip(&ids)
+    let mut in_slug_order: Vec<(&(usize, String), &Uuid)> = chosen.iter().zip(&ids).collect();
+    in_slug_order.sort_by(|a, b| a.0 .1.cmp(&b.0 .1));
+    let rows: Vec<_> = in_slug_order
+        .into_iter()
         .map(|((index, slug), id)| {
             (
                 signals::id.eq(*id),

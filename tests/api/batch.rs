@@ -332,3 +332,64 @@ async fn items_that_share_a_slug_end_as_if_written_in_turn() {
         .get(0);
     assert_eq!(changes, 1, "one change for the three items");
 }
+
+/// Derived slugs go to items in input order, also when the title's own slug is taken: the first
+/// item gets the lowest free number, as writing them in turn would give it.
+#[actix_web::test]
+async fn derived_slugs_are_numbered_in_input_order_past_the_taken_ones() {
+    let app = TestApp::spawn().await;
+    let key = app.key(Scope::Write).await;
+    app.create(&key, &signal(json!({"title": "Foo", "slug": "foo"})))
+        .await;
+    app.create(&key, &signal(json!({"title": "Foo", "slug": "foo-3"})))
+        .await;
+    let item = |n: i64| json!({"title": "Foo", "score": n, "category": "c"});
+    let mut res = post_batch(&app, &key, &json!({"items": [item(1), item(2), item(3)]})).await;
+    let body = json_body(&mut res).await;
+    assert_eq!(res.status(), 200, "{body}");
+    let created = body["created"].as_array().unwrap();
+    for (id, slug) in created.iter().zip(["foo-2", "foo-4"]) {
+        let mut res = app
+            .get(&format!("/v1/signals/{}", id.as_str().unwrap()))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(json_body(&mut res).await["slug"], slug);
+    }
+    let mut res = app
+        .get(&format!("/v1/signals/{}", created[2].as_str().unwrap()))
+        .send()
+        .await
+        .unwrap();
+    let third = json_body(&mut res).await["slug"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    assert!(
+        third.starts_with("foo-") && third.len() == "foo-".len() + 12,
+        "{third}"
+    );
+}
+
+/// A slug named twice: with `error` the second item is the conflict and nothing is written; with
+/// `skip` over an existing signal every item is skipped.
+#[actix_web::test]
+async fn a_slug_named_twice_conflicts_or_is_skipped_each_time() {
+    let app = TestApp::spawn().await;
+    let key = app.key(Scope::Write).await;
+    let items = json!([
+        signal(json!({"slug": "twice"})),
+        signal(json!({"slug": "twice"}))
+    ]);
+    let mut res = post_batch(&app, &key, &json!({"items": items, "on_conflict": "error"})).await;
+    let problem = assert_problem(&mut res, 409).await;
+    assert_eq!(problem["errors"][0]["index"], 1, "{problem}");
+    assert_eq!(count(&app).await, 0, "nothing was written");
+
+    let existing = app.create(&key, &signal(json!({"slug": "twice"}))).await;
+    let mut res = post_batch(&app, &key, &json!({"items": items, "on_conflict": "skip"})).await;
+    let body = json_body(&mut res).await;
+    assert_eq!(res.status(), 200, "{body}");
+    assert_eq!(body["skipped"], json!([existing["id"], existing["id"]]));
+    assert_eq!(count(&app).await, 1);
+}
