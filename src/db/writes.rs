@@ -278,14 +278,22 @@ pub async fn write_batch(
     // has tries again in the next round. What is left after that (an explicit slug taken, or named
     // twice), one by one, in order, below. A batch of 1,000 items with one title, or a batch sent
     // again without an idempotency key, took thousands of round trips before.
-    let mut seen = HashSet::new();
-    let repeated: HashSet<&str> = slugs.iter().copied().filter(|s| !seen.insert(*s)).collect();
+    // Explicit slugs that more than one item names: (first item, last item) of each.
+    let mut groups: HashMap<&str, (usize, usize)> = HashMap::new();
+    for (index, slug) in drafts
+        .iter()
+        .enumerate()
+        .filter_map(|(i, d)| Some((i, d.slug.as_deref()?)))
+    {
+        groups.entry(slug).or_insert((index, index)).1 = index;
+    }
+    groups.retain(|_, (first, last)| first != last);
     let mut used: HashSet<String> = slugs.iter().map(|s| (*s).to_owned()).collect();
     let new = (0..drafts.len()).filter(|&i| existing_for(&drafts[i]).is_none());
     let mut round: Vec<(usize, String)> = new
         .clone()
         .filter_map(|i| Some((i, drafts[i].slug.clone()?)))
-        .filter(|(_, slug)| !repeated.contains(slug.as_str()))
+        .filter(|(_, slug)| !groups.contains_key(slug.as_str()))
         .collect();
     let mut derived: Vec<(usize, String, u32)> = new
         .filter(|&i| drafts[i].slug.is_none())
@@ -328,12 +336,6 @@ pub async fn write_batch(
     // are skipped; with `update` only the last is written (with the group's latest publication
     // time), which leaves the signal as writing each in turn would, in one statement, and one
     // change instead of one per item.
-    let mut groups: HashMap<&str, (usize, usize)> = HashMap::new();
-    for (index, draft) in drafts.iter().enumerate() {
-        if let Some(slug) = draft.slug.as_deref().filter(|s| repeated.contains(s)) {
-            groups.entry(slug).or_insert((index, index)).1 = index;
-        }
-    }
     fn in_group<'a>(
         drafts: &'a [SignalInput],
         slug: &'a str,

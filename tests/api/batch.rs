@@ -11,6 +11,14 @@ async fn post_batch(app: &TestApp, key: &str, body: &Value) -> crate::helpers::R
         .unwrap()
 }
 
+/// Posts a batch that must succeed and returns its answer.
+async fn batch_ok(app: &TestApp, key: &str, body: &Value) -> Value {
+    let mut res = post_batch(app, key, body).await;
+    let answer = json_body(&mut res).await;
+    assert_eq!(res.status(), 200, "{answer}");
+    answer
+}
+
 async fn count(app: &TestApp) -> usize {
     let mut res = app.get("/v1/signals?limit=100").send().await.unwrap();
     json_body(&mut res).await["items"].as_array().unwrap().len()
@@ -220,14 +228,10 @@ async fn a_thousand_items_with_one_title_each_get_their_own_slug() {
     let key = app.key(Scope::Write).await;
     let mut items = vec![json!({"title": "One Title", "score": 1, "category": "c"}); 999];
     items.push(json!({"title": "Explicit", "slug": "one-title-3", "score": 1, "category": "c"}));
-    let mut res = post_batch(&app, &key, &json!({"items": items})).await;
-    let body = json_body(&mut res).await;
-    assert_eq!(res.status(), 200, "{body}");
+    let body = batch_ok(&app, &key, &json!({"items": items})).await;
     assert_eq!(body["created"].as_array().unwrap().len(), 1000);
     items.pop();
-    let mut res = post_batch(&app, &key, &json!({"items": items})).await;
-    let body = json_body(&mut res).await;
-    assert_eq!(res.status(), 200, "{body}");
+    let body = batch_ok(&app, &key, &json!({"items": items})).await;
     assert_eq!(body["created"].as_array().unwrap().len(), 999);
 
     let client = app.db.sql().await;
@@ -272,30 +276,24 @@ async fn items_that_share_a_slug_end_as_if_written_in_turn() {
         dup("Second", json!(null)),
         dup("Third", json!(null)),
     ]);
-    let mut res = post_batch(&app, &key, &json!({"items": items, "on_conflict": "skip"})).await;
-    let body = json_body(&mut res).await;
-    assert_eq!(res.status(), 200, "{body}");
+    let body = batch_ok(&app, &key, &json!({"items": items, "on_conflict": "skip"})).await;
     let id = body["created"][0].clone();
     assert_eq!(body["created"].as_array().unwrap().len(), 2);
     assert_eq!(body["skipped"], json!([id, id]));
-    let mut res = app.get("/v1/signals/dup").send().await.unwrap();
-    assert_eq!(json_body(&mut res).await["title"], "First");
+    assert_eq!(app.get_json("/v1/signals/dup").await["title"], "First");
 
     // Again with `update`: the signal exists, every item updates it, the last one wins.
-    let mut res = post_batch(
+    let body = batch_ok(
         &app,
         &key,
         &json!({"items": items, "on_conflict": "update"}),
     )
     .await;
-    let body = json_body(&mut res).await;
-    assert_eq!(res.status(), 200, "{body}");
     let updated = body["updated"].as_array().unwrap();
     assert_eq!(updated.len(), 4, "{body}");
     assert_eq!([&updated[0], &updated[2], &updated[3]], [&id, &id, &id]);
     assert_eq!(body["skipped"].as_array().unwrap().len(), 0);
-    let mut res = app.get("/v1/signals/dup").send().await.unwrap();
-    let got = json_body(&mut res).await;
+    let got = app.get_json("/v1/signals/dup").await;
     assert_eq!(got["title"], "Third");
     assert_eq!(got["published_at"], "2026-01-02T03:04:05Z");
 
@@ -305,19 +303,16 @@ async fn items_that_share_a_slug_end_as_if_written_in_turn() {
         signal(json!({"slug": "fresh", "title": "B", "published_at": "2026-04-01T00:00:00Z"})),
         signal(json!({"slug": "fresh", "title": "C", "published_at": null})),
     ]);
-    let mut res = post_batch(
+    let body = batch_ok(
         &app,
         &key,
         &json!({"items": items, "on_conflict": "update"}),
     )
     .await;
-    let body = json_body(&mut res).await;
-    assert_eq!(res.status(), 200, "{body}");
     let id = body["created"][0].clone();
     assert_eq!(body["created"], json!([id]));
     assert_eq!(body["updated"], json!([id, id]));
-    let mut res = app.get("/v1/signals/fresh").send().await.unwrap();
-    let got = json_body(&mut res).await;
+    let got = app.get_json("/v1/signals/fresh").await;
     assert_eq!(got["title"], "C");
     assert_eq!(got["published_at"], "2026-04-01T00:00:00Z");
 
@@ -344,24 +339,18 @@ async fn derived_slugs_are_numbered_in_input_order_past_the_taken_ones() {
     app.create(&key, &signal(json!({"title": "Foo", "slug": "foo-3"})))
         .await;
     let item = |n: i64| json!({"title": "Foo", "score": n, "category": "c"});
-    let mut res = post_batch(&app, &key, &json!({"items": [item(1), item(2), item(3)]})).await;
-    let body = json_body(&mut res).await;
-    assert_eq!(res.status(), 200, "{body}");
+    let body = batch_ok(&app, &key, &json!({"items": [item(1), item(2), item(3)]})).await;
     let created = body["created"].as_array().unwrap();
     for (id, slug) in created.iter().zip(["foo-2", "foo-4"]) {
-        let mut res = app
-            .get(&format!("/v1/signals/{}", id.as_str().unwrap()))
-            .send()
-            .await
-            .unwrap();
-        assert_eq!(json_body(&mut res).await["slug"], slug);
+        assert_eq!(
+            app.get_json(&format!("/v1/signals/{}", id.as_str().unwrap()))
+                .await["slug"],
+            slug
+        );
     }
-    let mut res = app
-        .get(&format!("/v1/signals/{}", created[2].as_str().unwrap()))
-        .send()
-        .await
-        .unwrap();
-    let third = json_body(&mut res).await["slug"]
+    let third = app
+        .get_json(&format!("/v1/signals/{}", created[2].as_str().unwrap()))
+        .await["slug"]
         .as_str()
         .unwrap()
         .to_owned();
@@ -387,9 +376,7 @@ async fn a_slug_named_twice_conflicts_or_is_skipped_each_time() {
     assert_eq!(count(&app).await, 0, "nothing was written");
 
     let existing = app.create(&key, &signal(json!({"slug": "twice"}))).await;
-    let mut res = post_batch(&app, &key, &json!({"items": items, "on_conflict": "skip"})).await;
-    let body = json_body(&mut res).await;
-    assert_eq!(res.status(), 200, "{body}");
+    let body = batch_ok(&app, &key, &json!({"items": items, "on_conflict": "skip"})).await;
     assert_eq!(body["skipped"], json!([existing["id"], existing["id"]]));
     assert_eq!(count(&app).await, 1);
 }

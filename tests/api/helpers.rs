@@ -370,6 +370,14 @@ impl TestApp {
         client
     }
 
+    /// GETs a path that must answer 200 and returns its JSON.
+    pub async fn get_json(&self, path: &str) -> Value {
+        let mut res = self.get(path).send().await.unwrap();
+        let body = json_body(&mut res).await;
+        assert_eq!(res.status(), 200, "GET {path}: {body}");
+        body
+    }
+
     /// POSTs a signal with this key and returns the created signal.
     pub async fn create(&self, key: &str, signal: &Value) -> Value {
         let mut res = self
