@@ -170,6 +170,7 @@ pub async fn run(
         &hub,
     ));
     let cache = crate::api::cache::Cache::start(settings.cache_mb, hub.get_ref().clone());
+    let horizon = Arc::new(db::lists::Horizon::new(settings.search_horizon));
     let replica_urls: Vec<String> = settings
         .read_database_url
         .iter()
@@ -252,6 +253,7 @@ pub async fn run(
                 cursor_key: cursor_key.clone(),
                 db_timeout,
                 cache: cache.clone(),
+                horizon: horizon.clone(),
                 replicas: replicas.clone(),
                 replica_reads,
             }))

@@ -117,6 +117,7 @@ pub async fn list_signals(
                 query.sort,
                 after.as_ref(),
                 query.limit,
+                &state.horizon,
             )
             .await?;
             let total = match query.include_total {

@@ -78,6 +78,8 @@ pub struct AppState {
     pub db_timeout: Duration,
     /// Hot reads, emptied by every change (`SIGNALS_CACHE_MB`).
     pub cache: std::sync::Arc<cache::Cache>,
+    /// Where text searches look first for their newest matches (`SIGNALS_SEARCH_HORIZON`).
+    pub horizon: std::sync::Arc<crate::db::lists::Horizon>,
     /// The streaming replicas (`SIGNALS_READ_DATABASE_URL`) and what this instance knows of them.
     pub replicas: std::sync::Arc<crate::db::replicas::Replicas>,
     /// This worker's connections to each replica, in the order of `replicas.list`.

@@ -144,6 +144,20 @@ pub async fn metrics(
         ));
     }
     text.push_str(
+        "# HELP signals_search_first_looks_total Relevance searches that looked for their newest \
+         matches among the newest signals first (SIGNALS_SEARCH_HORIZON), by whether enough were \
+         there\n# TYPE signals_search_first_looks_total counter\n",
+    );
+    for (outcome, n) in [
+        ("found", &state.horizon.found),
+        ("wasted", &state.horizon.wasted),
+    ] {
+        text.push_str(&format!(
+            "signals_search_first_looks_total{{outcome=\"{outcome}\"}} {}\n",
+            n.load(std::sync::atomic::Ordering::Relaxed)
+        ));
+    }
+    text.push_str(
         "# HELP signals_replica_serving 1 while a streaming replica serves reads (answers, is a \
          standby, is within SIGNALS_REPLICA_MAX_LAG_MS)\n# TYPE signals_replica_serving gauge\n\
          # HELP signals_replica_lag_ms How far behind the primary a replica was at its last \

@@ -265,6 +265,7 @@ pub async fn reader_feed(
                 query.sort,
                 after.as_ref(),
                 PAGE_SIZE,
+                &state.horizon,
             )
             .await?;
             Ok(listed)

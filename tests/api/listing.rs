@@ -542,7 +542,29 @@ async fn the_next_link_is_on_the_public_url_and_never_on_the_requests_host() {
 
 #[actix_web::test]
 async fn a_search_that_matches_many_ranks_the_newest_thousand_and_pages_through_exactly_them() {
-    let app = TestApp::spawn().await;
+    let looks = ranks_the_newest_thousand(0, 0).await;
+    assert_eq!(looks, (0, 0), "no first look among the newest signals");
+}
+
+#[actix_web::test]
+async fn a_first_look_among_the_newest_signals_finds_the_same_thousand() {
+    // The newest 1,050 signals hold 1,050 matches: the first look finds the window.
+    let (found, wasted) = ranks_the_newest_thousand(1_050, 0).await;
+    assert!(found >= 1 && wasted == 0, "found {found}, wasted {wasted}");
+}
+
+#[actix_web::test]
+async fn a_first_look_that_finds_too_few_looks_again_among_every_signal() {
+    // 600 newer signals without the word: the newest 1,050 hold 450 matches, too few.
+    let (found, wasted) = ranks_the_newest_thousand(1_050, 600).await;
+    assert!(found == 0 && wasted >= 1, "found {found}, wasted {wasted}");
+}
+
+/// Searches 1,100 matches (and `others` newer signals that do not match) with
+/// `SIGNALS_SEARCH_HORIZON` = `horizon`: whether and where the search looks first, the answers
+/// are the same. Returns the first looks that found the window and those that did not.
+async fn ranks_the_newest_thousand(horizon: u32, others: usize) -> (u64, u64) {
+    let app = TestApp::spawn_with(|s, _| s.search_horizon = horizon).await;
     let key = app.key(Scope::Write).await;
     // 1,100 matches, oldest first; every tenth has the word in its title (ranks higher).
     let item = |i: usize| {
@@ -564,6 +586,28 @@ async fn a_search_that_matches_many_ranks_the_newest_thousand_and_pages_through_
             .unwrap();
         assert_eq!(res.status(), 200);
     }
+    let newer: Vec<Value> = (0..others)
+        .map(|i| {
+            signal(json!({"slug": format!("o{i}"), "title": format!("Other {i}"),
+                "summary": "about boats", "published_at": format!("2026-01-05T00:{:02}:{:02}Z", i / 60, i % 60)}))
+        })
+        .collect();
+    if !newer.is_empty() {
+        let res = app
+            .request(awc::http::Method::POST, "/v1/signals/batch", &key)
+            .send_json(&json!({ "items": newer }))
+            .await
+            .unwrap();
+        assert_eq!(res.status(), 200);
+    }
+    // Statistics, as autovacuum keeps them: the first look is made when PostgreSQL expects
+    // enough matches among the newest signals.
+    app.db
+        .sql()
+        .await
+        .batch_execute("ANALYZE signal_search")
+        .await
+        .unwrap();
     let ranked = walk(&app, "/v1/signals?q=chips&limit=100").await;
     let slugs: Vec<usize> = ranked
         .iter()
@@ -617,4 +661,23 @@ async fn a_search_that_matches_many_ranks_the_newest_thousand_and_pages_through_
     .await;
     assert_eq!(until.len(), 1000);
     assert!(until.iter().all(|s| (20..1020).contains(&number(s))));
+    let metrics = app
+        .get("/metrics")
+        .send()
+        .await
+        .unwrap()
+        .body()
+        .await
+        .unwrap();
+    let metrics = String::from_utf8_lossy(&metrics);
+    let looks = |outcome: &str| {
+        let series = format!("signals_search_first_looks_total{{outcome=\"{outcome}\"}} ");
+        metrics
+            .lines()
+            .find_map(|l| l.strip_prefix(series.as_str()))
+            .unwrap()
+            .parse::<u64>()
+            .unwrap()
+    };
+    (looks("found"), looks("wasted"))
 }

@@ -69,15 +69,30 @@ async fn list_statements_are_prepared_once_per_connection_and_kept() {
         uuid::Uuid::nil(),
         None,
     );
+    let horizon = store::Horizon::new(0);
     let before = prepared_statements(&mut conn).await;
     let last = After::Published(Utc::now(), uuid::Uuid::nil());
     for _ in 0..3 {
-        store::list(&mut conn, &search, Sort::Relevance, Some(&after), 20)
-            .await
-            .unwrap();
-        store::list(&mut conn, &plain, Sort::PublishedDesc, Some(&last), 20)
-            .await
-            .unwrap();
+        store::list(
+            &mut conn,
+            &search,
+            Sort::Relevance,
+            Some(&after),
+            20,
+            &horizon,
+        )
+        .await
+        .unwrap();
+        store::list(
+            &mut conn,
+            &plain,
+            Sort::PublishedDesc,
+            Some(&last),
+            20,
+            &horizon,
+        )
+        .await
+        .unwrap();
         store::count(&mut conn, &search).await.unwrap();
     }
     // Three statements, each prepared on first use and reused after (a statement diesel may not

@@ -1,0 +1,1 @@
+DROP FUNCTION signal_search_estimate(tsquery);
