@@ -169,10 +169,13 @@ PLAIN=("SELECT * FROM signals_plain WHERE score >= 7 ORDER BY published_at DESC,
        ""
        "SELECT * FROM signals_plain WHERE (published_at, id) < ('$DEEP_T', '$DEEP_ID') ORDER BY published_at DESC, id DESC LIMIT 20;")
 # pgbench's sessions get the settings of the service's connection that runs each query: list
-# queries go through connections that plan every execution for its values, lookups by id through
-# connections that let PostgreSQL keep a generic plan (src/db/mod.rs, `Plans`).
+# queries with a tag or a text go through connections that plan every execution for its values,
+# those one plan fits (Q1, Q5: `ListFilter::one_plan_fits_all`) through connections that keep
+# one generic plan, lookups by id through connections with PostgreSQL's default
+# (src/db/mod.rs, `Plans`).
 CUSTOM="-c plan_cache_mode=force_custom_plan"
-PLANS=("$CUSTOM" "" "$CUSTOM" "$CUSTOM" "$CUSTOM")
+GENERIC="-c plan_cache_mode=force_generic_plan"
+PLANS=("$GENERIC" "" "$CUSTOM" "$CUSTOM" "$GENERIC")
 
 echo '{"queries": [' > "$WORK/results.json"
 first=1

@@ -33,9 +33,10 @@ pub struct DatabaseSettings {
     #[arg(long, env = "SIGNALS_PG_BIN", global = true)]
     pub pg_bin: Option<PathBuf>,
 
-    /// Most database connections of each of the service's two pools (list queries; everything
-    /// else), split between the HTTP workers; each worker also keeps one connection for lookups
-    /// by id or slug, so the service holds at most twice this many plus one a worker. Default:
+    /// Most database connections of each of the service's three pools (list queries planned for
+    /// their values; list queries one plan fits; everything else), split between the HTTP
+    /// workers; each worker also keeps one connection for lookups by id or slug, so the service
+    /// holds at most three times this many plus one a worker (a pool connects when used). Default:
     /// twice the CPU cores (at least 4). Few connections serve best when the database is CPU
     /// bound: on 2 cores, 4 gave more throughput than 8, and 8 more than 16 or 32.
     #[arg(long, env = "SIGNALS_DB_POOL_SIZE", default_value_t = default_pool_size(), global = true)]

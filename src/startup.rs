@@ -226,29 +226,35 @@ pub async fn run(
     let server = HttpServer::new(move || {
         let pool = pools.pool(per_worker, Plans::Reused);
         let list_pool = pools.pool(per_worker, Plans::PerExecution);
+        let one_plan_pool = pools.pool(per_worker, Plans::Generic);
         let lookup_pool = pools.pool(1, Plans::Reused);
         // The same connections to every replica: lists and lookups.
         let replica_reads: Vec<crate::api::ReadConns> = replica_pools
             .iter()
             .map(|replica| {
                 let list_pool = replica.pool(per_worker, Plans::PerExecution);
+                let one_plan_pool = replica.pool(per_worker, Plans::Generic);
                 let lookup_pool = replica.pool(1, Plans::Reused);
                 registry.add(list_pool.clone());
+                registry.add(one_plan_pool.clone());
                 registry.add(lookup_pool.clone());
                 crate::api::ReadConns {
                     list_pool,
+                    one_plan_pool,
                     lookups: db::SharedConn::new(lookup_pool, lookup_limit),
                 }
             })
             .collect();
         registry.add(pool.clone());
         registry.add(list_pool.clone());
+        registry.add(one_plan_pool.clone());
         registry.add(lookup_pool.clone());
         App::new()
             .app_data(web::Data::new(AppState {
                 lookups: db::SharedConn::new(lookup_pool, lookup_limit),
                 pool,
                 list_pool,
+                one_plan_pool,
                 public_read,
                 cursor_key: cursor_key.clone(),
                 db_timeout,

@@ -110,7 +110,12 @@ pub async fn list_signals(
     let ticket = state.cache.ticket();
     let ((page, total), replayed) = state
         .read(read_after.needed(), async |route| {
-            let mut conn = db::conn(route.list_pool).await?;
+            // The total is counted on the same connection: a count wants a plan for its values.
+            let pool = match query.filter.one_plan_fits_all() && !query.include_total {
+                true => route.one_plan_pool,
+                false => route.list_pool,
+            };
+            let mut conn = db::conn(pool).await?;
             let page = lists::list(
                 &mut conn,
                 &query.filter,

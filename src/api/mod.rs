@@ -53,12 +53,15 @@ impl PublicBase {
 /// This worker's connections to one replica.
 pub struct ReadConns {
     pub list_pool: PgPool,
+    pub one_plan_pool: PgPool,
     pub lookups: SharedConn,
 }
 
 /// Where one read goes: the primary's connections or a replica's.
 pub struct Route<'a> {
     pub list_pool: &'a PgPool,
+    /// For list queries whose one plan fits every value (`ListFilter::one_plan_fits_all`).
+    pub one_plan_pool: &'a PgPool,
     pub lookups: &'a SharedConn,
     /// On a replica: the WAL position it had replayed when it was chosen.
     pub replayed: Option<u64>,
@@ -72,6 +75,8 @@ pub struct AppState {
     pub lookups: SharedConn,
     /// For list queries: their statements are planned for the values of each request.
     pub list_pool: PgPool,
+    /// For list queries whose best plan is the same whatever the values: PostgreSQL keeps one.
+    pub one_plan_pool: PgPool,
     pub public_read: bool,
     /// Signs pagination cursors; shared by every instance on one database.
     pub cursor_key: std::sync::Arc<Vec<u8>>,
@@ -94,6 +99,7 @@ impl AppState {
         match self.replicas.pick(needed) {
             Some(i) => Route {
                 list_pool: &self.replica_reads[i].list_pool,
+                one_plan_pool: &self.replica_reads[i].one_plan_pool,
                 lookups: &self.replica_reads[i].lookups,
                 replayed: Some(self.replicas.list[i].replayed()),
             },
@@ -104,6 +110,7 @@ impl AppState {
     fn primary(&self) -> Route<'_> {
         Route {
             list_pool: &self.list_pool,
+            one_plan_pool: &self.one_plan_pool,
             lookups: &self.lookups,
             replayed: None,
         }

@@ -36,6 +36,33 @@ pub struct ListFilter {
     pub q: Option<String>,
 }
 
+impl ListFilter {
+    /// Whether the best plan of a list with these filters is the same whatever their values,
+    /// so PostgreSQL may keep one plan for it: a score bound (not both), the sort and the
+    /// cursor. A text, tag, category or time filter may match a few signals or most of them,
+    /// and wants a plan made for its values.
+    pub fn one_plan_fits_all(&self) -> bool {
+        // Every field named, so a filter added later has to be placed on one side or the other.
+        let ListFilter {
+            min_score,
+            max_score,
+            categories,
+            tags_all,
+            tags_any,
+            since,
+            until,
+            q,
+        } = self;
+        !(min_score.is_some() && max_score.is_some())
+            && categories.is_empty()
+            && tags_all.is_empty()
+            && tags_any.is_empty()
+            && since.is_none()
+            && until.is_none()
+            && q.is_none()
+    }
+}
+
 /// The filters the facet endpoints accept.
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct FacetFilter {
@@ -864,6 +891,30 @@ impl TagQuery {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn only_score_bounds_sorts_and_cursors_keep_one_plan() {
+        let one = |query: &str| ListQuery::parse(query).unwrap().filter.one_plan_fits_all();
+        for query in [
+            "",
+            "min_score=7",
+            "max_score=2&sort=-score",
+            "sort=published_at&limit=5",
+        ] {
+            assert!(one(query), "{query}");
+        }
+        for query in [
+            "min_score=7&max_score=9",
+            "category=AI",
+            "tag=LLM",
+            "any_tag=LLM",
+            "since=2026-01-01T00:00:00Z",
+            "until=2026-01-01T00:00:00Z",
+            "q=chips",
+        ] {
+            assert!(!one(query), "{query}");
+        }
+    }
 
     #[test]
     fn parameters_parse_and_lists_become_sets() {

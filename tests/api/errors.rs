@@ -242,8 +242,9 @@ async fn health_metrics_and_docs_are_served() {
         text.contains("signals_http_request_duration_seconds_bucket{"),
         "{text}"
     );
-    // Two pools (list queries; the rest) of 4 connections each, and the lookups' one.
-    assert!(text.contains("signals_db_pool_max_size 9"), "{text}");
+    // Three pools (list queries planned for their values; those one plan fits; the rest) of 4
+    // connections each, and the lookups' one.
+    assert!(text.contains("signals_db_pool_max_size 13"), "{text}");
     assert!(text.contains("signals_db_pool_size 1"), "{text}");
 
     let res = app.get("/docs").send().await.unwrap();

@@ -38,10 +38,15 @@ async fn list_connections_plan_every_execution_and_the_others_keep_plans() {
     let db = TestDb::new().await;
     let pools = PoolFactory::new(&db.url, &db_settings(&db.url)).unwrap();
     let mut list = pools.pool(1, Plans::PerExecution).get().await.unwrap();
+    let mut one_plan = pools.pool(1, Plans::Generic).get().await.unwrap();
     let mut other = pools.pool(1, Plans::Reused).get().await.unwrap();
     assert_eq!(
         setting(&mut list, "plan_cache_mode").await,
         "force_custom_plan"
+    );
+    assert_eq!(
+        setting(&mut one_plan, "plan_cache_mode").await,
+        "force_generic_plan"
     );
     assert_eq!(setting(&mut other, "plan_cache_mode").await, "auto");
     // The pool's own options are kept beside it.
