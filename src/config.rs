@@ -180,9 +180,10 @@ pub struct ServeSettings {
     #[arg(long, env = "SIGNALS_CACHE_MB", default_value_t = 32)]
     pub cache_mb: usize,
 
-    /// How many of the newest signals a text search sorted by relevance looks among first for
-    /// the newest matches it ranks (when PostgreSQL expects enough of them there; the answer is
-    /// the same, found faster); 0 looks among every signal at once.
+    /// How many of the newest signals a text search sorted by relevance (with no filter but
+    /// `since`) looks among first for the newest matches it ranks, when PostgreSQL expects
+    /// enough of them there (the answer is the same, found faster); 0 looks among every signal
+    /// at once.
     #[arg(long, env = "SIGNALS_SEARCH_HORIZON", default_value_t = 40_000)]
     pub search_horizon: u32,
 

@@ -12,7 +12,7 @@ use super::cache::Cached;
 use super::conditions::{IfNoneMatch, ReadAfter};
 use super::problem::{responses, ApiError};
 use super::{version_etag, AppState, PublicBase};
-use crate::db::{self, lists, signal_json::SignalJson};
+use crate::db::{lists, signal_json::SignalJson};
 use crate::domain::examples;
 use crate::domain::query::{parameters, ListQuery, LIST_PARAMS};
 use crate::domain::signal::{Signal, ALL_FIELDS};
@@ -110,12 +110,14 @@ pub async fn list_signals(
     let ticket = state.cache.ticket();
     let ((page, total), replayed) = state
         .read(read_after.needed(), async |route| {
-            // The total is counted on the same connection: a count wants a plan for its values.
-            let pool = match query.filter.one_plan_fits_all() && !query.include_total {
-                true => route.one_plan_pool,
-                false => route.list_pool,
-            };
-            let mut conn = db::conn(pool).await?;
+            let mut conn = route
+                .list_conn(
+                    &query.filter,
+                    query.sort,
+                    query.include_total,
+                    &state.scores,
+                )
+                .await?;
             let page = lists::list(
                 &mut conn,
                 &query.filter,

@@ -323,10 +323,10 @@ async fn newest_match(
 /// when the planner takes the word for a common one (200 ms for a word in 8 %). The answer is
 /// the same either way: if at least [`SEARCH_CANDIDATES`] matches are that new, they are the
 /// newest; if not, the search looks again among every document. The bound is kept for
-/// [`HORIZON_REFRESH`]: an older one only makes the first look cover more documents.
+/// [`KEPT_FOR`]: an older one only makes the first look cover more documents.
 pub struct Horizon {
     size: i64,
-    seen: Mutex<Option<(Instant, Option<Seen>)>>,
+    seen: Kept<Option<Seen>>,
     /// First looks that found the window (`GET /metrics`).
     pub found: AtomicU64,
     /// First looks that found too few matches, so the search looked again among every document.
@@ -349,9 +349,44 @@ struct SeenRow {
     documents: f64,
 }
 
-/// How long a horizon's time is kept before it is looked up again (an index-only scan of
-/// `size` entries, a few milliseconds).
-const HORIZON_REFRESH: Duration = Duration::from_secs(60);
+/// A value read from the database that every request of an instance uses for
+/// [`KEPT_FOR`] before it is read again. Only for values that steer how a query is made,
+/// never what it answers: one that is out of date makes a choice less apt, no answer wrong.
+struct Kept<T> {
+    value: Mutex<Option<(Instant, T)>>,
+}
+
+/// How long a [`Kept`] value is used (the horizon's time: an index-only scan of its size, a
+/// few milliseconds; the shares of the scores: a row of `pg_stats`).
+const KEPT_FOR: Duration = Duration::from_secs(60);
+
+impl<T> Default for Kept<T> {
+    fn default() -> Self {
+        Kept {
+            value: Mutex::new(None),
+        }
+    }
+}
+
+impl<T: Clone> Kept<T> {
+    /// The value, or `None` when the caller should read it anew: when there is none yet, and
+    /// to one caller once it is older than [`KEPT_FOR`] (the others go on with it meanwhile,
+    /// rather than all reading it again at once).
+    fn fresh(&self) -> Option<T> {
+        match &mut *self.value.lock().expect("never poisoned") {
+            Some((at, value)) if at.elapsed() < KEPT_FOR => Some(value.clone()),
+            Some((at, _)) => {
+                *at = Instant::now();
+                None
+            }
+            None => None,
+        }
+    }
+
+    fn keep(&self, value: T) {
+        *self.value.lock().expect("never poisoned") = Some((Instant::now(), value));
+    }
+}
 
 /// The first look is made when the planner expects at least this many matches among the
 /// newest documents: a query it expects to be rare (two rare words) goes straight to every
@@ -365,17 +400,15 @@ impl Horizon {
     pub fn new(size: u32) -> Self {
         Horizon {
             size: i64::from(size),
-            seen: Mutex::new(None),
+            seen: Kept::default(),
             found: AtomicU64::new(0),
             wasted: AtomicU64::new(0),
         }
     }
 
     async fn seen(&self, conn: &mut AsyncPgConnection) -> diesel::QueryResult<Option<Seen>> {
-        if let Some((at, seen)) = *self.seen.lock().expect("never poisoned") {
-            if at.elapsed() < HORIZON_REFRESH {
-                return Ok(seen);
-            }
+        if let Some(seen) = self.seen.fresh() {
+            return Ok(seen);
         }
         let row: SeenRow = diesel::sql_query(
             "SELECT (SELECT published_at FROM signal_search \
@@ -390,7 +423,7 @@ impl Horizon {
             since,
             documents: row.documents,
         });
-        *self.seen.lock().expect("never poisoned") = Some((Instant::now(), seen));
+        self.seen.keep(seen);
         Ok(seen)
     }
 
@@ -556,10 +589,106 @@ pub async fn count(conn: &mut AsyncPgConnection, filter: &ListFilter) -> diesel:
     .await
 }
 
+/// How common each score is, from the table's statistics: whether one plan fits a list with
+/// a score bound (`ListFilter::one_plan_fits_all`). The one plan for a bound sorted by time walks
+/// `signals_published_idx` and skips the signals outside the bound: fine while at least
+/// [`COMMON_SHARE`] of the signals are inside (at most about 2,000 rows read for a page of 21),
+/// ruinous for a bound that holds none (every signal read). A list whose bound is rarer, or whose
+/// table has no statistics yet, is planned for its values instead.
+#[derive(Default)]
+pub struct ScoreShares {
+    shares: Kept<Option<Vec<(i16, f64)>>>,
+}
+
+/// The least share of the signals a time-sorted list's score bound must hold for its one plan.
+const COMMON_SHARE: f64 = 0.01;
+
+#[derive(QueryableByName)]
+struct SharesRow {
+    #[diesel(sql_type = diesel::sql_types::Array<diesel::sql_types::SmallInt>)]
+    scores: Vec<i16>,
+    #[diesel(sql_type = diesel::sql_types::Array<Float>)]
+    shares: Vec<f32>,
+}
+
+impl ScoreShares {
+    /// Whether one kept plan fits a list with these filters and sort.
+    pub async fn one_plan_fits(
+        &self,
+        conn: &mut AsyncPgConnection,
+        filter: &ListFilter,
+        sort: Sort,
+    ) -> diesel::QueryResult<bool> {
+        if !filter.one_plan_fits_all() {
+            return Ok(false);
+        }
+        // Sorted by score, the bound is a range of `signals_score_published_idx`: never a walk.
+        if matches!(sort, Sort::ScoreAsc | Sort::ScoreDesc)
+            || (filter.min_score.is_none() && filter.max_score.is_none())
+        {
+            return Ok(true);
+        }
+        let shares = match self.shares.fresh() {
+            Some(shares) => shares,
+            None => {
+                let rows: Vec<SharesRow> = diesel::sql_query(
+                    "SELECT most_common_vals::text::smallint[] AS scores, \
+                            most_common_freqs AS shares \
+                     FROM pg_stats WHERE schemaname = current_schema() \
+                       AND tablename = 'signals' AND attname = 'score'",
+                )
+                .load(conn)
+                .await?;
+                let shares = rows.into_iter().next().map(|r| {
+                    r.scores
+                        .into_iter()
+                        .zip(r.shares.into_iter().map(f64::from))
+                        .collect()
+                });
+                self.shares.keep(shares.clone());
+                shares
+            }
+        };
+        Ok(shares.is_some_and(|shares| bound_is_common(&shares, filter)))
+    }
+}
+
+/// Whether the share of the signals inside `filter`'s score bound is at least [`COMMON_SHARE`]
+/// (scores the statistics do not list count as none).
+fn bound_is_common(shares: &[(i16, f64)], filter: &ListFilter) -> bool {
+    let inside: f64 = shares
+        .iter()
+        .filter(|(score, _)| {
+            filter.min_score.is_none_or(|min| *score >= min)
+                && filter.max_score.is_none_or(|max| *score <= max)
+        })
+        .map(|(_, share)| share)
+        .sum();
+    inside >= COMMON_SHARE
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
     use crate::domain::query::After;
+
+    #[test]
+    fn a_score_bound_keeps_one_plan_only_when_it_holds_enough_signals() {
+        let shares = [(5, 0.5), (7, 0.2), (9, 0.011), (10, 0.002)];
+        let bound = |min_score, max_score| ListFilter {
+            min_score,
+            max_score,
+            ..ListFilter::default()
+        };
+        assert!(bound_is_common(&shares, &bound(Some(7), None)));
+        assert!(bound_is_common(&shares, &bound(Some(9), None)));
+        assert!(!bound_is_common(&shares, &bound(Some(10), None)));
+        assert!(
+            !bound_is_common(&shares, &bound(None, Some(4))),
+            "no score below 5 listed"
+        );
+        assert!(bound_is_common(&shares, &bound(None, Some(5))));
+    }
     use chrono::Utc;
     use std::collections::HashSet;
     use uuid::Uuid;

@@ -258,7 +258,9 @@ pub async fn reader_feed(
         .map_err(ApiError::parameter)?;
     let (listed, _) = state
         .read(needed, async |route| {
-            let mut conn = db::conn(route.list_pool).await?;
+            let mut conn = route
+                .list_conn(&query.filter, query.sort, false, &state.scores)
+                .await?;
             let listed = lists::list(
                 &mut conn,
                 &query.filter,

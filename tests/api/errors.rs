@@ -245,7 +245,10 @@ async fn health_metrics_and_docs_are_served() {
     // Three pools (list queries planned for their values; those one plan fits; the rest) of 4
     // connections each, and the lookups' one.
     assert!(text.contains("signals_db_pool_max_size 13"), "{text}");
-    assert!(text.contains("signals_db_pool_size 1"), "{text}");
+    // The list with a score bound asked the pool that keeps one plan first; a new table has no
+    // statistics of its scores yet, so it was planned for its values on a connection of the
+    // other list pool.
+    assert!(text.contains("signals_db_pool_size 2"), "{text}");
 
     let res = app.get("/docs").send().await.unwrap();
     assert_eq!(res.status(), 308);

@@ -649,7 +649,7 @@ async fn ranks_the_newest_thousand(horizon: u32, others: usize) -> (u64, u64) {
     let number = |s: &Value| s["slug"].as_str().unwrap()[1..].parse::<usize>().unwrap();
     let since = walk(
         &app,
-        "/v1/signals?q=chips&since=2026-01-01T00:50:00Z&limit=100",
+        "/v1/signals?q=chips&since=2026-01-01T00:40:00Z&limit=100",
     )
     .await;
     assert_eq!(since.len(), 1000);
