@@ -250,11 +250,7 @@ async fn candidate_window(
         (Some(q), true) => {
             // The newest matches among the newest documents are the newest of all, when there
             // are enough of them there; else the search looks again among every document.
-            let first = match filter.until {
-                None => horizon.bound(conn, q).await?,
-                Some(_) => None,
-            };
-            if let Some(from) = first.filter(|from| filter.since.is_none_or(|s| s < *from)) {
+            if let Some(from) = horizon.bound(conn, q, filter).await? {
                 let window = newest_match(conn, q, Some(from), None).await?;
                 let outcome = match window {
                     Some(_) => &horizon.found,
@@ -427,19 +423,25 @@ impl Horizon {
         Ok(seen)
     }
 
-    /// The time from which the newest matches of `q` are looked for first, if they are.
+    /// The time from which the newest matches of `q` under `filter`'s times are looked for
+    /// first, if they are: not with `until` (the newest documents may all be past it), nor
+    /// with a `since` no older than the horizon (it bounds the search as much already).
     async fn bound(
         &self,
         conn: &mut AsyncPgConnection,
         q: &str,
+        filter: &ListFilter,
     ) -> diesel::QueryResult<Option<DateTime<Utc>>> {
-        if self.size == 0 {
+        if self.size == 0 || filter.until.is_some() {
             return Ok(None);
         }
         let Some(seen) = self.seen(conn).await? else {
             // Fewer documents than the horizon holds.
             return Ok(None);
         };
+        if filter.since.is_some_and(|since| since >= seen.since) {
+            return Ok(None);
+        }
         let expected: Option<f64> = diesel::select(
             FixedSql::<Nullable<Double>>::new("signal_search_estimate(")
                 .sql(TSQUERY)

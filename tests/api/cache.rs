@@ -8,7 +8,7 @@ use awc::http::Method;
 use serde_json::{json, Value};
 use signals::domain::key::Scope;
 
-use crate::helpers::{json_body, signal, TestApp};
+use crate::helpers::{json_body, metric, metrics_at, signal, TestApp};
 
 async fn get(client: &awc::Client, url: String) -> Value {
     let mut res = client.get(url).send().await.unwrap();
@@ -23,19 +23,10 @@ async fn settle() {
 
 /// (hits, listening) from an instance's /metrics.
 async fn cache_metrics(client: &awc::Client, url: String) -> (u64, bool) {
-    let text = client.get(url).send().await.unwrap().body().await.unwrap();
-    let text = String::from_utf8_lossy(&text);
-    let value = |prefix: &str| {
-        text.lines()
-            .find_map(|l| l.strip_prefix(prefix))
-            .unwrap()
-            .trim()
-            .parse::<u64>()
-            .unwrap()
-    };
+    let text = metrics_at(client, url).await;
     (
-        value("signals_cache_lookups_total{outcome=\"hit\"}"),
-        value("signals_changes_listening") == 1,
+        metric(&text, "signals_cache_lookups_total{outcome=\"hit\"}") as u64,
+        metric(&text, "signals_changes_listening") == 1.0,
     )
 }
 

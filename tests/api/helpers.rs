@@ -280,6 +280,22 @@ pub fn serve_settings() -> ServeSettings {
     }
 }
 
+/// The text of the `GET /metrics` at `url`.
+pub async fn metrics_at(client: &awc::Client, url: String) -> String {
+    let body = client.get(url).send().await.unwrap().body().await.unwrap();
+    String::from_utf8_lossy(&body).into_owned()
+}
+
+/// The value of one series (its name with any labels, as printed) in a `/metrics` text.
+pub fn metric(text: &str, series: &str) -> f64 {
+    text.lines()
+        .find_map(|l| l.strip_prefix(series)?.strip_prefix(' '))
+        .unwrap_or_else(|| panic!("no {series} in {text}"))
+        .trim()
+        .parse()
+        .unwrap()
+}
+
 pub const TEST_WEBHOOK_KEY: &str =
     "000102030405060708090a0b0c0d0e0f101112131415161718191a1b1c1d1e1f";
 
@@ -371,6 +387,11 @@ impl TestApp {
             .await
             .unwrap();
         client
+    }
+
+    /// The text of this instance's `GET /metrics`.
+    pub async fn metrics(&self) -> String {
+        metrics_at(&self.client, self.url("/metrics")).await
     }
 
     /// GETs a path that must answer 200 and returns its JSON.

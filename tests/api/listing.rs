@@ -3,7 +3,7 @@ use std::collections::HashSet;
 use serde_json::{json, Value};
 use signals::domain::key::Scope;
 
-use crate::helpers::{assert_problem, header, json_body, signal, TestApp};
+use crate::helpers::{assert_problem, header, json_body, metric, signal, TestApp};
 
 /// 25 signals: scores 0..=9 repeating, one a day from 2026-01-01, some sharing a time.
 async fn seed(app: &TestApp) -> Vec<Value> {
@@ -661,23 +661,10 @@ async fn ranks_the_newest_thousand(horizon: u32, others: usize) -> (u64, u64) {
     .await;
     assert_eq!(until.len(), 1000);
     assert!(until.iter().all(|s| (20..1020).contains(&number(s))));
-    let metrics = app
-        .get("/metrics")
-        .send()
-        .await
-        .unwrap()
-        .body()
-        .await
-        .unwrap();
-    let metrics = String::from_utf8_lossy(&metrics);
+    let metrics = app.metrics().await;
     let looks = |outcome: &str| {
-        let series = format!("signals_search_first_looks_total{{outcome=\"{outcome}\"}} ");
-        metrics
-            .lines()
-            .find_map(|l| l.strip_prefix(series.as_str()))
-            .unwrap()
-            .parse::<u64>()
-            .unwrap()
+        let series = format!("signals_search_first_looks_total{{outcome=\"{outcome}\"}}");
+        metric(&metrics, &series) as u64
     };
     (looks("found"), looks("wasted"))
 }

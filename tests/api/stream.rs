@@ -149,15 +149,7 @@ async fn a_subscriber_gets_the_changes_its_filters_match_then_resumes_where_it_l
         (later.event.as_str(), later.data["slug"].clone()),
         ("signal.created", json!("later"))
     );
-    let res = app
-        .get("/metrics")
-        .send()
-        .await
-        .unwrap()
-        .body()
-        .await
-        .unwrap();
-    assert!(String::from_utf8_lossy(&res).contains("signals_streams_open 2"));
+    assert!(app.metrics().await.contains("signals_streams_open 2"));
 }
 
 #[actix_web::test]

@@ -377,15 +377,7 @@ async fn matching_changes_are_posted_signed_and_listed_as_attempts() {
         .unwrap();
     assert_problem(&mut res, 400).await;
 
-    let metrics = app
-        .get("/metrics")
-        .send()
-        .await
-        .unwrap()
-        .body()
-        .await
-        .unwrap();
-    let metrics = String::from_utf8_lossy(&metrics);
+    let metrics = app.metrics().await;
     assert!(
         metrics.contains("signals_webhook_deliveries_total{outcome=\"delivered\"} 2"),
         "{metrics}"
