@@ -25,7 +25,7 @@ SHAPES=(
   "rare tag;tag=$RARE_TAG;{$RARE_TAG}|21"
   "tag + score (Q3);tag=$TAG&min_score=7;7|{$TAG}|21"
   "time range (last 7 days);since=$SINCE;$SINCE|21"
-  "text alone (Q4);q=$TEXT;$TEXT|$TEXT|$TEXT|21|$TEXT|21"
+  "text alone (Q4);q=$TEXT;$TEXT|1000|$TEXT|21"
   "text + score;q=$TEXT&min_score=7;$TEXT|7|$TEXT|$TEXT|21"
   "sort -score;sort=-score;21"
   "sort score with min_score=9;sort=score&min_score=9;9|21"

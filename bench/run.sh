@@ -159,7 +159,7 @@ PATHS=("/v1/signals?min_score=7" RANDOM_ID "/v1/signals?tag=$TAG&min_score=7"
        "/v1/signals?q=$Q4_URL" "/v1/signals?limit=20&cursor=$cursor")
 SQLARGS=("list min_score=7" "get $ONE_ID" "list tag=$TAG&min_score=7" "list q=$Q4_URL"
          "list limit=20 $DEEP_T $DEEP_ID")
-VALUES=("7;21" "$ONE_ID;1" "7;{$TAG};21" "$Q4_TEXT;$Q4_TEXT;$Q4_TEXT;21" "$DEEP_T;$DEEP_ID;21")
+VALUES=("7;21" "$ONE_ID;1" "7;{$TAG};21" "$Q4_TEXT;1000;$Q4_TEXT;21" "$DEEP_T;$DEEP_ID;21")
 # The same pages from the plain table with the obvious SQL (no plain statement for the search:
 # the plain table has no text index). The tag as first spelled in the plain table's tags.
 PLAIN_TAG=$(psql "$DB" -Atc "SELECT t FROM signals_plain, unnest(tags) t WHERE lower(t) = '$TAG' LIMIT 1")

@@ -13,7 +13,7 @@ use chrono::{DateTime, Utc};
 use diesel::expression::{is_aggregate, AppearsOnTable, Expression, ValidGrouping};
 use diesel::expression::{SelectableExpression, TypedExpressionType};
 use diesel::pg::Pg;
-use diesel::query_builder::{AstPass, QueryFragment, QueryId};
+use diesel::query_builder::{AstPass, Query, QueryFragment, QueryId};
 use diesel::sql_types::{BigInt, Float, SmallInt, Text, Timestamptz, Uuid as SqlUuid};
 use diesel::QueryResult;
 use uuid::Uuid;
@@ -85,6 +85,33 @@ impl<ST> QueryFragment<Pg> for FixedSql<ST> {
 }
 
 impl<ST> QueryId for FixedSql<ST> {
+    type QueryId = ();
+    const HAS_STATIC_QUERY_ID: bool = false;
+}
+
+/// A whole statement of fixed text and bind parameters whose rows are of type `ST`: for a
+/// statement diesel's query builder cannot express (a `WITH` query).
+#[derive(Debug, Clone)]
+pub struct FixedQuery<ST>(FixedSql<ST>);
+
+impl<ST> FixedSql<ST> {
+    /// This text as the whole statement.
+    pub fn query(self) -> FixedQuery<ST> {
+        FixedQuery(self)
+    }
+}
+
+impl<ST> Query for FixedQuery<ST> {
+    type SqlType = ST;
+}
+
+impl<ST> QueryFragment<Pg> for FixedQuery<ST> {
+    fn walk_ast<'b>(&'b self, out: AstPass<'_, 'b, Pg>) -> QueryResult<()> {
+        self.0.walk_ast(out)
+    }
+}
+
+impl<ST> QueryId for FixedQuery<ST> {
     type QueryId = ();
     const HAS_STATIC_QUERY_ID: bool = false;
 }

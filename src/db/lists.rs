@@ -3,7 +3,7 @@
 use diesel::expression::{is_aggregate, BoxableExpression};
 use diesel::pg::Pg;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::Mutex;
+use std::sync::{LazyLock, Mutex};
 use std::time::{Duration, Instant};
 
 use chrono::{DateTime, Utc};
@@ -13,10 +13,10 @@ use diesel::{
 };
 use diesel_async::{AsyncPgConnection, RunQueryDsl};
 
-use super::fixed_sql::{Bind, FixedSql};
+use super::fixed_sql::{Bind, FixedQuery, FixedSql};
 use super::rows::SignalRow;
-use super::schema::{signal_search, signals};
-use super::signal_json::{self, SignalJson};
+use super::schema::signals;
+use super::signal_json::{self, SearchRow, SearchRowTypes, SignalJson};
 use super::sql_text;
 use crate::domain::query::{After, ListFilter, Sort, Window, SEARCH_CANDIDATES};
 
@@ -219,14 +219,22 @@ pub async fn list(
     limit: i64,
     horizon: &Horizon,
 ) -> diesel::QueryResult<Page> {
-    let window = match (after, sort, &filter.q) {
-        (Some(After::Relevance(_, _, _, window)), _, _) => *window,
-        (None, Sort::Relevance, Some(_)) => candidate_window(conn, filter, horizon).await?,
-        _ => None,
+    let (window, mut rows) = match (after, sort, &filter.q) {
+        (None, Sort::Relevance, Some(q)) if text_alone(filter) => {
+            first_search_page(conn, q, filter, limit, horizon).await?
+        }
+        _ => {
+            let window = match (after, sort, &filter.q) {
+                (Some(After::Relevance(_, _, _, window)), _, _) => *window,
+                (None, Sort::Relevance, Some(_)) => candidate_window(conn, filter).await?,
+                _ => None,
+            };
+            let rows: Vec<SignalJson> = list_query(filter, sort, after, window, limit)
+                .load(conn)
+                .await?;
+            (window, rows)
+        }
     };
-    let mut rows: Vec<SignalJson> = list_query(filter, sort, after, window, limit)
-        .load(conn)
-        .await?;
     let next = match rows.len() as i64 > limit {
         true => {
             rows.truncate(limit as usize);
@@ -238,77 +246,112 @@ pub async fn list(
     Ok(Page { rows, next })
 }
 
-/// The oldest of the newest [`SEARCH_CANDIDATES`] matches, when there are that many.
+/// The first page of a text search sorted by relevance whose other filters are times
+/// ([`text_alone`]), and its window: one statement finds the newest matches and ranks them
+/// (the GIN index read once, not once for the window and again for the page).
+async fn first_search_page(
+    conn: &mut AsyncPgConnection,
+    q: &str,
+    filter: &ListFilter,
+    limit: i64,
+    horizon: &Horizon,
+) -> diesel::QueryResult<(Option<Window>, Vec<SignalJson>)> {
+    // The newest matches among the newest documents are the newest of all, when there are
+    // enough of them there; else the search looks again among every document.
+    if let Some(from) = horizon.bound(conn, q, filter).await? {
+        let rows: Vec<SearchRow> = first_page_query(q, filter, Some(from), limit)
+            .load(conn)
+            .await?;
+        let window = search_window(&rows);
+        let outcome = match window {
+            Some(_) => &horizon.found,
+            None => &horizon.wasted,
+        };
+        outcome.fetch_add(1, Ordering::Relaxed);
+        if window.is_some() {
+            return Ok((window, rows.into_iter().map(|r| r.signal).collect()));
+        }
+    }
+    let rows: Vec<SearchRow> = first_page_query(q, filter, None, limit).load(conn).await?;
+    Ok((
+        search_window(&rows),
+        rows.into_iter().map(|r| r.signal).collect(),
+    ))
+}
+
+/// The oldest of the newest [`SEARCH_CANDIDATES`] matches, when the search has that many.
+fn search_window(rows: &[SearchRow]) -> Option<Window> {
+    rows.first()
+        .filter(|r| r.candidates >= SEARCH_CANDIDATES)
+        .and_then(|r| r.oldest)
+}
+
+/// The statement of [`first_search_page`]: the newest [`SEARCH_CANDIDATES`] search documents
+/// that match `q` in the filter's times (and from `from` on, with one), the page ranked among
+/// them and read from `signals`, and on each row how many they were and the oldest of them.
+fn first_page_query(
+    q: &str,
+    f: &ListFilter,
+    from: Option<DateTime<Utc>>,
+    limit: i64,
+) -> FixedQuery<SearchRowTypes> {
+    let mut sql = FixedSql::new(
+        "WITH m AS MATERIALIZED (SELECT id, published_at, search FROM signal_search \
+         WHERE search @@ ",
+    )
+    .sql(TSQUERY)
+    .bind(Bind::Text(q.to_owned()))
+    .sql(")");
+    for since in [from, f.since].into_iter().flatten() {
+        sql = sql.sql(" AND published_at >= ").bind(Bind::Time(since));
+    }
+    if let Some(until) = f.until {
+        sql = sql.sql(" AND published_at < ").bind(Bind::Time(until));
+    }
+    sql.sql(" ORDER BY published_at DESC, id DESC LIMIT ")
+        .bind(Bind::BigInt(SEARCH_CANDIDATES))
+        .sql("), p AS (SELECT id, published_at, ts_rank_cd(search, ")
+        .sql(TSQUERY)
+        .bind(Bind::Text(q.to_owned()))
+        .sql(")) AS rank FROM m ORDER BY rank DESC, published_at DESC, id DESC LIMIT ")
+        .bind(Bind::BigInt(limit + 1))
+        .sql(") SELECT ")
+        .sql(signal_columns())
+        .sql(
+            ", p.rank, (SELECT count(*) FROM m), o.published_at, o.id \
+             FROM p JOIN signals ON signals.id = p.id \
+             LEFT JOIN (SELECT published_at, id FROM m ORDER BY published_at, id LIMIT 1) o ON true \
+             ORDER BY p.rank DESC, p.published_at DESC, p.id DESC",
+        )
+        .query()
+}
+
+/// The columns of a signal's representation, as SQL (`"signals"."id", ...`).
+fn signal_columns() -> &'static str {
+    static TEXT: LazyLock<&'static str> = LazyLock::new(|| sql_text(&signal_json::COLUMNS).leak());
+    &TEXT
+}
+
+/// The oldest of the newest [`SEARCH_CANDIDATES`] matches of a search with other filters than
+/// times, when there are that many.
 async fn candidate_window(
     conn: &mut AsyncPgConnection,
     filter: &ListFilter,
-    horizon: &Horizon,
 ) -> diesel::QueryResult<Option<Window>> {
-    match (&filter.q, text_alone(filter)) {
-        // From the documents alone: the GIN index gives the matches and their times are beside
-        // them (or, for a word in most documents, the newest documents are checked in order).
-        (Some(q), true) => {
-            // The newest matches among the newest documents are the newest of all, when there
-            // are enough of them there; else the search looks again among every document.
-            if let Some(from) = horizon.bound(conn, q, filter).await? {
-                let window = newest_match(conn, q, Some(from), None).await?;
-                let outcome = match window {
-                    Some(_) => &horizon.found,
-                    None => &horizon.wasted,
-                };
-                outcome.fetch_add(1, Ordering::Relaxed);
-                if window.is_some() {
-                    return Ok(window);
-                }
-            }
-            newest_match(conn, q, filter.since, filter.until).await
-        }
-        _ => Ok(filtered(
-            signals::table
-                .select((signals::published_at, signals::id))
-                .into_boxed::<Pg>(),
-            filter,
-            Matches::All(None),
-        )
-        .order((signals::published_at.desc(), signals::id.desc()))
-        .offset(SEARCH_CANDIDATES - 1)
-        .limit(1)
-        .load(conn)
-        .await?
-        .into_iter()
-        .next()),
-    }
-}
-
-/// The [`SEARCH_CANDIDATES`]th newest search document that matches `q` in a time range.
-async fn newest_match(
-    conn: &mut AsyncPgConnection,
-    q: &str,
-    since: Option<DateTime<Utc>>,
-    until: Option<DateTime<Utc>>,
-) -> diesel::QueryResult<Option<Window>> {
-    let mut query = signal_search::table
-        .select((signal_search::published_at, signal_search::id))
-        .filter(
-            FixedSql::<Bool>::new("search @@ ")
-                .sql(TSQUERY)
-                .bind(Bind::Text(q.to_owned()))
-                .sql(")"),
-        )
-        .into_boxed::<Pg>();
-    if let Some(since) = since {
-        query = query.filter(signal_search::published_at.ge(since));
-    }
-    if let Some(until) = until {
-        query = query.filter(signal_search::published_at.lt(until));
-    }
-    let rows: Vec<Window> = query
-        .order((signal_search::published_at.desc(), signal_search::id.desc()))
-        .offset(SEARCH_CANDIDATES - 1)
-        .limit(1)
-        .load(conn)
-        .await?;
-    Ok(rows.into_iter().next())
+    Ok(filtered(
+        signals::table
+            .select((signals::published_at, signals::id))
+            .into_boxed::<Pg>(),
+        filter,
+        Matches::All(None),
+    )
+    .order((signals::published_at.desc(), signals::id.desc()))
+    .offset(SEARCH_CANDIDATES - 1)
+    .limit(1)
+    .load(conn)
+    .await?
+    .into_iter()
+    .next())
 }
 
 /// Where a text search looks first for its newest matches: among the newest `size` search
@@ -465,7 +508,12 @@ pub fn list_sql(
     window: Option<Window>,
     limit: i64,
 ) -> String {
-    sql_text(&list_query(filter, sort, after, window, limit))
+    match (after, sort, &filter.q) {
+        (None, Sort::Relevance, Some(q)) if text_alone(filter) => {
+            sql_text(&first_page_query(q, filter, None, limit))
+        }
+        _ => sql_text(&list_query(filter, sort, after, window, limit)),
+    }
 }
 
 type ListQuery<'a> =
@@ -722,6 +770,7 @@ mod tests {
     fn the_statements_lists_send_are_a_fixed_few_thousand() {
         let (t, id) = (Utc::now(), Uuid::nil());
         let mut texts = HashSet::new();
+        let mut first_looks = 0;
         for filter in every_filter() {
             for sort in Sort::names().map(|n| Sort::from_name(n).unwrap()) {
                 for window in [None, Some((t, id))] {
@@ -731,9 +780,19 @@ mod tests {
                     }
                 }
             }
+            // A first page of a text search alone may look among the newest documents first.
+            if let (Some(q), true) = (&filter.q, text_alone(&filter)) {
+                texts.insert(sql_text(&first_page_query(q, &filter, Some(t), 20)));
+                first_looks += 1;
+            }
         }
-        // 2^8 filter shapes × 5 sorts × (first page, later page), and for relevance a window
-        // or not; the limit is a bind. Plus the windows' own statements (one per shape).
-        assert_eq!(texts.len(), 256 * 6 * 2);
+        // 2^8 filter shapes × 5 sorts × (first page, later page); for relevance the later
+        // pages with a window or without, and so the first pages of a search with other
+        // filters, whose window is found before; the limit is a bind. The first pages of a
+        // text search alone (4 shapes: with since, until, both, neither) find their window in
+        // the same statement (4 fewer), and the first look's bound is one more
+        // `published_at >=`: the same text as a `since` without it, so 2 more.
+        assert_eq!(first_looks, 4);
+        assert_eq!(texts.len(), 256 * 6 * 2 - 4 + 2);
     }
 }

@@ -7,7 +7,7 @@ use chrono::{DateTime, Utc};
 use diesel::deserialize::{self, FromSql, FromSqlRow};
 use diesel::pg::{Pg, PgValue};
 use diesel::row::{Field, Row};
-use diesel::sql_types::{Float, SmallInt, Timestamptz, Uuid as SqlUuid};
+use diesel::sql_types::{BigInt, Float, Nullable, SmallInt, Timestamptz, Uuid as SqlUuid};
 use uuid::Uuid;
 
 use super::schema::signals;
@@ -239,6 +239,32 @@ fn write_text_array(out: &mut Vec<u8>, bytes: &[u8]) -> deserialize::Result<()> 
 impl FromSqlRow<ColumnTypes, Pg> for SignalJson {
     fn build_from_row<'a>(row: &impl Row<'a, Pg>) -> deserialize::Result<Self> {
         SignalJson::decode(row)
+    }
+}
+
+/// A row of the first page of a text search (`super::lists`): the signal with its rank, then how
+/// many candidates the search ranked and the oldest of them (its time and id).
+pub struct SearchRow {
+    pub signal: SignalJson,
+    pub candidates: i64,
+    pub oldest: Option<(DateTime<Utc>, Uuid)>,
+}
+
+pub type SearchRowTypes = (
+    RankedColumnTypes,
+    (BigInt, Nullable<Timestamptz>, Nullable<SqlUuid>),
+);
+
+impl FromSqlRow<SearchRowTypes, Pg> for SearchRow {
+    fn build_from_row<'a>(row: &impl Row<'a, Pg>) -> deserialize::Result<Self> {
+        let after = ALL_FIELDS.len() + 1;
+        let time = row.get_value::<Nullable<Timestamptz>, Option<DateTime<Utc>>, _>(after + 1)?;
+        let id = row.get_value::<Nullable<SqlUuid>, Option<Uuid>, _>(after + 2)?;
+        Ok(SearchRow {
+            signal: SignalJson::decode(row)?,
+            candidates: row.get_value::<BigInt, i64, _>(after)?,
+            oldest: time.zip(id),
+        })
     }
 }
 
