@@ -219,11 +219,9 @@ pub async fn list(
     limit: i64,
     horizon: &Horizon,
 ) -> diesel::QueryResult<Page> {
-    let (window, mut rows) = match (after, sort, &filter.q) {
-        (None, Sort::Relevance, Some(q)) if text_alone(filter) => {
-            first_search_page(conn, q, filter, limit, horizon).await?
-        }
-        _ => {
+    let (window, mut rows) = match searched_in_one_statement(filter, sort, after) {
+        Some(q) => first_search_page(conn, q, filter, limit, horizon).await?,
+        None => {
             let window = match (after, sort, &filter.q) {
                 (Some(After::Relevance(_, _, _, window)), _, _) => *window,
                 (None, Sort::Relevance, Some(_)) => candidate_window(conn, filter).await?,
@@ -246,9 +244,22 @@ pub async fn list(
     Ok(Page { rows, next })
 }
 
-/// The first page of a text search sorted by relevance whose other filters are times
-/// ([`text_alone`]), and its window: one statement finds the newest matches and ranks them
-/// (the GIN index read once, not once for the window and again for the page).
+/// The text query of a page that [`first_search_page`] finds: the first page of a text search
+/// sorted by relevance whose other filters are times ([`text_alone`]).
+fn searched_in_one_statement<'a>(
+    filter: &'a ListFilter,
+    sort: Sort,
+    after: Option<&After>,
+) -> Option<&'a str> {
+    match (after, sort, &filter.q) {
+        (None, Sort::Relevance, Some(q)) if text_alone(filter) => Some(q),
+        _ => None,
+    }
+}
+
+/// The first page of a text search sorted by relevance whose other filters are times, and its
+/// window: one statement finds the newest matches and ranks them (the GIN index read once, not
+/// once for the window and again for the page).
 async fn first_search_page(
     conn: &mut AsyncPgConnection,
     q: &str,
@@ -508,11 +519,9 @@ pub fn list_sql(
     window: Option<Window>,
     limit: i64,
 ) -> String {
-    match (after, sort, &filter.q) {
-        (None, Sort::Relevance, Some(q)) if text_alone(filter) => {
-            sql_text(&first_page_query(q, filter, None, limit))
-        }
-        _ => sql_text(&list_query(filter, sort, after, window, limit)),
+    match searched_in_one_statement(filter, sort, after) {
+        Some(q) => sql_text(&first_page_query(q, filter, None, limit)),
+        None => sql_text(&list_query(filter, sort, after, window, limit)),
     }
 }
 
