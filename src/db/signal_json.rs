@@ -11,6 +11,7 @@ use diesel::sql_types::{BigInt, Float, Nullable, SmallInt, Timestamptz, Uuid as 
 use uuid::Uuid;
 
 use super::schema::signals;
+use crate::domain::query::Window;
 use crate::domain::signal::{field_index, ALL_FIELDS};
 use crate::json;
 
@@ -247,7 +248,7 @@ impl FromSqlRow<ColumnTypes, Pg> for SignalJson {
 pub struct SearchRow {
     pub signal: SignalJson,
     pub candidates: i64,
-    pub oldest: Option<(DateTime<Utc>, Uuid)>,
+    pub oldest: Option<Window>,
 }
 
 pub type SearchRowTypes = (
