@@ -165,35 +165,57 @@ async fn migration_connection(
     Ok(conn)
 }
 
-/// Runs pending migrations. diesel's harness is synchronous, so it runs on a blocking thread
-/// through the async connection wrapper (diesel-async's async harness panics on actix's runtime).
-pub async fn migrate(url: &str, settings: &DatabaseSettings) -> Result<Vec<String>, Fatal> {
+/// Runs `work` with diesel's migration harness. The harness is synchronous, so it runs on a
+/// blocking thread through the async connection wrapper (diesel-async's async harness panics on
+/// actix's runtime).
+async fn with_harness<T: Send + 'static>(
+    url: &str,
+    settings: &DatabaseSettings,
+    work: impl FnOnce(&mut AsyncConnectionWrapper<AsyncPgConnection>) -> diesel::migration::Result<T>
+        + Send
+        + 'static,
+) -> Result<T, Fatal> {
     let conn = migration_connection(url, settings).await?;
     tokio::task::spawn_blocking(move || {
         let mut wrapper: AsyncConnectionWrapper<AsyncPgConnection> =
             AsyncConnectionWrapper::from(conn);
-        wrapper
-            .run_pending_migrations(MIGRATIONS)
-            .map(|versions| versions.iter().map(|v| v.to_string()).collect())
-            .map_err(|e| Fatal(format!("migration failed: {e}")))
+        work(&mut wrapper).map_err(|e| Fatal(format!("migrating failed: {e}")))
     })
     .await
     .map_err(|e| Fatal(format!("migration task failed: {e}")))?
 }
 
-/// Reverts every applied migration (used by the round-trip test and by `signals migrate --revert-all`).
-pub async fn revert_all(url: &str, settings: &DatabaseSettings) -> Result<usize, Fatal> {
-    let conn = migration_connection(url, settings).await?;
-    tokio::task::spawn_blocking(move || {
-        let mut wrapper: AsyncConnectionWrapper<AsyncPgConnection> =
-            AsyncConnectionWrapper::from(conn);
-        wrapper
-            .revert_all_migrations(MIGRATIONS)
-            .map(|v| v.len())
-            .map_err(|e| Fatal(format!("reverting migrations failed: {e}")))
+/// Runs pending migrations; returns the versions applied.
+pub async fn migrate(url: &str, settings: &DatabaseSettings) -> Result<Vec<String>, Fatal> {
+    with_harness(url, settings, |conn| {
+        let versions = conn.run_pending_migrations(MIGRATIONS)?;
+        Ok(versions.iter().map(|v| v.to_string()).collect())
     })
     .await
-    .map_err(|e| Fatal(format!("migration task failed: {e}")))?
+}
+
+/// Reverts every applied migration (used by the round-trip test and by `signals migrate --revert-all`).
+pub async fn revert_all(url: &str, settings: &DatabaseSettings) -> Result<usize, Fatal> {
+    with_harness(url, settings, |conn| {
+        Ok(conn.revert_all_migrations(MIGRATIONS)?.len())
+    })
+    .await
+}
+
+/// Reverts the last `count` applied migrations (for tests of what a migration does to data
+/// stored before it).
+pub async fn revert_last(
+    url: &str,
+    settings: &DatabaseSettings,
+    count: usize,
+) -> Result<(), Fatal> {
+    with_harness(url, settings, move |conn| {
+        for _ in 0..count {
+            conn.revert_last_migration(MIGRATIONS)?;
+        }
+        Ok(())
+    })
+    .await
 }
 
 /// Why a database call failed, as far as a handler needs to know.

@@ -1,0 +1,1 @@
+ALTER TABLE signals RESET (toast_tuple_target);

@@ -1,0 +1,11 @@
+-- A signal's row stays whole in its heap page up to 4 KB instead of 2 KB. The client fields of a
+-- signal are about 2.3 KB (the example signal 2.7 KB), past PostgreSQL's default threshold
+-- (`toast_tuple_target` 2,032 bytes), so the sections of almost every row were stored apart in
+-- the TOAST table, uncompressed (pglz does not save enough on them): 1.5 GB of TOAST beside a
+-- 1 GB heap for a million signals. Every signal a page or a lookup returned cost a descent of
+-- the TOAST index and one more page (Q1, 20 signals: 189 buffers, 103 of them TOAST). Inline,
+-- the same page reads 84 buffers and no TOAST; the heap grows to 2.6 GB and TOAST to nothing.
+-- (Migration 9 took the plain table of the benchmark for one without TOAST; it has the same
+-- 1.5 GB, and keeps it: it is the table a user makes with the defaults. docs/queries.md, "Rows
+-- kept whole".) The next migration rewrites the rows already stored.
+ALTER TABLE signals SET (toast_tuple_target = 4080);
