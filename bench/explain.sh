@@ -41,7 +41,7 @@ run() {
   echo '```'
   {
     # As on the service's connections for list queries (src/db/mod.rs, `Plans::PerExecution`).
-    echo "SET plan_cache_mode = force_custom_plan;"
+    echo "SET plan_cache_mode = force_custom_plan; SET jit = off;"
     echo "PREPARE q AS $sql;"
     for _ in 1 2 3 4 5 6; do echo "EXECUTE q($params);"; done
     echo "EXPLAIN (ANALYZE, BUFFERS, COSTS OFF) EXECUTE q($params);"

@@ -172,10 +172,10 @@ PLAIN=("SELECT * FROM signals_plain WHERE score >= 7 ORDER BY published_at DESC,
 # queries with a tag or a text go through connections that plan every execution for its values,
 # those one plan fits (Q1, Q5: `ListFilter::one_plan_fits_all`) through connections that keep
 # one generic plan, lookups by id through connections with PostgreSQL's default
-# (src/db/mod.rs, `Plans`).
-CUSTOM="-c plan_cache_mode=force_custom_plan"
-GENERIC="-c plan_cache_mode=force_generic_plan"
-PLANS=("$GENERIC" "" "$CUSTOM" "$CUSTOM" "$GENERIC")
+# (src/db/mod.rs, `Plans`). All of them without JIT, as every connection of the service.
+CUSTOM="-c jit=off -c plan_cache_mode=force_custom_plan"
+GENERIC="-c jit=off -c plan_cache_mode=force_generic_plan"
+PLANS=("$GENERIC" "-c jit=off" "$CUSTOM" "$CUSTOM" "$GENERIC")
 
 echo '{"queries": [' > "$WORK/results.json"
 first=1

@@ -51,6 +51,11 @@ async fn list_connections_plan_every_execution_and_the_others_keep_plans() {
     assert_eq!(setting(&mut other, "plan_cache_mode").await, "auto");
     // The pool's own options are kept beside it.
     assert_eq!(setting(&mut list, "statement_timeout").await, "10s");
+    // No connection compiles its statements (a generic plan is costed for a tenth of the table
+    // and would pass `jit_above_cost` on a large one).
+    for conn in [&mut list, &mut one_plan, &mut other] {
+        assert_eq!(setting(conn, "jit").await, "off");
+    }
 }
 
 #[actix_web::test]
