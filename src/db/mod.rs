@@ -185,7 +185,7 @@ async fn with_harness<T: Send + 'static>(
     tokio::task::spawn_blocking(move || {
         let mut wrapper: AsyncConnectionWrapper<AsyncPgConnection> =
             AsyncConnectionWrapper::from(conn);
-        work(&mut wrapper).map_err(|e| Fatal(format!("migrating failed: {e}")))
+        work(&mut wrapper).map_err(|e| Fatal(format!("migration failed: {e}")))
     })
     .await
     .map_err(|e| Fatal(format!("migration task failed: {e}")))?
