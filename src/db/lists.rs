@@ -270,31 +270,34 @@ async fn first_search_page(
     // The newest matches among the newest documents are the newest of all, when there are
     // enough of them there; else the search looks again among every document.
     if let Some(from) = horizon.bound(conn, q, filter).await? {
-        let rows: Vec<SearchRow> = first_page_query(q, filter, Some(from), limit)
-            .load(conn)
-            .await?;
-        let window = search_window(&rows);
-        let outcome = match window {
+        let page = window_and_page(
+            first_page_query(q, filter, Some(from), limit)
+                .load(conn)
+                .await?,
+        );
+        let outcome = match page.0 {
             Some(_) => &horizon.found,
             None => &horizon.wasted,
         };
         outcome.fetch_add(1, Ordering::Relaxed);
-        if window.is_some() {
-            return Ok((window, rows.into_iter().map(|r| r.signal).collect()));
+        if page.0.is_some() {
+            return Ok(page);
         }
     }
-    let rows: Vec<SearchRow> = first_page_query(q, filter, None, limit).load(conn).await?;
-    Ok((
-        search_window(&rows),
-        rows.into_iter().map(|r| r.signal).collect(),
+    Ok(window_and_page(
+        first_page_query(q, filter, None, limit).load(conn).await?,
     ))
 }
 
-/// The oldest of the newest [`SEARCH_CANDIDATES`] matches, when the search has that many.
-fn search_window(rows: &[SearchRow]) -> Option<Window> {
-    rows.first()
+/// The signals of a search's first page, and its window: the oldest of the newest
+/// [`SEARCH_CANDIDATES`] matches, when the search has that many.
+fn window_and_page(rows: Vec<SearchRow>) -> (Option<Window>, Vec<SignalJson>) {
+    let window = rows
+        .as_slice()
+        .first()
         .filter(|r| r.candidates >= SEARCH_CANDIDATES)
-        .and_then(|r| r.oldest)
+        .and_then(|r| r.oldest);
+    (window, rows.into_iter().map(|r| r.signal).collect())
 }
 
 /// The statement of [`first_search_page`]: the newest [`SEARCH_CANDIDATES`] search documents
