@@ -15,17 +15,25 @@
 //! - **Only while listening.** When the instance's change listener is not connected and caught
 //!   up, nothing is served from the cache or stored in it (the listener empties it once it has
 //!   caught up again).
+//! - **One read per answer.** Reads of an answer the cache lacks while another read of it is
+//!   asking the database wait for that one and take what it kept, instead of each asking too
+//!   (every change empties the cache, and then every client of a hot page missed at once). What
+//!   a waiting read takes passes the same checks as any answer found in the cache; when the
+//!   first read kept nothing (a change came meanwhile, or it failed) the waiting ones ask
+//!   themselves.
 //!
 //! Bounded by `SIGNALS_CACHE_MB` (oldest entries go first); `0` turns it off.
 
 use std::collections::{HashMap, VecDeque};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
+use std::time::Duration;
 
 use actix_web::http::header::{self, HeaderValue};
 use actix_web::web::Bytes;
 use actix_web::HttpResponse;
 use chrono::{DateTime, Utc};
+use tokio::sync::Notify;
 
 use super::cacheable_json;
 use super::conditions::IfNoneMatch;
@@ -100,8 +108,60 @@ pub struct Cache {
     /// Moves on every emptying: a fill started before one is not kept.
     generation: AtomicU64,
     hub: Arc<Hub>,
+    /// The keys some read is asking the database for, and how its waiters are woken.
+    filling: Mutex<HashMap<String, Arc<Notify>>>,
     pub hits: AtomicU64,
     pub misses: AtomicU64,
+    /// Reads answered by what another read of the same key had just kept.
+    pub shared: AtomicU64,
+}
+
+/// What [`Cache::lookup`] found.
+pub enum Lookup<'a> {
+    Hit(Arc<Cached>),
+    /// Not there: read the database, then [`Fill::keep`] the answer.
+    Miss(Fill<'a>),
+}
+
+/// A read of one key that the cache could not answer. Reads of the same key that come while it
+/// is under way wait for it (at most [`WAIT_AT_MOST`]), until it is kept or dropped.
+pub struct Fill<'a> {
+    cache: &'a Cache,
+    key: String,
+    ticket: Ticket,
+    /// Set when this is the read the others wait for.
+    leading: Option<Arc<Notify>>,
+}
+
+/// How long a read waits for another read of the same key before it asks the database itself.
+const WAIT_AT_MOST: Duration = Duration::from_secs(2);
+/// How many reads of the same key one read waits for in turn (the first may keep nothing when a
+/// change comes meanwhile; then one of its waiters asks and the others wait for that one).
+const WAITS: u32 = 3;
+
+impl Fill<'_> {
+    /// Keeps the answer (as [`Cache::put`] does with this read's ticket) and wakes the reads
+    /// that waited for it.
+    pub fn keep(self, value: Cached, replayed: Option<u64>) {
+        self.cache
+            .put(self.key.clone(), value, self.ticket, replayed);
+    }
+}
+
+impl Drop for Fill<'_> {
+    fn drop(&mut self) {
+        if let Some(notify) = &self.leading {
+            let mut filling = self.cache.filling.lock().unwrap_or_else(|e| e.into_inner());
+            if filling
+                .get(&self.key)
+                .is_some_and(|n| Arc::ptr_eq(n, notify))
+            {
+                filling.remove(&self.key);
+            }
+            // Under the lock, so a waiter that found this read has its `notified` in place.
+            notify.notify_waiters();
+        }
+    }
 }
 
 impl Cache {
@@ -112,8 +172,10 @@ impl Cache {
             entries: Mutex::default(),
             generation: AtomicU64::new(0),
             hub: hub.clone(),
+            filling: Mutex::default(),
             hits: AtomicU64::new(0),
             misses: AtomicU64::new(0),
+            shared: AtomicU64::new(0),
         });
         if cache.capacity > 0 {
             // The listener reads committed changes from the log and empties the cache before it
@@ -132,42 +194,74 @@ impl Cache {
         self.capacity > 0 && self.hub.caught_up()
     }
 
-    /// What [`Cache::put`] needs to know of the moment a read began: take it before reading
-    /// the database.
-    pub fn ticket(&self) -> Ticket {
+    /// What [`Cache::put`] needs to know of the moment a read began: taken before reading the
+    /// database.
+    fn ticket(&self) -> Ticket {
         Ticket {
             generation: self.generation.load(Ordering::Acquire),
             seen: self.hub.seen_lsn(),
         }
     }
 
-    /// The answer kept for `key`, if any, for a read that needs the changes up to the WAL
-    /// position `needed` (a client's `Signals-Read-After`; 0: none): only once this instance's
-    /// listener has sent those out (and so emptied the cache of what they changed).
-    pub fn get(&self, key: &str, needed: u64) -> Option<Arc<Cached>> {
-        if !self.usable() || self.hub.processed_lsn() < needed {
-            return None;
+    /// The answer kept for `key`, for a read that needs the changes up to the WAL position
+    /// `needed` (a client's `Signals-Read-After`; 0: none), or the read to make. An answer is
+    /// taken only once this instance's listener has sent out the changes up to `needed` (and so
+    /// emptied the cache of what they changed). When another read of `key` is asking the
+    /// database, this one waits for it and takes what it kept.
+    pub async fn lookup(&self, key: String, needed: u64) -> Lookup<'_> {
+        let mut waits = 0;
+        loop {
+            if !self.usable() || self.hub.processed_lsn() < needed {
+                return Lookup::Miss(self.fill(key, None));
+            }
+            let found = (self.entries.lock().unwrap_or_else(|e| e.into_inner()))
+                .map
+                .get(&key)
+                .cloned();
+            if let Some(hit) = found {
+                let counter = if waits > 0 { &self.shared } else { &self.hits };
+                counter.fetch_add(1, Ordering::Relaxed);
+                return Lookup::Hit(hit);
+            }
+            let notify: Arc<Notify>;
+            let notified;
+            {
+                let mut filling = self.filling.lock().unwrap_or_else(|e| e.into_inner());
+                let first = filling.get(&key).cloned();
+                notify = match first {
+                    Some(first) if waits < WAITS => first,
+                    Some(_) => {
+                        self.misses.fetch_add(1, Ordering::Relaxed);
+                        return Lookup::Miss(self.fill(key, None));
+                    }
+                    None => {
+                        let leading = Arc::new(Notify::new());
+                        filling.insert(key.clone(), leading.clone());
+                        self.misses.fetch_add(1, Ordering::Relaxed);
+                        return Lookup::Miss(self.fill(key, Some(leading)));
+                    }
+                };
+                // Made under the lock the first read wakes its waiters under, so it is woken.
+                notified = notify.notified();
+            }
+            let _ = tokio::time::timeout(WAIT_AT_MOST, notified).await;
+            waits += 1;
         }
-        let found = self
-            .entries
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .map
-            .get(key)
-            .cloned();
-        let counter = if found.is_some() {
-            &self.hits
-        } else {
-            &self.misses
-        };
-        counter.fetch_add(1, Ordering::Relaxed);
-        found
+    }
+
+    fn fill(&self, key: String, leading: Option<Arc<Notify>>) -> Fill<'_> {
+        Fill {
+            cache: self,
+            key,
+            ticket: self.ticket(),
+            leading,
+        }
     }
 
     /// Keeps an answer read with `ticket`, unless a change came since, or it was read from a
     /// replica (`replayed`: how far it had replayed) that had not replayed every change the
     /// listener had seen when the read began.
-    pub fn put(&self, key: String, value: Cached, ticket: Ticket, replayed: Option<u64>) {
+    fn put(&self, key: String, value: Cached, ticket: Ticket, replayed: Option<u64>) {
         if !self.usable() || replayed.is_some_and(|r| r < ticket.seen) {
             return;
         }

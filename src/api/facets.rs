@@ -7,7 +7,7 @@ use serde::{Deserialize, Serialize};
 use utoipa::{IntoParams, ToSchema};
 
 use super::auth::Reader;
-use super::cache::Cached;
+use super::cache::{Cached, Lookup};
 use super::conditions::{IfNoneMatch, ReadAfter};
 use super::problem::{responses, ApiError};
 use super::{etag_of, AppState};
@@ -75,10 +75,10 @@ where
     F: AsyncFn(&mut db::PgConn) -> Result<Vec<FacetCount>, ApiError>,
 {
     let key = format!("{kind}:{query_string}");
-    if let Some(hit) = state.cache.get(&key, needed) {
-        return Ok(hit);
-    }
-    let ticket = state.cache.ticket();
+    let fill = match state.cache.lookup(key, needed).await {
+        Lookup::Hit(hit) => return Ok(hit),
+        Lookup::Miss(fill) => fill,
+    };
     let (items, replayed) = state
         .read(needed, async |route| {
             let mut conn = db::conn(route.list_pool).await?;
@@ -96,7 +96,7 @@ where
     };
     let body = Bytes::from(serde_json::to_vec(&page).unwrap_or_default());
     let answer = Cached::json(body.clone(), etag_of(&body), None);
-    state.cache.put(key, answer.clone(), ticket, replayed);
+    fill.keep(answer.clone(), replayed);
     Ok(Arc::new(answer))
 }
 

@@ -23,7 +23,7 @@ use utoipa::IntoParams;
 use uuid::Uuid;
 
 use super::auth::Reader;
-use super::cache::Cached;
+use super::cache::{Cached, Lookup};
 use super::conditions::{IfModifiedSince, IfNoneMatch, ReadAfter};
 use super::problem::{responses, ApiError};
 use super::{cache_control, version_etag, AppState, PublicBase};
@@ -192,16 +192,15 @@ async fn feed(
         Format::Atom => ("atom", ATOM),
     };
     let key = format!("f:{kind}:{}", req.query_string());
-    let made = match state.cache.get(&key, read_after.needed()) {
-        Some(hit) => hit,
-        None => {
-            let ticket = state.cache.ticket();
+    let made = match state.cache.lookup(key, read_after.needed()).await {
+        Lookup::Hit(hit) => hit,
+        Lookup::Miss(fill) => {
             let (made, replayed) = state
                 .read(read_after.needed(), async |route| {
                     make(&req, route.list_pool, &query, format, kind).await
                 })
                 .await?;
-            state.cache.put(key, made.clone(), ticket, replayed);
+            fill.keep(made.clone(), replayed);
             Arc::new(made)
         }
     };

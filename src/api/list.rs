@@ -8,7 +8,7 @@ use utoipa::openapi::RefOr;
 use utoipa::{IntoParams, PartialSchema, ToSchema};
 
 use super::auth::Reader;
-use super::cache::Cached;
+use super::cache::{Cached, Lookup};
 use super::conditions::{IfNoneMatch, ReadAfter};
 use super::problem::{responses, ApiError};
 use super::{version_etag, AppState, PublicBase};
@@ -100,14 +100,17 @@ pub async fn list_signals(
         .after(&state.cursor_key)
         .map_err(ApiError::parameter)?;
     // First pages are what most clients ask for, again and again: they are cached.
-    let key = after.is_none().then(|| format!("l:{}", req.query_string()));
-    if let Some(hit) = key
-        .as_deref()
-        .and_then(|k| state.cache.get(k, read_after.needed()))
-    {
-        return Ok(hit.respond(&held, state.public_read));
-    }
-    let ticket = state.cache.ticket();
+    let fill = match after.is_none() {
+        true => match state
+            .cache
+            .lookup(format!("l:{}", req.query_string()), read_after.needed())
+            .await
+        {
+            Lookup::Hit(hit) => return Ok(hit.respond(&held, state.public_read)),
+            Lookup::Miss(fill) => Some(fill),
+        },
+        false => None,
+    };
     let ((page, total), replayed) = state
         .read(read_after.needed(), async |route| {
             let mut conn = route
@@ -153,8 +156,8 @@ pub async fn list_signals(
         total,
     ));
     let answer = Cached::json(body, etag, link);
-    if let Some(key) = key {
-        state.cache.put(key, answer.clone(), ticket, replayed);
+    if let Some(fill) = fill {
+        fill.keep(answer.clone(), replayed);
     }
     Ok(answer.respond(&held, state.public_read))
 }

@@ -8,7 +8,7 @@ use diesel_async::{AsyncConnection, AsyncPgConnection};
 use futures_util::future::BoxFuture;
 
 use super::auth::{Principal, Reader, Writer};
-use super::cache::Cached;
+use super::cache::{Cached, Lookup};
 use super::conditions::{not_found, IfMatch, IfNoneMatch, ReadAfter, SignalPath};
 use super::idempotency::{self, Idempotency, Reply, Write};
 use super::problem::{responses, ApiError};
@@ -135,10 +135,10 @@ pub async fn get_signal(
         SignalRef::Id(id) => format!("i:{id}"),
         SignalRef::Slug(slug) => format!("s:{slug}"),
     };
-    if let Some(hit) = state.cache.get(&key, read_after.needed()) {
-        return Ok(hit.respond(&held, state.public_read));
-    }
-    let ticket = state.cache.ticket();
+    let fill = match state.cache.lookup(key, read_after.needed()).await {
+        Lookup::Hit(hit) => return Ok(hit.respond(&held, state.public_read)),
+        Lookup::Miss(fill) => fill,
+    };
     let (found, replayed) = state
         .read(read_after.needed(), async |route| {
             Ok(lookups::lookup(route.lookups, &signal_ref).await?)
@@ -147,7 +147,7 @@ pub async fn get_signal(
     let signal = found.ok_or_else(not_found)?;
     let etag = signal_etag(signal.id, signal.updated_at);
     let answer = Cached::json(signal.into_bytes().into(), etag, None);
-    state.cache.put(key, answer.clone(), ticket, replayed);
+    fill.keep(answer.clone(), replayed);
     Ok(answer.respond(&held, state.public_read))
 }
 

@@ -135,9 +135,15 @@ pub async fn metrics(
     }
     text.push_str(
         "# HELP signals_cache_lookups_total Reads looked up in the cache, by whether they were \
-         there\n# TYPE signals_cache_lookups_total counter\n",
+         there (shared: taken from another read of the same answer it waited for)\n\
+         # TYPE signals_cache_lookups_total counter\n",
     );
-    for (outcome, n) in [("hit", &state.cache.hits), ("miss", &state.cache.misses)] {
+    let cache = &state.cache;
+    for (outcome, n) in [
+        ("hit", &cache.hits),
+        ("miss", &cache.misses),
+        ("shared", &cache.shared),
+    ] {
         text.push_str(&format!(
             "signals_cache_lookups_total{{outcome=\"{outcome}\"}} {}\n",
             n.load(std::sync::atomic::Ordering::Relaxed)

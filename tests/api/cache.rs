@@ -200,3 +200,93 @@ async fn the_readers_facets_share_the_cache_with_the_facet_endpoints() {
         "the write emptied the cache: {shown}"
     );
 }
+
+#[actix_web::test]
+async fn reads_of_one_answer_that_come_together_ask_the_database_once() {
+    let app = TestApp::spawn().await;
+    let key = app.key(Scope::Write).await;
+    app.create(&key, &signal(json!({"slug": "one"}))).await;
+    settle().await;
+    // The first read of the page waits on the lock, so the others come while it is under way.
+    let locker = app.lock_signals().await;
+    let reads: Vec<_> = (0..8)
+        .map(|_| {
+            let (client, url) = (app.client.clone(), app.url("/v1/signals?limit=5"));
+            actix_web::rt::spawn(async move { get(&client, url).await })
+        })
+        .collect();
+    let watcher = app.db.sql().await;
+    let waiting_on_the_lock = async || -> i64 {
+        watcher
+            .query_one(
+                "SELECT count(*) FROM pg_stat_activity WHERE datname = current_database() \
+                 AND application_name = 'signals' AND wait_event_type = 'Lock'",
+                &[],
+            )
+            .await
+            .unwrap()
+            .get(0)
+    };
+    let started = Instant::now();
+    while waiting_on_the_lock().await == 0 {
+        assert!(started.elapsed() < Duration::from_secs(5), "no read came");
+        actix_web::rt::time::sleep(Duration::from_millis(20)).await;
+    }
+    // Time for the other seven to reach the service (and the database, if they were to ask).
+    actix_web::rt::time::sleep(Duration::from_millis(500)).await;
+    let asking = waiting_on_the_lock().await;
+    locker.batch_execute("COMMIT").await.unwrap();
+    let mut pages = Vec::new();
+    for read in reads {
+        pages.push(read.await.unwrap());
+    }
+    assert_eq!(asking, 1, "one read asked the database, the others waited");
+    assert!(pages.iter().all(|p| p == &pages[0]), "{pages:?}");
+    assert_eq!(pages[0]["items"][0]["slug"], "one");
+    let text = app.metrics().await;
+    let taken = |outcome: &str| {
+        metric(
+            &text,
+            &format!("signals_cache_lookups_total{{outcome=\"{outcome}\"}}"),
+        )
+    };
+    assert_eq!(taken("shared"), 7.0, "{text}");
+
+    // A first read that fails keeps nothing: the read that waited for it asks itself.
+    let locker = app.lock_signals().await;
+    let read = |client: awc::Client, url: String| async move {
+        let mut res = client.get(url).send().await.unwrap();
+        (res.status().as_u16(), json_body(&mut res).await)
+    };
+    let first = actix_web::rt::spawn(read(app.client.clone(), app.url("/v1/signals?limit=6")));
+    while waiting_on_the_lock().await == 0 {
+        assert!(!first.is_finished(), "the first read did not wait");
+        actix_web::rt::time::sleep(Duration::from_millis(20)).await;
+    }
+    let second = actix_web::rt::spawn(read(app.client.clone(), app.url("/v1/signals?limit=6")));
+    actix_web::rt::time::sleep(Duration::from_millis(300)).await;
+    // Its statement is cancelled (57014: 503).
+    let cancelled = watcher
+        .query(
+            "SELECT pg_cancel_backend(pid) FROM pg_stat_activity \
+             WHERE datname = current_database() AND application_name = 'signals' \
+             AND wait_event_type = 'Lock'",
+            &[],
+        )
+        .await
+        .unwrap();
+    assert_eq!(cancelled.len(), 1, "only the first read was asking");
+    let (status, _) = first.await.unwrap();
+    assert_eq!(status, 503);
+    // The second read is asking now, and waits on the lock in turn.
+    while waiting_on_the_lock().await == 0 {
+        if second.is_finished() {
+            panic!("the second read did not wait: {:?}", second.await);
+        }
+        actix_web::rt::time::sleep(Duration::from_millis(20)).await;
+    }
+    locker.batch_execute("COMMIT").await.unwrap();
+    let (status, page) = second.await.unwrap();
+    assert_eq!(status, 200, "{page}");
+    assert_eq!(page["items"][0]["slug"], "one");
+}
