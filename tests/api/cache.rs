@@ -1,6 +1,7 @@
 //! The cache of hot reads is never seen to be stale: a writer reads its write at once, other
 //! instances within a second, and an instance that lost its change listener serves nothing
-//! from the cache until it has caught up again.
+//! from the cache until it has caught up again. Reads of one answer that come together ask the
+//! database once.
 
 use std::time::{Duration, Instant};
 
@@ -216,13 +217,12 @@ async fn reads_of_one_answer_that_come_together_ask_the_database_once() {
         })
         .collect();
     let watcher = app.db.sql().await;
+    // The service's statements that wait on the lock.
+    const WAITING: &str = "FROM pg_stat_activity WHERE datname = current_database() \
+                           AND application_name = 'signals' AND wait_event_type = 'Lock'";
     let waiting_on_the_lock = async || -> i64 {
         watcher
-            .query_one(
-                "SELECT count(*) FROM pg_stat_activity WHERE datname = current_database() \
-                 AND application_name = 'signals' AND wait_event_type = 'Lock'",
-                &[],
-            )
+            .query_one(&format!("SELECT count(*) {WAITING}"), &[])
             .await
             .unwrap()
             .get(0)
@@ -267,12 +267,7 @@ async fn reads_of_one_answer_that_come_together_ask_the_database_once() {
     actix_web::rt::time::sleep(Duration::from_millis(300)).await;
     // Its statement is cancelled (57014: 503).
     let cancelled = watcher
-        .query(
-            "SELECT pg_cancel_backend(pid) FROM pg_stat_activity \
-             WHERE datname = current_database() AND application_name = 'signals' \
-             AND wait_event_type = 'Lock'",
-            &[],
-        )
+        .query(&format!("SELECT pg_cancel_backend(pid) {WAITING}"), &[])
         .await
         .unwrap();
     assert_eq!(cancelled.len(), 1, "only the first read was asking");
