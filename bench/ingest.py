@@ -4,6 +4,7 @@
   python3 bench/ingest.py copy FILE.jsonl FILE.tsv  the same rows as COPY text for the signals table
   python3 bench/ingest.py post URL KEY FILE.jsonl BATCH CLIENTS
                                                    POST /v1/signals/batch, prints rows/s
+  python3 bench/ingest.py report FILE.json         the table of bench/ingest.sh's rounds
 """
 import json
 import random
@@ -97,6 +98,21 @@ def post(url, key, path, batch, clients):
     print(f"{created / seconds:.0f}")
 
 
+def summary(results):
+    """Lines of the medians of the rounds: rows/s of each way and its ratio to COPY."""
+    rounds = results["rounds"]
+    def median(values):
+        values = sorted(values)
+        n = len(values)
+        return values[n // 2] if n % 2 else (values[n // 2 - 1] + values[n // 2]) / 2
+    lines = [f"{'way in (' + format(results['rows'], ',') + ' signals, median of ' + str(len(rounds)) + ')':<44} {'rows/s':>8} {'x COPY':>7}"]
+    for key, name in (("copy", "COPY (baseline, same trigger)"), ("import", "signals import"),
+                      ("batch", "POST /v1/signals/batch (500 x 4 clients)")):
+        ratio = median([r[key] / r["copy"] for r in rounds])
+        lines.append(f"{name:<44} {median([r[key] for r in rounds]):>8.0f} {ratio:>7.2f}")
+    return lines
+
+
 if __name__ == "__main__":
     cmd = sys.argv[1]
     if cmd == "generate":
@@ -105,3 +121,6 @@ if __name__ == "__main__":
         to_copy(sys.argv[2], sys.argv[3])
     elif cmd == "post":
         post(sys.argv[2], sys.argv[3], sys.argv[4], int(sys.argv[5]), int(sys.argv[6]))
+    elif cmd == "report":
+        with open(sys.argv[2]) as f:
+            print("\n".join(summary(json.load(f))))

@@ -76,8 +76,9 @@ def main():
             line += f"{cached['rps']:>7.0f} {cached['p99']:>6.2f} {times:>7}"
         print(line + flag)
     print()
+    total = results.get("signals", 1_000_000)
     for s in results.get("search", []):
-        print(f"search {s['name'][:24]!r:<26} matches {s['matches']:>7} ({s['matches'] / 10000:.1f} % of 1M): "
+        print(f"search {s['name'][:24]!r:<26} matches {s['matches']:>7} ({s['matches'] * 100 / total:.1f} % of {total:,}): "
               f"one client p50 {s['p50']:.1f} ms; 32 connections {s['rps']:.0f} req/s, non-2xx {s['bad']}")
     if "healthz_rps" in results:
         print(f"GET /healthz (the framework's ceiling): {results['healthz_rps']:.0f} req/s")
@@ -89,6 +90,11 @@ def main():
           + (f", {results['peak_rss_cached_kb'] / 1024:.1f} MB with it" if "peak_rss_cached_kb" in results else ""))
     if results.get("import"):
         print(f"import: {results['import']}")
+    if results.get("ingest"):
+        sys.path.insert(0, str(Path(__file__).parent))
+        from ingest import summary
+        print()
+        print("\n".join(summary(results["ingest"])))
 
 
 if __name__ == "__main__":

@@ -11,7 +11,9 @@
 # One report, medians of the rounds: per query the API without its cache and with it, pgbench
 # on the service's own SQL and on the plain table a user would make (issue 15), the searches
 # that match many signals (one client p50, 32 connections), GET /healthz (the framework's
-# ceiling), the service's peak RSS, and the import rate when this run loaded the data.
+# ceiling), the service's peak RSS, the import rate when this run loaded the data, and last
+# COPY against `signals import` and the batch endpoint on the first BENCH_INGEST_ROWS (100,000;
+# 0 leaves it out) of these signals (bench/ingest.sh).
 #
 # Q1 min_score=7 newest 20 | Q2 one signal by random id | Q3 one tag + min_score=7 |
 # Q4 a text search | Q5 page 500 of a cursor walk (newest first). Q2 draws from 128 random ids on
@@ -73,10 +75,7 @@ if [ "$have" -lt "$ROWS" ]; then
   wait
   if [ "$TARGET" != "$DB" ]; then
     say "importing them with signals import"
-    psql "$TARGET" -X -At -v FETCH_COUNT=5000 -c "SELECT json_build_object('slug', slug,
-        'title', title, 'summary', summary, 'body', body, 'score', score, 'category', category,
-        'published_at', published_at, 'sections', sections, 'tags', tags, 'source_url', source_url)
-      FROM signals ORDER BY published_at" |
+    psql "$TARGET" -X -At -v FETCH_COUNT=5000 -v limit=ALL -f bench/export.sql |
       DATABASE_URL=$DB $SIGNALS import - 2>"$WORK/import.log" ||
       { echo "bench: signals import failed:" >&2; tail -5 "$WORK/import.log" >&2; exit 1; }
     tail -1 "$WORK/import.log" >&2
@@ -290,8 +289,17 @@ echo '],' >> "$WORK/results.json"
 say "GET /healthz"
 wrk -t"$THREADS" -c"$CONNECTIONS" -d"${DURATION}s" --latency "$BASE/healthz" > "$WORK/healthz.txt"
 echo "\"healthz_rps\": $(python3 bench/report.py wrk "$WORK/healthz.txt" | python3 -c 'import json,sys; print(json.load(sys.stdin)["rps"])')," >> "$WORK/results.json"
+echo "\"signals\": $(psql "$DB" -Atc "SELECT count(*) FROM signals")," >> "$WORK/results.json"
 echo "\"peak_rss_kb\": $(awk '/VmHWM/ {print $2}' /proc/$SERVER/status)," >> "$WORK/results.json"
 echo "\"peak_rss_cached_kb\": $(awk '/VmHWM/ {print $2}' /proc/$SERVER_CACHED/status)," >> "$WORK/results.json"
-echo "\"import\": $(python3 -c 'import json,sys; print(json.dumps(sys.argv[1]))' "$(tail -1 "$WORK/import.log" 2>/dev/null || echo "(no import in this run)")")}" >> "$WORK/results.json"
+echo "\"import\": $(python3 -c 'import json,sys; print(json.dumps(sys.argv[1]))' "$(tail -1 "$WORK/import.log" 2>/dev/null || echo "(no import in this run)")")," >> "$WORK/results.json"
+# Import against COPY (issue 15): bench/ingest.sh on the first BENCH_INGEST_ROWS of these
+# signals, in a database of its own, taking turns for BENCH_INGEST_ROUNDS rounds.
+if [ "${BENCH_INGEST_ROWS:-100000}" != 0 ]; then
+  say "ingest: COPY, signals import and the batch endpoint"
+  BENCH_ADMIN_URL=$ADMIN BENCH_INGEST_SOURCE=$DB BENCH_PORT=$((PORT + 2)) BENCH_INGEST_JSON="$WORK/ingest.json" \
+    bench/ingest.sh >"$WORK/ingest.txt"
+fi
+echo "\"ingest\": $(cat "$WORK/ingest.json" 2>/dev/null || echo null)}" >> "$WORK/results.json"
 python3 bench/report.py "$WORK/results.json"
 echo "(raw outputs in $WORK)"
