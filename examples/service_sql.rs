@@ -2,10 +2,12 @@
 //! pgbench can run exactly that statement (see `bench/run.sh`).
 //!
 //!     cargo run --release --example service_sql -- list 'min_score=7'
+//!     cargo run --release --example service_sql -- list-kept 'tag=chips&min_score=7'
 //!     cargo run --release --example service_sql -- list '' 2026-01-01T00:00:00Z <uuid>
 //!     cargo run --release --example service_sql -- get <uuid>
 
-use signals::db::{lists::list_sql, lookups::find_sql};
+use signals::db::lists::{list_sql, Plan};
+use signals::db::lookups::find_sql;
 use signals::domain::query::{After, ListQuery, Sort};
 use signals::domain::signal::SignalRef;
 
@@ -16,7 +18,9 @@ fn main() {
             let r = SignalRef::parse(args.get(1).expect("an id or slug")).expect("an id or slug");
             find_sql(&r)
         }
-        Some("list") => {
+        // `list-kept`: the statement for the one plan PostgreSQL keeps, which the service sends
+        // when the statistics say enough signals pass the filters (`Shares::one_plan_fits`).
+        Some(verb @ ("list" | "list-kept")) => {
             let query =
                 ListQuery::parse(args.get(1).map_or("", String::as_str)).expect("a valid query");
             let after = match (args.get(2), args.get(3)) {
@@ -30,10 +34,21 @@ fn main() {
                 }
                 _ => None,
             };
-            list_sql(&query.filter, query.sort, after.as_ref(), None, query.limit)
+            let plan = match verb {
+                "list-kept" => Plan::Kept,
+                _ => Plan::PerValues,
+            };
+            list_sql(
+                &query.filter,
+                query.sort,
+                after.as_ref(),
+                None,
+                query.limit,
+                plan,
+            )
         }
         _ => {
-            eprintln!("usage: service_sql list QUERY [PUBLISHED_AT ID] | get ID");
+            eprintln!("usage: service_sql list|list-kept QUERY [PUBLISHED_AT ID] | get ID");
             std::process::exit(2);
         }
     };

@@ -171,7 +171,7 @@ pub async fn run(
     ));
     let cache = crate::api::cache::Cache::start(settings.cache_mb, hub.get_ref().clone());
     let horizon = Arc::new(db::lists::Horizon::new(settings.search_horizon));
-    let scores = Arc::new(db::lists::ScoreShares::default());
+    let shares = Arc::new(db::lists::Shares::default());
     let replica_urls: Vec<String> = settings
         .read_database_url
         .iter()
@@ -261,7 +261,7 @@ pub async fn run(
                 db_timeout,
                 cache: cache.clone(),
                 horizon: horizon.clone(),
-                scores: scores.clone(),
+                shares: shares.clone(),
                 replicas: replicas.clone(),
                 replica_reads,
             }))

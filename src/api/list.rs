@@ -113,12 +113,12 @@ pub async fn list_signals(
     };
     let ((page, total), replayed) = state
         .read(read_after.needed(), async |route| {
-            let mut conn = route
+            let (mut conn, plan) = route
                 .list_conn(
                     &query.filter,
                     query.sort,
                     query.include_total,
-                    &state.scores,
+                    &state.shares,
                 )
                 .await?;
             let page = lists::list(
@@ -128,6 +128,7 @@ pub async fn list_signals(
                 after.as_ref(),
                 query.limit,
                 &state.horizon,
+                plan,
             )
             .await?;
             let total = match query.include_total {

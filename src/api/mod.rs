@@ -68,24 +68,28 @@ pub struct Route<'a> {
 }
 
 impl Route<'_> {
-    /// A connection for a list query: one that keeps one plan when that plan fits the filters
-    /// and sort (`ScoreShares::one_plan_fits`), else one that plans each execution for its
-    /// values. A request that also counts (`counts`: `include_total`) gets the latter, as the
-    /// count runs on the same connection and wants a plan for its values.
+    /// A connection for a list query, and how its statement is to be made: one that keeps one
+    /// plan when that plan fits the filters and sort (`Shares::one_plan_fits`), else one that
+    /// plans each execution for its values. A request that also counts (`counts`:
+    /// `include_total`) gets the latter, as the count runs on the same connection and wants a
+    /// plan for its values.
     pub async fn list_conn(
         &self,
         filter: &crate::domain::query::ListFilter,
         sort: crate::domain::query::Sort,
         counts: bool,
-        scores: &crate::db::lists::ScoreShares,
-    ) -> Result<crate::db::PgConn, ApiError> {
+        shares: &crate::db::lists::Shares,
+    ) -> Result<(crate::db::PgConn, crate::db::lists::Plan), ApiError> {
         if !counts && filter.one_plan_fits_all() {
             let mut conn = crate::db::conn(self.one_plan_pool).await?;
-            if scores.one_plan_fits(&mut conn, filter, sort).await? {
-                return Ok(conn);
+            if shares.one_plan_fits(&mut conn, filter, sort).await? {
+                return Ok((conn, crate::db::lists::Plan::Kept));
             }
         }
-        Ok(crate::db::conn(self.list_pool).await?)
+        Ok((
+            crate::db::conn(self.list_pool).await?,
+            crate::db::lists::Plan::PerValues,
+        ))
     }
 }
 
@@ -107,8 +111,8 @@ pub struct AppState {
     pub cache: std::sync::Arc<cache::Cache>,
     /// Where text searches look first for their newest matches (`SIGNALS_SEARCH_HORIZON`).
     pub horizon: std::sync::Arc<crate::db::lists::Horizon>,
-    /// How common each score is: whether one kept plan fits a list with a score bound.
-    pub scores: std::sync::Arc<crate::db::lists::ScoreShares>,
+    /// How common each score and tag is: whether one kept plan fits a list.
+    pub shares: std::sync::Arc<crate::db::lists::Shares>,
     /// The streaming replicas (`SIGNALS_READ_DATABASE_URL`) and what this instance knows of them.
     pub replicas: std::sync::Arc<crate::db::replicas::Replicas>,
     /// This worker's connections to each replica, in the order of `replicas.list`.

@@ -2,12 +2,15 @@
 
 use diesel::expression::{is_aggregate, BoxableExpression};
 use diesel::pg::Pg;
+use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{LazyLock, Mutex};
+use std::sync::{Arc, LazyLock, Mutex};
 use std::time::{Duration, Instant};
 
 use chrono::{DateTime, Utc};
-use diesel::sql_types::{BigInt, Bool, Double, Float, Nullable, Timestamptz};
+use diesel::sql_types::{
+    Array, BigInt, Bool, Double, Float, Nullable, SmallInt, Text, Timestamptz,
+};
 use diesel::{
     ExpressionMethods, PgArrayExpressionMethods, QueryDsl, QueryableByName, SelectableHelper,
 };
@@ -57,12 +60,26 @@ enum Matches<'a> {
     },
 }
 
+/// How a list's statement is made: for the one plan PostgreSQL keeps for it (on a connection
+/// with generic plans, when [`Shares::one_plan_fits`] says that plan is apt), or to be planned
+/// for each request's values.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Plan {
+    Kept,
+    PerValues,
+}
+
 /// Adds every filter of `f` to a query, whatever it selects; a text search matches as
-/// `matches` says.
+/// `matches` says. For a kept plan one tag is matched as `$1 = ANY(tag_keys)`, which the GIN
+/// index cannot serve: the kept plan then walks the time or score index and skips the signals
+/// without the tag, the plan PostgreSQL makes for a common tag's own values (a generic plan
+/// would take every tag for a rare one and read all of a common tag's signals through the GIN
+/// index to sort them).
 fn filtered<'a, ST: 'a>(
     mut query: signals::BoxedQuery<'a, Pg, ST>,
     f: &'a ListFilter,
     matches: Matches<'_>,
+    plan: Plan,
 ) -> signals::BoxedQuery<'a, Pg, ST> {
     if let Some(min) = f.min_score {
         query = query.filter(signals::score.ge(min));
@@ -74,8 +91,16 @@ fn filtered<'a, ST: 'a>(
     if !f.categories.is_empty() {
         query = query.filter(signals::category_key.eq_any(&f.categories));
     }
-    if !f.tags_all.is_empty() {
-        query = query.filter(signals::tag_keys.contains(&f.tags_all));
+    match (plan, f.tags_all.as_slice()) {
+        (_, []) => {}
+        (Plan::Kept, [tag]) => {
+            query = query.filter(
+                FixedSql::<Bool>::new("")
+                    .bind(Bind::Text(tag.clone()))
+                    .sql(" = ANY(\"signals\".\"tag_keys\")"),
+            )
+        }
+        _ => query = query.filter(signals::tag_keys.contains(&f.tags_all)),
     }
     if !f.tags_any.is_empty() {
         query = query.filter(signals::tag_keys.overlaps_with(&f.tags_any));
@@ -218,6 +243,7 @@ pub async fn list(
     after: Option<&After>,
     limit: i64,
     horizon: &Horizon,
+    plan: Plan,
 ) -> diesel::QueryResult<Page> {
     let (window, mut rows) = match searched_in_one_statement(filter, sort, after) {
         Some(q) => first_search_page(conn, q, filter, limit, horizon).await?,
@@ -227,7 +253,7 @@ pub async fn list(
                 (None, Sort::Relevance, Some(_)) => candidate_window(conn, filter).await?,
                 _ => None,
             };
-            let rows: Vec<SignalJson> = list_query(filter, sort, after, window, limit)
+            let rows: Vec<SignalJson> = list_query(filter, sort, after, window, limit, plan)
                 .load(conn)
                 .await?;
             (window, rows)
@@ -358,6 +384,7 @@ async fn candidate_window(
             .into_boxed::<Pg>(),
         filter,
         Matches::All(None),
+        Plan::PerValues,
     )
     .order((signals::published_at.desc(), signals::id.desc()))
     .offset(SEARCH_CANDIDATES - 1)
@@ -521,10 +548,11 @@ pub fn list_sql(
     after: Option<&After>,
     window: Option<Window>,
     limit: i64,
+    plan: Plan,
 ) -> String {
     match searched_in_one_statement(filter, sort, after) {
         Some(q) => sql_text(&first_page_query(q, filter, None, limit)),
-        None => sql_text(&list_query(filter, sort, after, window, limit)),
+        None => sql_text(&list_query(filter, sort, after, window, limit, plan)),
     }
 }
 
@@ -537,6 +565,7 @@ fn list_query<'a>(
     after: Option<&After>,
     window: Option<Window>,
     limit: i64,
+    plan: Plan,
 ) -> ListQuery<'a> {
     let q = filter.q.as_deref();
     let window = window.filter(|_| sort == Sort::Relevance);
@@ -554,6 +583,7 @@ fn list_query<'a>(
             .into_boxed::<Pg>(),
         filter,
         matches,
+        plan,
     );
     let cmp = if sort.descending() { "<" } else { ">" };
     if let Some(after) = after {
@@ -631,6 +661,7 @@ pub async fn newest(
             .into_boxed::<Pg>(),
         filter,
         Matches::All(None),
+        Plan::PerValues,
     )
     .order((signals::published_at.desc(), signals::id.desc()))
     .limit(limit)
@@ -646,34 +677,48 @@ pub async fn count(conn: &mut AsyncPgConnection, filter: &ListFilter) -> diesel:
             .into_boxed::<Pg>(),
         filter,
         Matches::All(None),
+        Plan::PerValues,
     )
     .get_result(conn)
     .await
 }
 
-/// How common each score is, from the table's statistics: whether one plan fits a list with
-/// a score bound (`ListFilter::one_plan_fits_all`). The one plan for a bound sorted by time walks
-/// `signals_published_idx` and skips the signals outside the bound: fine while at least
-/// [`COMMON_SHARE`] of the signals are inside (at most about 2,000 rows read for a page of 21),
-/// ruinous for a bound that holds none (every signal read). A list whose bound is rarer, or whose
-/// table has no statistics yet, is planned for its values instead.
+/// How common each score and each tag is, from the table's statistics: whether the one plan
+/// PostgreSQL keeps fits a list (`ListFilter::one_plan_fits_all`). That plan walks an index in
+/// the list's order (`signals_published_idx`, or `signals_score_published_idx` sorted by score)
+/// and skips the signals outside its filters: a tag ([`Plan::Kept`]) and, sorted by time, a
+/// score bound. Fine while at least [`COMMON_SHARE`] of the signals pass (at most about 2,000
+/// rows read for a page of 21), ruinous for filters that pass none (every signal read). A list
+/// whose filters are rarer, or whose table has no statistics yet, is planned for its values.
 #[derive(Default)]
-pub struct ScoreShares {
-    shares: Kept<Option<Vec<(i16, f64)>>>,
+pub struct Shares {
+    stats: Kept<Arc<Stats>>,
 }
 
-/// The least share of the signals a time-sorted list's score bound must hold for its one plan.
+/// The least share of the signals that must pass a list's filters for its one plan.
 const COMMON_SHARE: f64 = 0.01;
 
-#[derive(QueryableByName)]
-struct SharesRow {
-    #[diesel(sql_type = diesel::sql_types::Array<diesel::sql_types::SmallInt>)]
-    scores: Vec<i16>,
-    #[diesel(sql_type = diesel::sql_types::Array<Float>)]
-    shares: Vec<f32>,
+/// The shares of the signals with each score and with each tag (its key) the statistics list.
+#[derive(Debug, Default)]
+struct Stats {
+    scores: Vec<(i16, f64)>,
+    tags: HashMap<String, f64>,
 }
 
-impl ScoreShares {
+#[derive(QueryableByName)]
+struct StatsRow {
+    #[diesel(sql_type = Nullable<Array<SmallInt>>)]
+    scores: Option<Vec<i16>>,
+    #[diesel(sql_type = Nullable<Array<Float>>)]
+    score_shares: Option<Vec<f32>>,
+    #[diesel(sql_type = Nullable<Array<Text>>)]
+    tags: Option<Vec<String>>,
+    /// One per tag, then three more (the least, the greatest, and the share of no tags).
+    #[diesel(sql_type = Nullable<Array<Float>>)]
+    tag_shares: Option<Vec<f32>>,
+}
+
+impl Shares {
     /// Whether one kept plan fits a list with these filters and sort.
     pub async fn one_plan_fits(
         &self,
@@ -684,49 +729,69 @@ impl ScoreShares {
         if !filter.one_plan_fits_all() {
             return Ok(false);
         }
-        // Sorted by score, the bound is a range of `signals_score_published_idx`: never a walk.
-        if matches!(sort, Sort::ScoreAsc | Sort::ScoreDesc)
-            || (filter.min_score.is_none() && filter.max_score.is_none())
-        {
+        // Without a tag, sorted by score or unbounded, the plan reads only signals that pass.
+        if filter.tags_all.is_empty() && (sort.by_score() || !filter.score_bounded()) {
             return Ok(true);
         }
-        let shares = match self.shares.fresh() {
-            Some(shares) => shares,
+        let stats = match self.stats.fresh() {
+            Some(stats) => stats,
             None => {
-                let rows: Vec<SharesRow> = diesel::sql_query(
-                    "SELECT most_common_vals::text::smallint[] AS scores, \
-                            most_common_freqs AS shares \
-                     FROM pg_stats WHERE schemaname = current_schema() \
-                       AND tablename = 'signals' AND attname = 'score'",
+                let row: StatsRow = diesel::sql_query(
+                    "SELECT s.most_common_vals::text::smallint[] AS scores, \
+                            s.most_common_freqs AS score_shares, \
+                            t.most_common_elems::text::text[] AS tags, \
+                            t.most_common_elem_freqs AS tag_shares \
+                     FROM (SELECT) AS one \
+                     LEFT JOIN pg_stats s ON s.schemaname = current_schema() \
+                       AND s.tablename = 'signals' AND s.attname = 'score' \
+                     LEFT JOIN pg_stats t ON t.schemaname = current_schema() \
+                       AND t.tablename = 'signals' AND t.attname = 'tag_keys'",
                 )
-                .load(conn)
+                .get_result(conn)
                 .await?;
-                let shares = rows.into_iter().next().map(|r| {
-                    r.scores
-                        .into_iter()
-                        .zip(r.shares.into_iter().map(f64::from))
-                        .collect()
+                fn zip<T>(
+                    values: Option<Vec<T>>,
+                    shares: Option<Vec<f32>>,
+                ) -> impl Iterator<Item = (T, f64)> {
+                    (values.unwrap_or_default().into_iter())
+                        .zip(shares.unwrap_or_default().into_iter().map(f64::from))
+                }
+                let stats = Arc::new(Stats {
+                    scores: zip(row.scores, row.score_shares).collect(),
+                    tags: zip(row.tags, row.tag_shares).collect(),
                 });
-                self.shares.keep(shares.clone());
-                shares
+                self.stats.keep(stats.clone());
+                stats
             }
         };
-        Ok(shares.is_some_and(|shares| bound_is_common(&shares, filter)))
+        Ok(stats.passing(filter, sort) >= COMMON_SHARE)
     }
 }
 
-/// Whether the share of the signals inside `filter`'s score bound is at least [`COMMON_SHARE`]
-/// (scores the statistics do not list count as none).
-fn bound_is_common(shares: &[(i16, f64)], filter: &ListFilter) -> bool {
-    let inside: f64 = shares
-        .iter()
-        .filter(|(score, _)| {
-            filter.min_score.is_none_or(|min| *score >= min)
-                && filter.max_score.is_none_or(|max| *score <= max)
-        })
-        .map(|(_, share)| share)
-        .sum();
-    inside >= COMMON_SHARE
+impl Stats {
+    /// The share of the signals a kept plan's walk finds passing `filter`: its tag's, times
+    /// its score bound's when sorted by time (taken as independent). What the statistics do
+    /// not list counts as none.
+    fn passing(&self, filter: &ListFilter, sort: Sort) -> f64 {
+        let tag = match filter.tags_all.as_slice() {
+            [] => 1.0,
+            [tag] => self.tags.get(tag).copied().unwrap_or(0.0),
+            _ => 0.0,
+        };
+        let bound = match sort.by_score() || !filter.score_bounded() {
+            true => 1.0,
+            false => self
+                .scores
+                .iter()
+                .filter(|(score, _)| {
+                    filter.min_score.is_none_or(|min| *score >= min)
+                        && filter.max_score.is_none_or(|max| *score <= max)
+                })
+                .map(|(_, share)| share)
+                .sum(),
+        };
+        tag * bound
+    }
 }
 
 #[cfg(test)]
@@ -735,21 +800,56 @@ mod tests {
     use crate::domain::query::After;
 
     #[test]
-    fn a_score_bound_keeps_one_plan_only_when_it_holds_enough_signals() {
-        let shares = [(5, 0.5), (7, 0.2), (9, 0.011), (10, 0.002)];
-        let bound = |min_score, max_score| ListFilter {
+    fn one_plan_is_kept_only_when_enough_signals_pass_its_tag_and_score_bound() {
+        let stats = Stats {
+            scores: vec![(5, 0.5), (7, 0.2), (9, 0.011), (10, 0.002)],
+            tags: [("chips".to_owned(), 0.3), ("rare".to_owned(), 0.02)].into(),
+        };
+        let list = |min_score, max_score, tag: Option<&str>| ListFilter {
             min_score,
             max_score,
+            tags_all: tag.into_iter().map(str::to_owned).collect(),
             ..ListFilter::default()
         };
-        assert!(bound_is_common(&shares, &bound(Some(7), None)));
-        assert!(bound_is_common(&shares, &bound(Some(9), None)));
-        assert!(!bound_is_common(&shares, &bound(Some(10), None)));
+        let fits = |filter: &ListFilter, sort| stats.passing(filter, sort) >= COMMON_SHARE;
+        let by_time = Sort::PublishedDesc;
+        assert!(fits(&list(Some(7), None, None), by_time));
+        assert!(fits(&list(Some(9), None, None), by_time));
+        assert!(!fits(&list(Some(10), None, None), by_time));
         assert!(
-            !bound_is_common(&shares, &bound(None, Some(4))),
+            !fits(&list(None, Some(4), None), by_time),
             "no score below 5 listed"
         );
-        assert!(bound_is_common(&shares, &bound(None, Some(5))));
+        assert!(fits(&list(None, Some(5), None), by_time));
+        // A tag: its share, times the bound's when the walk is in time order.
+        assert!(fits(&list(None, None, Some("chips")), by_time));
+        assert!(fits(&list(Some(7), None, Some("chips")), by_time));
+        assert!(fits(&list(None, None, Some("rare")), by_time));
+        assert!(
+            !fits(&list(Some(7), None, Some("rare")), by_time),
+            "0.02 x 0.2 < 0.01"
+        );
+        assert!(
+            fits(&list(Some(7), None, Some("rare")), Sort::ScoreDesc),
+            "sorted by score, the bound is a range of the walk"
+        );
+        assert!(!fits(&list(None, None, Some("unlisted")), Sort::ScoreDesc));
+        assert!(!fits(&list(None, None, Some("unlisted")), by_time));
+    }
+
+    /// The tag of a kept plan is matched so that the GIN index cannot serve it, and a plan for
+    /// the values uses the index's operator.
+    #[test]
+    fn a_kept_plan_matches_its_tag_without_the_gin_index() {
+        let filter = ListFilter {
+            min_score: Some(7),
+            tags_all: vec!["chips".to_owned()],
+            ..ListFilter::default()
+        };
+        let sql = |plan| list_sql(&filter, Sort::PublishedDesc, None, None, 20, plan);
+        assert!(sql(Plan::Kept).contains("= ANY(\"signals\".\"tag_keys\")"));
+        assert!(!sql(Plan::Kept).contains("@>"));
+        assert!(sql(Plan::PerValues).contains("\"tag_keys\" @> $"));
     }
     use chrono::Utc;
     use std::collections::HashSet;
@@ -787,8 +887,14 @@ mod tests {
             for sort in Sort::names().map(|n| Sort::from_name(n).unwrap()) {
                 for window in [None, Some((t, id))] {
                     for after in [None, Some(After::of(sort, id, 5, t, 0.5, window))] {
-                        texts.insert(list_sql(&filter, sort, after.as_ref(), window, 20));
-                        texts.insert(list_sql(&filter, sort, after.as_ref(), window, 100));
+                        for plan in [Plan::PerValues, Plan::Kept] {
+                            if plan == Plan::Kept && !filter.one_plan_fits_all() {
+                                continue;
+                            }
+                            let after = after.as_ref();
+                            texts.insert(list_sql(&filter, sort, after, window, 20, plan));
+                            texts.insert(list_sql(&filter, sort, after, window, 100, plan));
+                        }
                     }
                 }
             }
@@ -803,8 +909,10 @@ mod tests {
         // filters, whose window is found before; the limit is a bind. The first pages of a
         // text search alone (4 shapes: with since, until, both, neither) find their window in
         // the same statement (4 fewer), and the first look's bound is one more
-        // `published_at >=`: the same text as a `since` without it, so 2 more.
+        // `published_at >=`: the same text as a `since` without it, so 2 more. A kept plan's
+        // tag is its own text: 3 more filter shapes (one tag, with no score bound, a least or
+        // a greatest score).
         assert_eq!(first_looks, 4);
-        assert_eq!(texts.len(), 256 * 6 * 2 - 4 + 2);
+        assert_eq!(texts.len(), 256 * 6 * 2 - 4 + 2 + 3 * 6 * 2);
     }
 }

@@ -37,10 +37,11 @@ pub struct ListFilter {
 }
 
 impl ListFilter {
-    /// Whether the best plan of a list with these filters is the same whatever their values,
-    /// so PostgreSQL may keep one plan for it: a score bound (not both), the sort and the
-    /// cursor. A text, tag, category or time filter may match a few signals or most of them,
-    /// and wants a plan made for its values.
+    /// Whether one plan may serve a list with these filters whatever their values, so
+    /// PostgreSQL may keep one plan for it: a score bound (not both), one tag, the sort and the
+    /// cursor, when the statistics say enough signals pass (`Shares::one_plan_fits`). A text,
+    /// category or time filter, several tags or `any_tag` may match a few signals or most of
+    /// them in ways the statistics cannot tell apart, and want a plan made for their values.
     pub fn one_plan_fits_all(&self) -> bool {
         // Every field named, so a filter added later has to be placed on one side or the other.
         let ListFilter {
@@ -55,11 +56,15 @@ impl ListFilter {
         } = self;
         !(min_score.is_some() && max_score.is_some())
             && categories.is_empty()
-            && tags_all.is_empty()
+            && tags_all.len() <= 1
             && tags_any.is_empty()
             && since.is_none()
             && until.is_none()
             && q.is_none()
+    }
+
+    pub fn score_bounded(&self) -> bool {
+        self.min_score.is_some() || self.max_score.is_some()
     }
 }
 
@@ -102,6 +107,10 @@ impl Sort {
 
     pub fn descending(self) -> bool {
         !matches!(self, Sort::PublishedAsc | Sort::ScoreAsc)
+    }
+
+    pub fn by_score(self) -> bool {
+        matches!(self, Sort::ScoreAsc | Sort::ScoreDesc)
     }
 }
 
@@ -893,20 +902,22 @@ mod tests {
     use super::*;
 
     #[test]
-    fn only_score_bounds_sorts_and_cursors_keep_one_plan() {
+    fn only_score_bounds_one_tag_sorts_and_cursors_keep_one_plan() {
         let one = |query: &str| ListQuery::parse(query).unwrap().filter.one_plan_fits_all();
         for query in [
             "",
             "min_score=7",
             "max_score=2&sort=-score",
             "sort=published_at&limit=5",
+            "tag=LLM",
+            "tag=LLM&min_score=7&sort=-score",
         ] {
             assert!(one(query), "{query}");
         }
         for query in [
             "min_score=7&max_score=9",
             "category=AI",
-            "tag=LLM",
+            "tag=LLM&tag=RAG",
             "any_tag=LLM",
             "since=2026-01-01T00:00:00Z",
             "until=2026-01-01T00:00:00Z",

@@ -258,8 +258,8 @@ pub async fn reader_feed(
         .map_err(ApiError::parameter)?;
     let (listed, _) = state
         .read(needed, async |route| {
-            let mut conn = route
-                .list_conn(&query.filter, query.sort, false, &state.scores)
+            let (mut conn, plan) = route
+                .list_conn(&query.filter, query.sort, false, &state.shares)
                 .await?;
             let listed = lists::list(
                 &mut conn,
@@ -268,6 +268,7 @@ pub async fn reader_feed(
                 after.as_ref(),
                 PAGE_SIZE,
                 &state.horizon,
+                plan,
             )
             .await?;
             Ok(listed)

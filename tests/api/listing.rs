@@ -668,3 +668,60 @@ async fn ranks_the_newest_thousand(horizon: u32, others: usize) -> (u64, u64) {
     };
     (looks("found"), looks("wasted"))
 }
+
+/// A tag the statistics list as common gets the one plan PostgreSQL keeps: its statement
+/// matches the tag with `= ANY(tag_keys)` and walks the time or the score index. Its pages list
+/// what a plan made for the values lists: every signal that passes, in order, once.
+#[actix_web::test]
+async fn a_common_tag_keeps_one_plan_and_lists_every_signal_that_passes() {
+    let app = TestApp::spawn().await;
+    let created = seed(&app).await;
+    let sql = app.db.sql().await;
+    // Statistics, as autovacuum keeps them.
+    sql.batch_execute("ANALYZE signals").await.unwrap();
+    let newest_first = |a: &Value, b: &Value| {
+        (b["published_at"].as_str(), b["id"].as_str())
+            .cmp(&(a["published_at"].as_str(), a["id"].as_str()))
+    };
+    let funding = |s: &&Value| s["tags"].as_array().unwrap().iter().any(|t| t == "Funding");
+    let mut expected: Vec<Value> = created
+        .iter()
+        .filter(funding)
+        .filter(|s| s["score"].as_i64().unwrap() >= 4)
+        .cloned()
+        .collect();
+    expected.sort_by(newest_first);
+    assert!(expected.len() > 4);
+    let listed = walk(&app, "/v1/signals?tag=funding&min_score=4&limit=3").await;
+    assert_eq!(ids(&listed), ids(&expected));
+    expected.reverse();
+    let listed = walk(
+        &app,
+        "/v1/signals?tag=FUNDING&min_score=4&sort=published_at&limit=4",
+    )
+    .await;
+    assert_eq!(ids(&listed), ids(&expected));
+    let mut by_score: Vec<Value> = created.iter().filter(funding).cloned().collect();
+    by_score.sort_by(|a, b| {
+        (b["score"].as_i64().cmp(&a["score"].as_i64())).then_with(|| newest_first(a, b))
+    });
+    let listed = walk(&app, "/v1/signals?tag=funding&sort=-score&limit=4").await;
+    assert_eq!(ids(&listed), ids(&by_score));
+
+    // The statement of the kept plan was sent; a list with two tags was planned for its values.
+    let last_sent = async |text: &str| -> i64 {
+        sql.query_one(
+            "SELECT count(*) FROM pg_stat_activity WHERE datname = current_database() \
+             AND strpos(query, $1) > 0",
+            &[&text],
+        )
+        .await
+        .unwrap()
+        .get(0)
+    };
+    assert!(last_sent(r#"= ANY("signals"."tag_keys")"#).await >= 1);
+    let both = walk(&app, "/v1/signals?tag=funding&tag=llm&min_score=4&limit=3").await;
+    expected.reverse();
+    assert_eq!(ids(&both), ids(&expected));
+    assert!(last_sent(r#""signals"."tag_keys" @> $"#).await >= 1);
+}

@@ -90,6 +90,7 @@ async fn list_statements_are_prepared_once_per_connection_and_kept() {
             Some(&after),
             20,
             &horizon,
+            store::Plan::PerValues,
         )
         .await
         .unwrap();
@@ -100,6 +101,7 @@ async fn list_statements_are_prepared_once_per_connection_and_kept() {
             Some(&last),
             20,
             &horizon,
+            store::Plan::PerValues,
         )
         .await
         .unwrap();
