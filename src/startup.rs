@@ -54,9 +54,10 @@ impl Database {
 ///
 /// Each HTTP worker gets pools of its own (`pool_size` split between the workers): a
 /// connection's I/O then runs on the thread that uses it, sparing a cross-thread wake-up on every
-/// query. There are two, each of `pool_size` connections in all: one for list queries, whose
-/// statements are planned for their values on every execution, and one for everything else,
-/// whose statements keep their plans (see [`Plans`]).
+/// query. There are three, each of `pool_size` connections in all: one for list queries, whose
+/// statements are planned for their values on every execution, one for lists whose one plan
+/// fits (`Shares::one_plan_fits`), which keep a generic plan, and one for everything else,
+/// whose statements keep PostgreSQL's default (see [`Plans`]).
 pub async fn run(
     listener: TcpListener,
     database_url: &str,

@@ -437,7 +437,7 @@ struct Kept<T> {
 }
 
 /// How long a [`Kept`] value is used (the horizon's time: an index-only scan of its size, a
-/// few milliseconds; the shares of the scores: a row of `pg_stats`).
+/// few milliseconds; the shares of the scores and tags: two rows of `pg_stats`).
 const KEPT_FOR: Duration = Duration::from_secs(60);
 
 impl<T> Default for Kept<T> {
@@ -713,7 +713,8 @@ struct StatsRow {
     score_shares: Option<Vec<f32>>,
     #[diesel(sql_type = Nullable<Array<Text>>)]
     tags: Option<Vec<String>>,
-    /// One per tag, then three more (the least, the greatest, and the share of no tags).
+    /// One per tag, then two or three more (the least and the greatest of them, and the share
+    /// of null elements), which the tags' end leaves out.
     #[diesel(sql_type = Nullable<Array<Float>>)]
     tag_shares: Option<Vec<f32>>,
 }

@@ -708,7 +708,8 @@ async fn a_common_tag_keeps_one_plan_and_lists_every_signal_that_passes() {
     let listed = walk(&app, "/v1/signals?tag=funding&sort=-score&limit=4").await;
     assert_eq!(ids(&listed), ids(&by_score));
 
-    // The statement of the kept plan was sent; a list with two tags was planned for its values.
+    // The statement of the kept plan was sent, and no other form of a tag filter; a tag the
+    // statistics do not list is planned for its values.
     let last_sent = async |text: &str| -> i64 {
         sql.query_one(
             "SELECT count(*) FROM pg_stat_activity WHERE datname = current_database() \
@@ -719,9 +720,15 @@ async fn a_common_tag_keeps_one_plan_and_lists_every_signal_that_passes() {
         .unwrap()
         .get(0)
     };
+    let planned_for_values = r#""signals"."tag_keys" @> $"#;
     assert!(last_sent(r#"= ANY("signals"."tag_keys")"#).await >= 1);
+    assert_eq!(last_sent(planned_for_values).await, 0);
+    assert!(walk(&app, "/v1/signals?tag=nowhere&limit=3")
+        .await
+        .is_empty());
+    assert!(last_sent(planned_for_values).await >= 1);
+    // Two tags, planned for their values, list the same signals as the one they imply.
     let both = walk(&app, "/v1/signals?tag=funding&tag=llm&min_score=4&limit=3").await;
     expected.reverse();
     assert_eq!(ids(&both), ids(&expected));
-    assert!(last_sent(r#""signals"."tag_keys" @> $"#).await >= 1);
 }
