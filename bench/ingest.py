@@ -100,11 +100,8 @@ def post(url, key, path, batch, clients):
 
 def summary(results):
     """Lines of the medians of the rounds: rows/s of each way and its ratio to COPY."""
+    from report import median
     rounds = results["rounds"]
-    def median(values):
-        values = sorted(values)
-        n = len(values)
-        return values[n // 2] if n % 2 else (values[n // 2 - 1] + values[n // 2]) / 2
     lines = [f"{'way in (' + format(results['rows'], ',') + ' signals, median of ' + str(len(rounds)) + ')':<44} {'rows/s':>8} {'x COPY':>7}"]
     for key, name in (("copy", "COPY (baseline, same trigger)"), ("import", "signals import"),
                       ("batch", "POST /v1/signals/batch (500 x 4 clients)")):

@@ -784,10 +784,7 @@ impl Stats {
             false => self
                 .scores
                 .iter()
-                .filter(|(score, _)| {
-                    filter.min_score.is_none_or(|min| *score >= min)
-                        && filter.max_score.is_none_or(|max| *score <= max)
-                })
+                .filter(|(score, _)| filter.score_within(i64::from(*score)))
                 .map(|(_, share)| share)
                 .sum(),
         };

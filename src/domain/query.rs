@@ -66,6 +66,12 @@ impl ListFilter {
     pub fn score_bounded(&self) -> bool {
         self.min_score.is_some() || self.max_score.is_some()
     }
+
+    /// Whether a signal with this score is inside the score bounds.
+    pub fn score_within(&self, score: i64) -> bool {
+        self.min_score.is_none_or(|m| score >= i64::from(m))
+            && self.max_score.is_none_or(|m| score <= i64::from(m))
+    }
 }
 
 /// The filters the facet endpoints accept.
@@ -870,8 +876,7 @@ impl ListFilter {
             .as_array()
             .map(|a| a.iter().filter_map(|t| t.as_str()).collect())
             .unwrap_or_default();
-        self.min_score.is_none_or(|m| score >= i64::from(m))
-            && self.max_score.is_none_or(|m| score <= i64::from(m))
+        self.score_within(score)
             && (self.categories.is_empty() || self.categories.iter().any(|c| c == category))
             && self.tags_all.iter().all(|t| tags.contains(&t.as_str()))
             && (self.tags_any.is_empty()
