@@ -115,7 +115,7 @@ pub async fn metrics(
         (
             "signals_changes_listening",
             "1 while the change listener is connected and caught up with the change log",
-            usize::from(hub.listening()),
+            usize::from(hub.caught_up()),
         ),
         (
             "signals_cache_entries",

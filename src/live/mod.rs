@@ -8,9 +8,9 @@
 //! `Last-Event-ID` and resumes from the log) instead of being buffered for without bound.
 
 use std::collections::HashMap;
-use std::sync::atomic::{AtomicBool, AtomicI64, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicI64, AtomicU64, AtomicUsize, Ordering};
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use actix_web::web::Bytes;
 use diesel_async::AsyncPgConnection;
@@ -29,6 +29,18 @@ pub mod webhooks;
 
 /// How many changes a subscriber may fall behind before it is cut off.
 pub const BACKLOG: usize = 1024;
+
+/// How long the listener waits for a notification before it asks its connection whether it is
+/// alive (a connection can go dead without a word: a dropped network path, a frozen server).
+const QUIET: Duration = Duration::from_millis(200);
+/// The longest the listening connection may take to answer that before it counts as lost.
+const HEARTBEAT_TIMEOUT: Duration = Duration::from_millis(500);
+/// How long (ms) the cache trusts a confirmation that every change committed before it has
+/// been sent out: a change on another instance reaches this one's readers within this, plus
+/// the catch-up's own time, even when the listener has lost its connection unawares.
+pub const TRUSTED_FOR_MS: u64 = 800;
+/// Without a notification for this long, the log is read anyway.
+const READ_ANYWAY: Duration = Duration::from_secs(60);
 
 /// One change, as every subscriber sends it.
 #[derive(Debug)]
@@ -119,14 +131,18 @@ pub struct Hub {
     /// The last position sent out.
     last: AtomicI64,
     listening: AtomicBool,
+    /// When ([`Hub::millis`]) the listener last confirmed that every change committed before
+    /// then has been sent out; 0: never.
+    confirmed: AtomicU64,
+    started: Instant,
     open: AtomicUsize,
     max_streams: usize,
     pool: PgPool,
     /// The primary's WAL position when a change was last read from the log (before it was sent
     /// out): a replica that has replayed it has every change sent out so far.
-    seen_lsn: std::sync::atomic::AtomicU64,
+    seen_lsn: AtomicU64,
     /// A WAL position every change up to which has been sent out (and seen by `on_change`).
-    processed_lsn: std::sync::atomic::AtomicU64,
+    processed_lsn: AtomicU64,
     /// Called, in order, before the changes of a catch-up are sent out (the cache empties).
     on_change: std::sync::Mutex<Vec<Box<dyn Fn() + Send + Sync>>>,
     /// True once the service is shutting down: open streams end (their clients reconnect,
@@ -168,12 +184,14 @@ impl Hub {
             tx,
             last: AtomicI64::new(newest.unwrap_or(0)),
             listening: AtomicBool::new(false),
+            confirmed: AtomicU64::new(0),
+            started: Instant::now(),
             open: AtomicUsize::new(0),
             max_streams,
             pool,
             closing: tokio::sync::watch::channel(false).0,
-            seen_lsn: std::sync::atomic::AtomicU64::new(0),
-            processed_lsn: std::sync::atomic::AtomicU64::new(0),
+            seen_lsn: AtomicU64::new(0),
+            processed_lsn: AtomicU64::new(0),
             on_change: std::sync::Mutex::new(Vec::new()),
         });
         actix_web::rt::spawn(hub.clone().listen(url, settings));
@@ -229,58 +247,129 @@ impl Hub {
         self.open.load(Ordering::Relaxed)
     }
 
-    /// Whether the listener is connected (and caught up as of its last wake-up).
+    /// Whether the listener is connected and caught up with the change log as of its last
+    /// wake-up (it may since have lost its connection without knowing; see `caught_up`).
     pub fn listening(&self) -> bool {
-        self.listening.load(Ordering::Relaxed)
+        self.listening.load(Ordering::Acquire)
     }
 
-    /// Whether every change committed before the last wake-up has been sent out: what the
-    /// cache needs to be trusted.
+    /// Whether every change committed more than [`TRUSTED_FOR_MS`] ago has been sent out (and the
+    /// cache emptied of what it changed): what the cache needs to be trusted. The listener
+    /// confirms it at least every [`QUIET`] while its connection answers and its catch-ups
+    /// succeed; a connection that went dead silently, or a catch-up that hangs, stops the
+    /// confirmations, and the cache is bypassed once the last one is older than that.
     pub fn caught_up(&self) -> bool {
-        self.listening()
+        let confirmed = self.confirmed.load(Ordering::Acquire);
+        self.listening() && confirmed != 0 && self.millis() < confirmed + TRUSTED_FOR_MS
+    }
+
+    /// Milliseconds since the hub started, plus one (0 stands for never).
+    fn millis(&self) -> u64 {
+        u64::try_from(self.started.elapsed().as_millis()).unwrap_or(u64::MAX - TRUSTED_FOR_MS) + 1
     }
 
     async fn listen(self: Arc<Self>, url: String, settings: DatabaseSettings) {
         loop {
             match db::connect_once(&url, &settings).await {
                 Ok(mut conn) => {
-                    let listen = diesel::sql_query("LISTEN signal_changes");
-                    if let Err(e) = diesel_async::RunQueryDsl::execute(listen, &mut conn).await {
+                    // Named, so operators (and the tests) can tell it in pg_stat_activity.
+                    let listen = "SET application_name = 'signals listener'; LISTEN signal_changes";
+                    if let Err(e) =
+                        diesel_async::SimpleAsyncConnection::batch_execute(&mut conn, listen).await
+                    {
                         tracing::warn!(error = %e, "live: cannot LISTEN");
                     } else {
-                        // Listening (and trusted by the cache) once caught up with the log.
-                        self.catch_up().await;
-                        let mut notes = std::pin::pin!(conn.notifications_stream());
-                        loop {
-                            // A notification is only a wake-up; a quiet minute is checked too.
-                            let woke =
-                                tokio::time::timeout(Duration::from_secs(60), notes.next()).await;
-                            match woke {
-                                Ok(Some(Ok(_))) | Err(_) => {
-                                    self.catch_up().await;
-                                }
-                                Ok(Some(Err(e))) => {
-                                    tracing::warn!(error = %e, "live: the listening connection failed");
-                                    break;
-                                }
-                                Ok(None) => break,
-                            }
-                        }
+                        // While it was away, changes may have come and gone from the log (pruned
+                        // after SIGNALS_EVENTS_RETENTION): the cache starts again empty.
+                        self.tell_listeners();
+                        self.keep_listening(&mut conn).await;
                     }
                 }
                 Err(e) => tracing::warn!(error = %e, "live: cannot connect to listen"),
             }
-            self.listening.store(false, Ordering::Relaxed);
+            self.listening.store(false, Ordering::Release);
             tokio::time::sleep(Duration::from_millis(500)).await;
         }
     }
 
-    /// Sends out every change after the last one sent, in order.
+    /// Catches up whenever a notification comes; when none comes for [`QUIET`], asks the
+    /// listening connection itself whether it is alive. Returns once it is not.
+    async fn keep_listening(&self, conn: &mut AsyncPgConnection) {
+        // Every change committed after LISTEN took effect is notified; the ones before are in
+        // the log the first catch-up reads.
+        let mut since = self.millis();
+        loop {
+            if !self.catch_up().await {
+                return;
+            }
+            let read_at = Instant::now();
+            // Every change committed before `since` has been sent out now.
+            self.confirmed.fetch_max(since, Ordering::AcqRel);
+            loop {
+                let woke = {
+                    let mut notes = std::pin::pin!(conn.notifications_stream());
+                    tokio::time::timeout(QUIET, notes.next()).await
+                };
+                since = self.millis();
+                match woke {
+                    Ok(Some(Ok(_))) => break,
+                    Ok(Some(Err(e))) => {
+                        tracing::warn!(error = %e, "live: the listening connection failed");
+                        return;
+                    }
+                    Ok(None) => return,
+                    Err(_) => {}
+                }
+                // Quiet: PostgreSQL sends the notifications of changes committed before this
+                // query began ahead of its answer, so once it answers with none waiting,
+                // nothing committed before `since` is left to send out.
+                let ping = diesel_async::RunQueryDsl::execute(diesel::sql_query("SELECT 1"), conn);
+                match tokio::time::timeout(HEARTBEAT_TIMEOUT, ping).await {
+                    Ok(Ok(_)) => {}
+                    Ok(Err(e)) => {
+                        tracing::warn!(error = %e, "live: the listening connection failed");
+                        return;
+                    }
+                    Err(_) => {
+                        tracing::warn!("live: the listening connection does not answer");
+                        return;
+                    }
+                }
+                let waiting = {
+                    let mut notes = std::pin::pin!(conn.notifications_stream());
+                    futures_util::FutureExt::now_or_never(notes.next())
+                };
+                match waiting {
+                    Some(Some(Ok(_))) => break,
+                    Some(Some(Err(_)) | None) => return,
+                    // A notification can be lost (the queue of notifications full): the log
+                    // is read anyway now and then.
+                    None if read_at.elapsed() >= READ_ANYWAY => break,
+                    None => {
+                        self.confirmed.fetch_max(since, Ordering::AcqRel);
+                    }
+                }
+            }
+        }
+    }
+
+    /// Calls the `on_change` callbacks (the cache empties).
+    fn tell_listeners(&self) {
+        for f in self
+            .on_change
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .iter()
+        {
+            f();
+        }
+    }
+
     /// Sends out every change after the last one sent, in order; false when the log could not
     /// be read to its end (the listener is then not counted as caught up).
     async fn catch_up(&self) -> bool {
         let caught_up = self.send_new_changes().await;
-        self.listening.store(caught_up, Ordering::Relaxed);
+        self.listening.store(caught_up, Ordering::Release);
         caught_up
     }
 
@@ -320,14 +409,7 @@ impl Hub {
                     return false;
                 }
             }
-            for f in self
-                .on_change
-                .lock()
-                .unwrap_or_else(|e| e.into_inner())
-                .iter()
-            {
-                f();
-            }
+            self.tell_listeners();
             let full = page.len() == 500;
             let events = match events(&mut conn, page).await {
                 Ok(events) => events,

@@ -131,7 +131,7 @@ async fn without_its_change_listener_an_instance_serves_nothing_from_the_cache()
     admin
         .batch_execute(
             "SELECT pg_terminate_backend(pid) FROM pg_stat_activity \
-             WHERE datname = current_database() AND query ILIKE 'LISTEN%'",
+             WHERE datname = current_database() AND application_name = 'signals listener'",
         )
         .await
         .unwrap();
@@ -164,6 +164,80 @@ async fn without_its_change_listener_an_instance_serves_nothing_from_the_cache()
         get(&app.client, app.url("/v1/signals/one")).await;
     }
     assert!(cache_metrics(&app.client, metrics).await.0 > hits);
+}
+
+/// A listener whose connection goes silent (no error, no end: a dropped network path) is
+/// found out by its heartbeat: within a second of another instance's write the cache no longer
+/// answers with what the write changed, and once the path is back the instance catches up.
+#[actix_web::test]
+async fn an_instance_whose_listener_went_silent_stops_trusting_its_cache_within_a_second() {
+    let app = TestApp::spawn().await;
+    let path = crate::helpers::Freezer::to(&app.db.url).await;
+    let other = app.another_instance_at(&path.url, |_, _| {}).await;
+    let key = app.key(Scope::Write).await;
+    app.create(&key, &signal(json!({"slug": "one", "score": 5})))
+        .await;
+    settle().await;
+    for _ in 0..2 {
+        assert_eq!(
+            get(&app.client, other.url("/v1/signals/one")).await["score"],
+            5
+        );
+    }
+    let (hits, listening) = cache_metrics(&app.client, other.url("/metrics")).await;
+    assert!(
+        listening && hits >= 1,
+        "the other instance answers from its cache"
+    );
+
+    path.freeze(true);
+    let res = app
+        .request(Method::PATCH, "/v1/signals/one", &key)
+        .send_json(&json!({"score": 9}))
+        .await
+        .unwrap();
+    assert_eq!(res.status(), 200);
+    actix_web::rt::time::sleep(Duration::from_secs(1)).await;
+    // The database out of reach, the answer can only be 503; never the old score from the cache.
+    let mut res = app
+        .client
+        .get(other.url("/v1/signals/one"))
+        .send()
+        .await
+        .unwrap();
+    let status = res.status().as_u16();
+    let body = json_body(&mut res).await;
+    assert!(
+        status == 503 || body["score"] == 9,
+        "a second after the write: {status} {body}"
+    );
+
+    path.freeze(false);
+    let started = Instant::now();
+    loop {
+        let mut res = app
+            .client
+            .get(other.url("/v1/signals/one"))
+            .send()
+            .await
+            .unwrap();
+        if res.status() == 200 && json_body(&mut res).await["score"] == 9 {
+            break;
+        }
+        assert!(
+            started.elapsed() < Duration::from_secs(10),
+            "caught up again"
+        );
+        actix_web::rt::time::sleep(Duration::from_millis(50)).await;
+    }
+    let started = Instant::now();
+    while !cache_metrics(&app.client, other.url("/metrics")).await.1 {
+        assert!(
+            started.elapsed() < Duration::from_secs(10),
+            "listening again"
+        );
+        actix_web::rt::time::sleep(Duration::from_millis(50)).await;
+    }
 }
 
 /// The reader's category and tag choices are the unfiltered `/v1/categories` and `/v1/tags`,

@@ -345,12 +345,21 @@ impl TestApp {
         &self,
         configure: impl FnOnce(&mut ServeSettings, &mut DatabaseSettings),
     ) -> Instance {
+        self.another_instance_at(&self.db.url, configure).await
+    }
+
+    /// [`TestApp::another_instance`] reaching this app's database at `url` (through a proxy).
+    pub async fn another_instance_at(
+        &self,
+        url: &str,
+        configure: impl FnOnce(&mut ServeSettings, &mut DatabaseSettings),
+    ) -> Instance {
         let mut serve = serve_settings();
-        let mut database = db_settings(&self.db.url);
+        let mut database = db_settings(url);
         configure(&mut serve, &mut database);
         let listener = TcpListener::bind("127.0.0.1:0").unwrap();
         let address = format!("http://{}", listener.local_addr().unwrap());
-        let server = signals::startup::run(listener, &self.db.url, &database, &serve)
+        let server = signals::startup::run(listener, url, &database, &serve)
             .await
             .expect("the second instance starts");
         let handle = server.handle();
@@ -484,4 +493,75 @@ pub fn signal(overrides: Value) -> Value {
         base[k] = v.clone();
     }
     base
+}
+
+/// A TCP proxy in front of PostgreSQL that can go silent: while frozen it forwards nothing in
+/// either direction and closes nothing, as a dropped network path does.
+pub struct Freezer {
+    pub url: String,
+    frozen: std::sync::Arc<std::sync::atomic::AtomicBool>,
+}
+
+impl Freezer {
+    /// A proxy to the database of `url`; its own `url` names the same database through it.
+    pub async fn to(url: &str) -> Freezer {
+        use std::sync::atomic::AtomicBool;
+        use std::sync::Arc;
+        let parsed = url::Url::parse(url).unwrap();
+        let backend = format!(
+            "{}:{}",
+            parsed.host_str().unwrap(),
+            parsed.port().unwrap_or(5432)
+        );
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let mut through = parsed.clone();
+        through
+            .set_port(Some(listener.local_addr().unwrap().port()))
+            .unwrap();
+        through.set_host(Some("127.0.0.1")).unwrap();
+        let frozen = Arc::new(AtomicBool::new(false));
+        let flag = frozen.clone();
+        actix_web::rt::spawn(async move {
+            while let Ok((inbound, _)) = listener.accept().await {
+                let Ok(outbound) = tokio::net::TcpStream::connect(&backend).await else {
+                    continue;
+                };
+                let (in_read, in_write) = inbound.into_split();
+                let (out_read, out_write) = outbound.into_split();
+                actix_web::rt::spawn(pump(in_read, out_write, flag.clone()));
+                actix_web::rt::spawn(pump(out_read, in_write, flag.clone()));
+            }
+        });
+        Freezer {
+            url: through.to_string(),
+            frozen,
+        }
+    }
+
+    pub fn freeze(&self, frozen: bool) {
+        self.frozen
+            .store(frozen, std::sync::atomic::Ordering::SeqCst);
+    }
+}
+
+/// Forwards what `from` sends to `to`, holding it while `frozen`.
+async fn pump(
+    mut from: impl tokio::io::AsyncRead + Unpin,
+    mut to: impl tokio::io::AsyncWrite + Unpin,
+    frozen: std::sync::Arc<std::sync::atomic::AtomicBool>,
+) {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let mut buf = vec![0u8; 16 * 1024];
+    loop {
+        let n = match from.read(&mut buf).await {
+            Ok(0) | Err(_) => return,
+            Ok(n) => n,
+        };
+        while frozen.load(std::sync::atomic::Ordering::SeqCst) {
+            actix_web::rt::time::sleep(Duration::from_millis(10)).await;
+        }
+        if to.write_all(&buf[..n]).await.is_err() {
+            return;
+        }
+    }
 }

@@ -292,7 +292,7 @@ async fn when_the_listening_connection_is_lost_the_hub_reconnects_and_misses_not
     let killed = admin
         .query(
             "SELECT pg_terminate_backend(pid) FROM pg_stat_activity \
-             WHERE datname = current_database() AND query ILIKE 'LISTEN%'",
+             WHERE datname = current_database() AND application_name = 'signals listener'",
             &[],
         )
         .await
