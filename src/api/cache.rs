@@ -300,6 +300,16 @@ impl Cache {
         }
     }
 
+    /// Forgets everything after a write on this instance that the primary's WAL holds up to
+    /// `position` (when it could be read): a read from a replica that began after this is kept
+    /// only if the replica had replayed the write.
+    pub fn written(&self, position: Option<u64>) {
+        if let Some(lsn) = position {
+            self.hub.saw(lsn);
+        }
+        self.empty();
+    }
+
     /// Entries and bytes held (for `/metrics`).
     pub fn size(&self) -> (usize, usize) {
         let entries = self.entries.lock().unwrap_or_else(|e| e.into_inner());

@@ -89,12 +89,12 @@ pub async fn after_writes(
     if !res.status().is_success() {
         return Ok(res);
     }
-    state.cache.empty();
     // Read after the commit: at or after the write's own position.
     let position = match crate::db::conn(&state.pool).await {
         Ok(mut conn) => crate::db::replicas::primary_lsn(&mut conn).await.ok(),
         Err(_) => None,
     };
+    state.cache.written(position);
     if let Some(lsn) = position.map(crate::db::replicas::format_lsn) {
         let headers = res.headers_mut();
         if let Ok(v) = HeaderValue::from_str(&lsn) {

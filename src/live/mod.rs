@@ -204,6 +204,11 @@ impl Hub {
         self.seen_lsn.load(Ordering::Acquire)
     }
 
+    /// Raises [`Hub::seen_lsn`] to a position the primary's WAL has reached (a write made here).
+    pub fn saw(&self, lsn: u64) {
+        self.seen_lsn.fetch_max(lsn, Ordering::AcqRel);
+    }
+
     /// A WAL position every change up to which has been sent out: a client's write at or before
     /// it is known here.
     pub fn processed_lsn(&self) -> u64 {
@@ -401,9 +406,7 @@ impl Hub {
             // At or after every change of the page: what a replica must have replayed to be as
             // new as them. Taken, and the listeners told, before the changes go out.
             match db::replicas::primary_lsn(&mut conn).await {
-                Ok(lsn) => {
-                    self.seen_lsn.fetch_max(lsn, Ordering::AcqRel);
-                }
+                Ok(lsn) => self.saw(lsn),
                 Err(e) => {
                     tracing::warn!(error = %e, "live: cannot read the WAL position");
                     return false;
