@@ -168,7 +168,7 @@ impl Cache {
     /// A cache of at most `megabytes`, emptied by every change the hub sends out.
     pub fn start(megabytes: usize, hub: Arc<Hub>) -> Arc<Cache> {
         let cache = Arc::new(Cache {
-            capacity: megabytes * 1024 * 1024,
+            capacity: megabytes.saturating_mul(1024 * 1024),
             entries: Mutex::default(),
             generation: AtomicU64::new(0),
             hub: hub.clone(),
