@@ -88,6 +88,9 @@ def main():
             print(f"fastest cached query: {best / results['healthz_rps']:.2f} x /healthz")
     print(f"service peak RSS: {results['peak_rss_kb'] / 1024:.1f} MB without the cache"
           + (f", {results['peak_rss_cached_kb'] / 1024:.1f} MB with it" if "peak_rss_cached_kb" in results else ""))
+    if results.get("cache_lookups"):
+        print("cache lookups of the cached instance: "
+              + ", ".join(f"{k} {v:,}" for k, v in results["cache_lookups"].items()))
     if results.get("import"):
         print(f"import: {results['import']}")
     if results.get("ingest"):

@@ -294,6 +294,9 @@ echo "\"healthz_rps\": $(python3 bench/report.py wrk "$WORK/healthz.txt" | pytho
 echo "\"signals\": $(psql "$DB" -Atc "SELECT count(*) FROM signals")," >> "$WORK/results.json"
 echo "\"peak_rss_kb\": $(awk '/VmHWM/ {print $2}' /proc/$SERVER/status)," >> "$WORK/results.json"
 echo "\"peak_rss_cached_kb\": $(awk '/VmHWM/ {print $2}' /proc/$SERVER_CACHED/status)," >> "$WORK/results.json"
+# How the cached instance's reads went: a cache it could not trust (its change listener not
+# confirmed caught up) would show as bypassed lookups.
+echo "\"cache_lookups\": $(curl -fs "$CACHED/metrics" | python3 -c 'import json, re, sys; print(json.dumps({m[0]: int(float(m[1])) for m in re.findall(r"signals_cache_lookups_total\{outcome=\"(\w+)\"\} (\S+)", sys.stdin.read())}))')," >> "$WORK/results.json"
 echo "\"import\": $(python3 -c 'import json,sys; print(json.dumps(sys.argv[1]))' "$(tail -1 "$WORK/import.log" 2>/dev/null || echo "(no import in this run)")")," >> "$WORK/results.json"
 # Import against COPY (issue 15): bench/ingest.sh on the first BENCH_INGEST_ROWS of these
 # signals, in a database of its own, taking turns for BENCH_INGEST_ROUNDS rounds.

@@ -114,6 +114,9 @@ pub struct Cache {
     pub misses: AtomicU64,
     /// Reads answered by what another read of the same key had just kept.
     pub shared: AtomicU64,
+    /// Reads that could not be answered from the cache because the listener had not sent out
+    /// every change they need (not connected and caught up, or behind the client's position).
+    pub bypassed: AtomicU64,
 }
 
 /// What [`Cache::lookup`] found.
@@ -176,6 +179,7 @@ impl Cache {
             hits: AtomicU64::new(0),
             misses: AtomicU64::new(0),
             shared: AtomicU64::new(0),
+            bypassed: AtomicU64::new(0),
         });
         if cache.capacity > 0 {
             // The listener reads committed changes from the log and empties the cache before it
@@ -212,6 +216,9 @@ impl Cache {
         let mut waits = 0;
         loop {
             if !self.usable() || self.hub.processed_lsn() < needed {
+                if self.capacity > 0 {
+                    self.bypassed.fetch_add(1, Ordering::Relaxed);
+                }
                 return Lookup::Miss(self.fill(key, None));
             }
             let found = (self.entries.lock().unwrap_or_else(|e| e.into_inner()))

@@ -135,7 +135,8 @@ pub async fn metrics(
     }
     text.push_str(
         "# HELP signals_cache_lookups_total Reads looked up in the cache, by whether they were \
-         there (shared: taken from another read of the same answer it waited for)\n\
+         there (shared: taken from another read of the same answer it waited for; bypassed: \
+         not looked up, as the change listener had not sent out every change the read needs)\n\
          # TYPE signals_cache_lookups_total counter\n",
     );
     let cache = &state.cache;
@@ -143,6 +144,7 @@ pub async fn metrics(
         ("hit", &cache.hits),
         ("miss", &cache.misses),
         ("shared", &cache.shared),
+        ("bypassed", &cache.bypassed),
     ] {
         text.push_str(&format!(
             "signals_cache_lookups_total{{outcome=\"{outcome}\"}} {}\n",

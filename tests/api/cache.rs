@@ -144,12 +144,22 @@ async fn without_its_change_listener_an_instance_serves_nothing_from_the_cache()
         actix_web::rt::time::sleep(Duration::from_millis(5)).await;
     }
     // Not caught up: reads go to the database, none is answered from the cache.
+    let bypassed = || async {
+        let text = metrics_at(&app.client, metrics.clone()).await;
+        metric(&text, "signals_cache_lookups_total{outcome=\"bypassed\"}") as u64
+    };
+    let before = bypassed().await;
     for _ in 0..3 {
         get(&app.client, app.url("/v1/signals/one")).await;
     }
     let (after, listening) = cache_metrics(&app.client, metrics.clone()).await;
     assert!(!listening);
     assert_eq!(after, hits, "no answer from the cache while not caught up");
+    assert_eq!(
+        bypassed().await - before,
+        3,
+        "the three reads went past the cache"
+    );
     // Caught up again: the cache serves again.
     locker.batch_execute("COMMIT").await.unwrap();
     let started = Instant::now();
