@@ -85,6 +85,35 @@ struct Standby {
     replayed: Option<String>,
 }
 
+#[derive(QueryableByName)]
+struct SettledLsn {
+    #[diesel(sql_type = diesel::sql_types::Nullable<Text>)]
+    lsn: Option<String>,
+}
+
+/// The primary's current WAL position if no transaction that writes the change log is between
+/// its commit and the moment the commit becomes visible, else `None`: every change committed
+/// at or before the position is then visible to a read that starts afterwards. Those
+/// transactions hold the log's lock from their first change until their commit is visible
+/// (the trigger's `pg_advisory_xact_lock`); a commit is in the WAL before it is visible, so the
+/// bare position can be past a change no read can see yet. Never waits.
+pub async fn settled_lsn(conn: &mut AsyncPgConnection) -> diesel::QueryResult<Option<u64>> {
+    let row: SettledLsn = RunQueryDsl::get_result(
+        diesel::sql_query(
+            "SELECT CASE WHEN pg_try_advisory_xact_lock('signal_changes'::regclass::oid::bigint) \
+             THEN pg_current_wal_lsn()::text END AS lsn",
+        ),
+        conn,
+    )
+    .await?;
+    match row.lsn {
+        None => Ok(None),
+        Some(text) => parse_lsn(&text)
+            .map(Some)
+            .ok_or_else(|| diesel::result::Error::DeserializationError("a pg_lsn".into())),
+    }
+}
+
 /// The primary's current WAL position.
 pub async fn primary_lsn(conn: &mut AsyncPgConnection) -> diesel::QueryResult<u64> {
     let row: Lsn = RunQueryDsl::get_result(

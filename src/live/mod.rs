@@ -384,9 +384,10 @@ impl Hub {
         };
         let mut last = self.last.load(Ordering::Relaxed);
         loop {
-            // Every change committed at or before this position is in the pages read from here.
-            let before = match db::replicas::primary_lsn(&mut conn).await {
-                Ok(lsn) => lsn,
+            // Every change committed at or before this position is in the pages read from here
+            // (none while a writer is committing: its notification wakes the listener again).
+            let before = match db::replicas::settled_lsn(&mut conn).await {
+                Ok(lsn) => lsn.unwrap_or(0),
                 Err(e) => {
                     tracing::warn!(error = %e, "live: cannot read the WAL position");
                     return false;

@@ -250,6 +250,74 @@ async fn an_instance_whose_listener_went_silent_stops_trusting_its_cache_within_
     }
 }
 
+/// A commit is in the WAL a moment before it is visible, so the listener does not take the WAL
+/// position as caught up while a writer holds the change log's lock (from its first change to
+/// the moment its commit is visible): a read that asks for that position is not answered from
+/// the cache until the writer is done.
+#[actix_web::test]
+async fn the_listener_claims_no_position_while_a_writer_is_committing() {
+    let app = TestApp::spawn().await;
+    let key = app.key(Scope::Write).await;
+    app.create(&key, &signal(json!({"slug": "one", "score": 5})))
+        .await;
+    settle().await;
+    let metrics = app.url("/metrics");
+    let counts = || async {
+        let text = metrics_at(&app.client, metrics.clone()).await;
+        let n = |o: &str| {
+            metric(
+                &text,
+                &format!("signals_cache_lookups_total{{outcome=\"{o}\"}}"),
+            ) as u64
+        };
+        (n("hit"), n("bypassed"))
+    };
+    let read = |token: String| async {
+        let mut res = app
+            .client
+            .get(app.url("/v1/signals/one"))
+            .insert_header(("Signals-Read-After", token))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(res.status(), 200);
+        json_body(&mut res).await["score"].clone()
+    };
+    get(&app.client, app.url("/v1/signals/one")).await;
+
+    let writer = app.db.sql().await;
+    writer
+        .batch_execute("BEGIN; UPDATE signals SET score = 7 WHERE slug = 'one'")
+        .await
+        .unwrap();
+    let admin = app.db.sql().await;
+    let token: String = admin
+        .query_one("SELECT pg_current_wal_lsn()::text", &[])
+        .await
+        .unwrap()
+        .get(0);
+    // A wake-up while the writer holds the lock: the listener reads the log, finds nothing new,
+    // and must not count the position as reached.
+    admin.batch_execute("NOTIFY signal_changes").await.unwrap();
+    settle().await;
+    let (hits, bypassed) = counts().await;
+    assert_eq!(read(token.clone()).await, 5);
+    assert_eq!(
+        counts().await,
+        (hits, bypassed + 1),
+        "not answered from the cache while the writer commits"
+    );
+
+    writer.batch_execute("COMMIT").await.unwrap();
+    settle().await;
+    assert_eq!(read(token.clone()).await, 7);
+    assert_eq!(read(token).await, 7);
+    assert!(
+        counts().await.0 > hits,
+        "the cache answers once the writer is done"
+    );
+}
+
 /// The reader's category and tag choices are the unfiltered `/v1/categories` and `/v1/tags`,
 /// kept in the same cache entries (they count every signal: at a million signals, the two
 /// counts cost far more than the page), and a write empties them like any other.
