@@ -154,6 +154,8 @@ pub struct Outbound {
     client: awc::Client,
     allow_private: bool,
     allow_http: bool,
+    /// The longest one delivery may take, its answer's body included.
+    timeout: Duration,
 }
 
 impl Outbound {
@@ -184,6 +186,7 @@ impl Outbound {
             client,
             allow_private,
             allow_http,
+            timeout,
         }
     }
 
@@ -195,6 +198,7 @@ impl Outbound {
         body: Bytes,
     ) -> Result<u16, Failure> {
         check_url(url, self.allow_private, self.allow_http)?;
+        let started = tokio::time::Instant::now();
         let mut request = self
             .client
             .post(url)
@@ -204,8 +208,12 @@ impl Outbound {
         }
         let mut response = request.send_body(body).await.map_err(|e| classify(&e))?;
         let status = response.status().as_u16();
-        // Read (a little of) the answer, so the connection can serve the next delivery.
-        let _ = response.body().limit(64 * 1024).await;
+        // Read (a little of) the answer, so the connection can serve the next delivery; by the
+        // delivery's deadline, as awc's own timeout ends with the answer's head (a receiver
+        // that sent its status and then trickled its body held the sending up for good). The
+        // status is the answer either way; a body cut short closes the connection.
+        let body = response.body().limit(64 * 1024);
+        let _ = tokio::time::timeout_at(started + self.timeout, body).await;
         match status {
             200..=299 => Ok(status),
             other => Err(Failure::Status(other)),

@@ -39,6 +39,8 @@ pub struct Behaviour {
     pub statuses: VecDeque<u16>,
     /// How long to wait before answering.
     pub delay: Duration,
+    /// Answer the status at once, then the body a byte a second for a minute.
+    pub trickle: bool,
     /// Requests being answered now, by webhook-id, and the most seen at once for each.
     in_flight: HashMap<String, usize>,
     pub most_at_once: HashMap<String, usize>,
@@ -123,7 +125,7 @@ async fn answer(
         .get("webhook-id")
         .map(|v| v.to_str().unwrap().to_owned())
         .unwrap_or_default();
-    let (status, delay) = {
+    let (status, delay, trickle) = {
         let mut b = behaviour.lock().unwrap();
         let now = {
             let n = b.in_flight.entry(id.clone()).or_default();
@@ -132,7 +134,7 @@ async fn answer(
         };
         let most = b.most_at_once.entry(id.clone()).or_default();
         *most = (*most).max(now);
-        (b.statuses.pop_front().unwrap_or(200), b.delay)
+        (b.statuses.pop_front().unwrap_or(200), b.delay, b.trickle)
     };
     got.lock().unwrap().push(Received {
         headers,
@@ -143,6 +145,21 @@ async fn answer(
         actix_web::rt::time::sleep(delay).await;
     }
     *behaviour.lock().unwrap().in_flight.entry(id).or_default() -= 1;
+    if trickle {
+        let bytes = futures_util::stream::unfold(0, |n| async move {
+            if n > 0 {
+                actix_web::rt::time::sleep(Duration::from_secs(1)).await;
+            }
+            (n < 60).then(|| {
+                (
+                    Ok::<_, std::io::Error>(web::Bytes::from_static(b" ")),
+                    n + 1,
+                )
+            })
+        });
+        return HttpResponse::build(awc::http::StatusCode::from_u16(status).unwrap())
+            .streaming(bytes);
+    }
     HttpResponse::build(awc::http::StatusCode::from_u16(status).unwrap())
         .insert_header(("Location", "http://127.0.0.1:9/elsewhere"))
         .finish()
@@ -610,6 +627,39 @@ async fn a_receiver_that_times_out_does_not_hold_up_the_others() {
         .map(|a| a["error"].clone())
         .collect();
     assert!(errors.contains(&json!("timeout")), "{errors:?}");
+}
+
+/// A receiver that answers its status and then trickles its body does not hold the sending up:
+/// the body is read by the delivery's deadline (2 s in the tests), and the next change goes out.
+#[actix_web::test]
+async fn a_receiver_that_trickles_its_answer_does_not_hold_up_its_deliveries() {
+    let app = TestApp::spawn().await;
+    let (writer, admin) = (app.key(Scope::Write).await, app.key(Scope::Admin).await);
+    let receiver = Receiver::start();
+    receiver.behaviour.lock().unwrap().trickle = true;
+    let hook = subscribe(&app, &admin, json!({"url": receiver.url})).await;
+    let started = Instant::now();
+    app.create(&writer, &signal(json!({"slug": "first"}))).await;
+    assert_eq!(receiver.wait_for(1, WAIT).await.len(), 1);
+    app.create(&writer, &signal(json!({"slug": "second"})))
+        .await;
+    let got = receiver.wait_for(2, Duration::from_secs(10)).await;
+    assert_eq!(got.len(), 2, "the second change went out");
+    assert_eq!(got[1].json()["data"]["slug"], "second");
+    assert!(
+        started.elapsed() < Duration::from_secs(15),
+        "{:?}",
+        started.elapsed()
+    );
+    // The first was delivered: its status was 200, whatever the body did after it.
+    let page = attempts(&app, &admin, hook["id"].as_str().unwrap(), "").await;
+    let statuses: Vec<_> = page["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|a| a["status"].clone())
+        .collect();
+    assert!(statuses.contains(&json!(200)), "{page}");
 }
 
 #[actix_web::test]
