@@ -257,6 +257,12 @@ impl Webhooks {
             return;
         };
         let keys = self.signing_keys(&subscription);
+        if keys.is_empty() {
+            // Sealed with another SIGNALS_WEBHOOK_KEY (logged): nothing is sent and no attempt
+            // is counted, so the deliveries are not used up by an instance that cannot sign
+            // them; the leases end and an instance with the right key sends them.
+            return;
+        }
         let mut done = Vec::with_capacity(group.len());
         let mut postponed: Option<DateTime<Utc>> = None;
         for delivery in group {
@@ -285,19 +291,13 @@ impl Webhooks {
                 ("webhook-signature", signature),
             ];
             let started = Instant::now();
-            let result = match keys.is_empty() {
-                // The key cannot be opened (another SIGNALS_WEBHOOK_KEY): nothing is sent.
-                true => Err(Failure::Other),
-                false => {
-                    outbound
-                        .post(
-                            &subscription.url,
-                            &headers,
-                            Bytes::from(delivery.payload.clone()),
-                        )
-                        .await
-                }
-            };
+            let result = outbound
+                .post(
+                    &subscription.url,
+                    &headers,
+                    Bytes::from(delivery.payload.clone()),
+                )
+                .await;
             let latency_ms = started.elapsed().as_millis().min(i32::MAX as u128) as i32;
             let unreachable = matches!(
                 result,

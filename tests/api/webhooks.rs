@@ -662,6 +662,38 @@ async fn a_receiver_that_trickles_its_answer_does_not_hold_up_its_deliveries() {
     assert!(statuses.contains(&json!(200)), "{page}");
 }
 
+/// An instance that cannot open a subscription's secret (it was sealed with another
+/// SIGNALS_WEBHOOK_KEY) sends nothing and counts no attempt: the deliveries are left for an
+/// instance that can sign them, not used up by retries that can never succeed.
+#[actix_web::test]
+async fn an_instance_that_cannot_open_the_secret_leaves_the_deliveries_alone() {
+    let app = TestApp::spawn().await;
+    let (writer, admin) = (app.key(Scope::Write).await, app.key(Scope::Admin).await);
+    let receiver = Receiver::start();
+    let hook = subscribe(&app, &admin, json!({"url": receiver.url})).await;
+    let id = hook["id"].as_str().unwrap();
+    // What another key's seal looks like to this instance: bytes it cannot open.
+    let admin_sql = app.db.sql().await;
+    admin_sql
+        .batch_execute("UPDATE webhooks SET secret = '\\x00'::bytea || secret")
+        .await
+        .unwrap();
+    app.create(&writer, &signal(json!({"slug": "one"}))).await;
+    actix_web::rt::time::sleep(Duration::from_secs(3)).await;
+    assert!(receiver.received().is_empty(), "nothing unsigned went out");
+    let page = attempts(&app, &admin, id, "").await;
+    assert_eq!(page["items"], json!([]), "no attempt counted");
+    let pending: i64 = admin_sql
+        .query_one(
+            "SELECT count(*) FROM webhook_deliveries WHERE state = 'pending'",
+            &[],
+        )
+        .await
+        .unwrap()
+        .get(0);
+    assert_eq!(pending, 1, "the delivery waits");
+}
+
 #[actix_web::test]
 async fn two_instances_deliver_each_change_once_and_never_the_same_attempt_at_once() {
     let app = TestApp::spawn().await;
