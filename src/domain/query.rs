@@ -286,7 +286,8 @@ pub const LIST_PARAMS: &[Param] = &[
         "q",
         Kind::Query,
         "Full-text search in web-search syntax (words, \"quoted phrases\", -exclusions, `or`) \
-         over title, tags, summary, body and sections; title and tags weigh most. Sorted by \
+         over title, tags, summary, body and sections (the first 120,000 characters of their \
+         bodies); title and tags weigh most. Sorted by \
          relevance, a search that matches more than 1,000 signals (with the other filters) \
          ranks the newest 1,000 of them: relevance order is exact among those, the older \
          matches are not listed, and the pages after the first go on among the same ones (a \

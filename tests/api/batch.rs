@@ -380,3 +380,37 @@ async fn a_slug_named_twice_conflicts_or_is_skipped_each_time() {
     assert_eq!(body["skipped"], json!([existing["id"], existing["id"]]));
     assert_eq!(count(&app).await, 1);
 }
+
+/// A signal within every limit of the API is written, however its text is made: twenty sections
+/// of 20,000 characters of distinct long words in a three-byte script are more than the 1 MB a
+/// PostgreSQL search document may hold (this was a 503 that no retry could cure); the document
+/// takes the sections' first 120,000 characters, and the signal is found by a word of them.
+#[actix_web::test]
+async fn a_signal_at_the_limits_with_a_text_too_large_to_index_whole_is_written() {
+    let app = TestApp::spawn().await;
+    let key = app.key(Scope::Write).await;
+    let word = |i: u32| -> String {
+        (0..682u32)
+            .map(|j| char::from_u32(0x4E00 + (i * 7919 + j * 104_729) % 20_000).unwrap())
+            .collect()
+    };
+    let sections: Vec<Value> = (0..20u32)
+        .map(|s| {
+            let words: Vec<String> = (0..29).map(|w| word(s * 29 + w)).collect();
+            let mut body = words.join(" ");
+            if s == 0 {
+                body = format!("zebrafinch {body}");
+            }
+            body = body.chars().take(20_000).collect();
+            json!({"heading": format!("Part {s}"), "body": body})
+        })
+        .collect();
+    let item = signal(json!({"slug": "huge", "sections": sections}));
+    let mut res = post_batch(&app, &key, &json!({"items": [item]})).await;
+    let body = json_body(&mut res).await;
+    assert_eq!(res.status(), 200, "{body}");
+    assert_eq!(body["created"].as_array().unwrap().len(), 1);
+    let mut res = app.get("/v1/signals?q=zebrafinch").send().await.unwrap();
+    let found = json_body(&mut res).await;
+    assert_eq!(found["items"][0]["slug"], "huge", "{found}");
+}
