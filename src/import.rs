@@ -81,14 +81,12 @@ pub async fn run(
     let mut written_lines: Vec<(usize, usize)> = Vec::new();
     let mut read_all = false;
     loop {
-        if stop.is_some() {
+        if let Some((_, stop_line)) = &stop {
             next = None;
-            // Not to be written again after all: it fails with its first error, if earlier.
-            if let Some((batch, error)) = again.take() {
-                let first = batch.lines[0];
-                if stop.as_ref().is_some_and(|(_, line)| first < *line) {
-                    stop = Some((error, first));
-                }
+            // A batch to write again that comes after the stop is not written after all; one
+            // before it (a bad line was read while it failed beside another) still is.
+            if again.as_ref().is_some_and(|(b, _)| b.lines[0] > *stop_line) {
+                again = None;
             }
         }
         if writing.is_empty() {
@@ -148,7 +146,9 @@ pub async fn run(
             }
             // A database error beside another batch (two batches can deadlock on the change
             // log's lock and a derived slug): once more, alone.
-            Err(e @ BatchError::Query(_)) if !batch.again && stop.is_none() => {
+            Err(e @ BatchError::Query(_))
+                if !batch.again && stop.as_ref().is_none_or(|(_, line)| first < *line) =>
+            {
                 batch.again = true;
                 let error = refused(e, &batch.lines);
                 again = Some((batch, error));

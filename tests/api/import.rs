@@ -100,6 +100,46 @@ async fn a_bad_line_stops_the_import_with_its_number_and_keeps_earlier_batches()
     let _ = std::fs::remove_file(file);
 }
 
+/// A batch the database fails once (as two batches can deadlock) while the bad line after it
+/// is read is written again alone, as any batch before a bad line is: the import keeps it and
+/// names the bad line (before, the retry was skipped once a bad line was known, and the import
+/// reported the batch's error and wrote none of it).
+#[actix_web::test]
+async fn a_batch_failed_once_before_a_bad_line_is_written_again_and_the_line_named() {
+    let db = TestDb::new().await;
+    let sql = db.sql().await;
+    sql.batch_execute(
+        "CREATE SEQUENCE fail_once;
+         CREATE FUNCTION fail_once() RETURNS trigger LANGUAGE plpgsql AS $$
+         BEGIN
+             IF nextval('fail_once') = 1 THEN
+                 PERFORM pg_sleep(0.5);
+                 RAISE EXCEPTION 'deadlock detected (made by the test)' USING ERRCODE = '40P01';
+             END IF;
+             RETURN NULL;
+         END $$;
+         CREATE TRIGGER fail_once BEFORE INSERT ON signals
+             FOR EACH STATEMENT EXECUTE FUNCTION fail_once();",
+    )
+    .await
+    .unwrap();
+    let mut lines: Vec<String> = (0..100).map(line).collect();
+    lines.push(r#"{"title": "no score", "category": "x"}"#.into());
+    let file = write_file(&lines);
+    let out = import(&db, &[file.to_str().unwrap(), "--batch-size", "100"])
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success());
+    assert!(stderr.contains("line 101: score is required"), "{stderr}");
+    assert_eq!(
+        count(&db).await,
+        100,
+        "lines 1-100 written on the second try"
+    );
+    let _ = std::fs::remove_file(file);
+}
+
 #[actix_web::test]
 async fn an_import_reads_standard_input() {
     let db = TestDb::new().await;
