@@ -113,12 +113,19 @@ const DERIVED_ROUNDS: usize = 6;
 const NUMBERED_TRIES: u32 = 4;
 
 /// The slug a draft without one tries at this attempt (0 is the title's own): `-2` to `-4`, then
-/// a random suffix, which is as good as unique.
+/// a random suffix, which is as good as unique. Never a UUID (a path with one names an id): a
+/// title of four groups of hex digits, with the suffix, would be one.
 fn derived_slug(base: &str, attempt: u32) -> String {
     match attempt {
         0 => base.to_owned(),
         1..NUMBERED_TRIES => format!("{base}-{}", attempt + 1),
-        _ => format!("{base}-{}", &Uuid::now_v7().simple().to_string()[20..]),
+        _ => {
+            let slug = format!("{base}-{}", &Uuid::now_v7().simple().to_string()[20..]);
+            match Uuid::try_parse(&slug) {
+                Ok(_) => format!("{slug}-signal"),
+                Err(_) => slug,
+            }
+        }
     }
 }
 
@@ -457,4 +464,20 @@ async fn insert_many(
         .filter(|(_, id)| inserted.contains(id))
         .map(|((index, _), id)| (*index, id))
         .collect())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_derived_slug_is_never_a_uuid() {
+        let base = slug_from_title("01234567 89ab cdef 0123");
+        assert_eq!(base, "01234567-89ab-cdef-0123");
+        for attempt in 0..10 {
+            let slug = derived_slug(&base, attempt);
+            assert!(Uuid::try_parse(&slug).is_err(), "{slug}");
+            assert!(slug.starts_with(&base), "{slug}");
+        }
+    }
 }
