@@ -32,7 +32,7 @@ pub const WHITESPACE_CLASS: &str =
 pub struct Text {
     /// Least characters; 1 also means "not only white space" when `trim` is set.
     pub min: usize,
-    /// Most characters, as sent.
+    /// Most characters, after trimming when `trim` is set.
     pub max: usize,
     /// Leading and trailing white space is removed before storing.
     pub trim: bool,
@@ -105,10 +105,16 @@ impl Text {
         if s.contains('\0') {
             return Err("must not contain NUL characters".into());
         }
-        if s.chars().count() > self.max {
-            return Err(format!("must be at most {} characters", self.max));
-        }
         let kept = if self.trim { s.trim() } else { s };
+        if kept.chars().count() > self.max {
+            return Err(match self.trim {
+                true => format!(
+                    "must be at most {} characters without leading and trailing white space",
+                    self.max
+                ),
+                false => format!("must be at most {} characters", self.max),
+            });
+        }
         if kept.chars().count() < self.min {
             return Err(match self.trim {
                 true => "must not be empty or only white space".into(),
@@ -118,27 +124,41 @@ impl Text {
         Ok(kept)
     }
 
-    /// The pattern the schema gives: no NUL, and when trimmed and required, one character that
-    /// is not white space.
+    /// The pattern the schema gives: no NUL, and when trimmed, between `min` (0 or 1) and `max`
+    /// characters between the white space around them (which the lengths of a JSON schema
+    /// cannot say: they count it).
     pub fn pattern(&self) -> String {
-        if self.trim && self.min > 0 {
-            format!("^[^\\u0000]*[^\\u0000{WHITESPACE_CLASS}][^\\u0000]*$")
-        } else {
-            "^[^\\u0000]*$".to_owned()
+        if !self.trim {
+            return "^[^\\u0000]*$".to_owned();
         }
+        let edge = format!("[^\\u0000{WHITESPACE_CLASS}]");
+        let kept = match self.max {
+            0 => String::new(),
+            1 => edge.clone(),
+            max => format!("{edge}([^\\u0000]{{0,{}}}{edge})?", max - 2),
+        };
+        let kept = match self.min {
+            0 if !kept.is_empty() => format!("({kept})?"),
+            _ => kept,
+        };
+        format!("^[{WHITESPACE_CLASS}]*{kept}[{WHITESPACE_CLASS}]*$")
     }
 
     pub fn schema(&self, description: &str) -> ObjectBuilder {
         let trimmed = match self.trim {
-            true => " Leading and trailing white space is removed.",
+            true => " Leading and trailing white space is removed; the lengths count what is left.",
             false => "",
         };
-        ObjectBuilder::new()
+        let builder = ObjectBuilder::new()
             .schema_type(Type::String)
             .min_length(Some(self.min))
-            .max_length(Some(self.max))
             .pattern(Some(self.pattern()))
-            .description(Some(format!("{description}{trimmed}").trim().to_owned()))
+            .description(Some(format!("{description}{trimmed}").trim().to_owned()));
+        match self.trim {
+            // The pattern bounds what is left once trimmed; any white space may surround it.
+            true => builder,
+            false => builder.max_length(Some(self.max)),
+        }
     }
 }
 
@@ -796,6 +816,36 @@ mod tests {
     }
 
     #[test]
+    fn the_schema_pattern_accepts_what_the_parser_accepts() {
+        let long = "x".repeat(300);
+        let samples = [
+            String::new(),
+            "   ".into(),
+            "x".into(),
+            " x ".into(),
+            "a b".into(),
+            "a\0b".into(),
+            long.clone(),
+            format!("  {long}\u{3000}"),
+            format!("{long}y"),
+            format!(" {}y ", "x".repeat(62)),
+            format!(" {}yz ", "x".repeat(62)),
+        ];
+        for text in [TITLE, CATEGORY, HEADING, TAG, SUMMARY, BODY] {
+            let pattern = regex::Regex::new(&text.pattern()).unwrap();
+            for sample in &samples {
+                let by_length = text.trim || sample.chars().count() <= text.max;
+                assert_eq!(
+                    pattern.is_match(sample) && by_length && sample.chars().count() >= text.min,
+                    text.check(sample).is_ok(),
+                    "{text:?} {:?}",
+                    sample.chars().take(12).collect::<String>()
+                );
+            }
+        }
+    }
+
+    #[test]
     fn the_whitespace_class_is_what_trim_removes() {
         let class = regex::Regex::new(&format!("^[{WHITESPACE_CLASS}]$")).unwrap();
         for c in (0..=0x10ffff).filter_map(char::from_u32) {
@@ -900,17 +950,17 @@ mod tests {
     }
 
     #[test]
-    fn lengths_are_counted_in_characters_as_sent() {
+    fn lengths_are_counted_in_characters_after_trimming() {
         let mut v = minimal();
         v["title"] = json!("é".repeat(300));
         assert!(SignalInput::parse(&v).is_ok());
         v["title"] = json!("é".repeat(301));
         assert_eq!(fields(&SignalInput::parse(&v).unwrap_err()), ["title"]);
-        // The limit is on the text as sent, as the schema's maxLength says.
-        v["title"] = json!(format!(" {} ", "é".repeat(298)));
-        assert_eq!(SignalInput::parse(&v).unwrap().title.chars().count(), 298);
-        v["title"] = json!(format!(" {} ", "é".repeat(299)));
-        assert!(SignalInput::parse(&v).is_err());
+        // "1–300 chars after trimming" (API.md): the white space around is not counted.
+        v["title"] = json!(format!("  {}\u{3000}", "é".repeat(300)));
+        assert_eq!(SignalInput::parse(&v).unwrap().title.chars().count(), 300);
+        v["title"] = json!(format!(" {} ", "é".repeat(301)));
+        assert_eq!(fields(&SignalInput::parse(&v).unwrap_err()), ["title"]);
     }
 
     #[test]
