@@ -129,7 +129,8 @@ fn batch_error(e: BatchError) -> ApiError {
     match e {
         BatchError::Conflict(indexes) => ApiError::Conflict {
             detail: format!(
-                "{} of the batch's slugs are taken; nothing was written",
+                "{} of the batch's slugs are taken (by a signal, or by an earlier item of the \
+                 batch); nothing was written",
                 indexes.len()
             ),
             errors: indexes

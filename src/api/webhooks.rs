@@ -6,6 +6,7 @@ use actix_web::dev::Payload;
 use actix_web::http::StatusCode;
 use actix_web::{delete, get, patch, post, web, FromRequest, HttpRequest, HttpResponse};
 use chrono::{DateTime, Utc};
+use diesel_async::AsyncConnection;
 use futures_util::future::{ready, Ready};
 use serde::Serialize;
 use utoipa::openapi::path::{Parameter, ParameterBuilder, ParameterIn};
@@ -334,14 +335,22 @@ pub async fn patch_webhook(
     let body = read_json(&req, payload, BODY_LIMIT, PATCH_TYPES).await?;
     let patch = WebhookPatch::parse(body).map_err(ApiError::Validation)?;
     let mut conn = db::conn(hooks.pool()).await?;
-    let current = stored::get(&mut conn, id).await?.ok_or_else(gone_astray)?;
-    let input = patch
-        .apply(&current.input())
-        .map_err(ApiError::Validation)?;
-    check_deliverable(&hooks, &input)?;
-    let row = stored::update(&mut conn, id, &input)
-        .await?
-        .ok_or_else(gone_astray)?;
+    // The row locked from read to write: a 410 that disables the subscription meanwhile is
+    // either seen by the merge or applied after it, never overwritten with the old `enabled`.
+    let row = conn
+        .transaction::<_, ApiError, _>(async |conn| {
+            let current = stored::get_for_update(conn, id)
+                .await?
+                .ok_or_else(gone_astray)?;
+            let input = patch
+                .apply(&current.input())
+                .map_err(ApiError::Validation)?;
+            check_deliverable(&hooks, &input)?;
+            stored::update(conn, id, &input)
+                .await?
+                .ok_or_else(gone_astray)
+        })
+        .await?;
     Ok(HttpResponse::Ok().json(Webhook::of(row, None)))
 }
 

@@ -107,11 +107,29 @@ pub async fn get(
     conn: &mut AsyncPgConnection,
     id: Uuid,
 ) -> diesel::QueryResult<Option<WebhookRow>> {
-    diesel::sql_query(format!("SELECT {COLUMNS} FROM webhooks WHERE id = $1"))
-        .bind::<SqlUuid, _>(id)
-        .get_result(conn)
-        .await
-        .optional()
+    one(conn, id, "").await
+}
+
+/// The subscription, its row locked until the transaction ends.
+pub async fn get_for_update(
+    conn: &mut AsyncPgConnection,
+    id: Uuid,
+) -> diesel::QueryResult<Option<WebhookRow>> {
+    one(conn, id, " FOR UPDATE").await
+}
+
+async fn one(
+    conn: &mut AsyncPgConnection,
+    id: Uuid,
+    lock: &'static str,
+) -> diesel::QueryResult<Option<WebhookRow>> {
+    diesel::sql_query(format!(
+        "SELECT {COLUMNS} FROM webhooks WHERE id = $1{lock}"
+    ))
+    .bind::<SqlUuid, _>(id)
+    .get_result(conn)
+    .await
+    .optional()
 }
 
 /// Writes the client fields; enabling clears why the service disabled it.

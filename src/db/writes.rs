@@ -262,8 +262,20 @@ pub async fn write_batch(
     let taken: Vec<usize> = (0..drafts.len())
         .filter(|&i| existing_for(&drafts[i]).is_some())
         .collect();
+    // With `error`, every item that meets a signal is named at once: one whose slug is taken,
+    // and one whose slug an earlier item of the batch names (as writing them in turn would
+    // meet the signal the earlier one wrote).
+    let named_before = |i: usize| {
+        drafts[i]
+            .slug
+            .as_deref()
+            .is_some_and(|slug| slugs_before(drafts, i).any(|s| s == slug))
+    };
+    let conflicts: Vec<usize> = (0..drafts.len())
+        .filter(|&i| taken.contains(&i) || named_before(i))
+        .collect();
     match on_conflict {
-        OnConflict::Error if !taken.is_empty() => return Err(BatchError::Conflict(taken)),
+        OnConflict::Error if !conflicts.is_empty() => return Err(BatchError::Conflict(conflicts)),
         OnConflict::Update => {
             let forbidden: Vec<usize> = taken
                 .iter()
@@ -417,6 +429,11 @@ pub async fn write_batch(
         }
     }
     Ok(outcomes.into_iter().flatten().collect())
+}
+
+/// The explicit slugs of the items before `index`.
+fn slugs_before(drafts: &[SignalInput], index: usize) -> impl Iterator<Item = &str> {
+    drafts[..index].iter().filter_map(|d| d.slug.as_deref())
 }
 
 /// Inserts the drafts at these indexes with these slugs in one statement; a slug that turns out

@@ -374,6 +374,29 @@ async fn a_slug_named_twice_conflicts_or_is_skipped_each_time() {
     let problem = assert_problem(&mut res, 409).await;
     assert_eq!(problem["errors"][0]["index"], 1, "{problem}");
     assert_eq!(count(&app).await, 0, "nothing was written");
+    // Every conflicting item is named at once: a slug taken, and each repeat of one.
+    app.create(&key, &signal(json!({"slug": "taken"}))).await;
+    let many = json!([
+        signal(json!({"slug": "fine"})),
+        signal(json!({"slug": "twice"})),
+        signal(json!({"slug": "twice"})),
+        signal(json!({"slug": "taken"})),
+        signal(json!({"slug": "twice"}))
+    ]);
+    let mut res = post_batch(&app, &key, &json!({"items": many, "on_conflict": "error"})).await;
+    let problem = assert_problem(&mut res, 409).await;
+    let indexes: Vec<_> = problem["errors"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| e["index"].clone())
+        .collect();
+    assert_eq!(indexes, [json!(2), json!(3), json!(4)], "{problem}");
+    assert_eq!(count(&app).await, 1, "nothing more was written");
+    app.request(Method::DELETE, "/v1/signals/taken", &key)
+        .send()
+        .await
+        .unwrap();
 
     let existing = app.create(&key, &signal(json!({"slug": "twice"}))).await;
     let body = batch_ok(&app, &key, &json!({"items": items, "on_conflict": "skip"})).await;

@@ -694,6 +694,40 @@ async fn an_instance_that_cannot_open_the_secret_leaves_the_deliveries_alone() {
     assert_eq!(pending, 1, "the delivery waits");
 }
 
+/// A PATCH and a 410 that disables the subscription while the PATCH runs: the PATCH waits for
+/// the row and merges into what it finds, so the subscription stays disabled (before, the PATCH
+/// wrote back the `enabled` it had read and undid the disabling).
+#[actix_web::test]
+async fn a_patch_does_not_undo_a_disabling_made_while_it_ran() {
+    let app = TestApp::spawn().await;
+    let admin = app.key(Scope::Admin).await;
+    let receiver = Receiver::start();
+    let hook = subscribe(&app, &admin, json!({"url": receiver.url})).await;
+    let id = hook["id"].as_str().unwrap().to_owned();
+    let sql = app.db.sql().await;
+    sql.batch_execute("BEGIN; SELECT 1 FROM webhooks FOR UPDATE")
+        .await
+        .unwrap();
+    let patch = app
+        .request(Method::PATCH, &format!("/v1/webhooks/{id}"), &admin)
+        .send_json(&json!({"min_score": 5}));
+    let patched = actix_web::rt::spawn(async move {
+        let mut res = patch.await.unwrap();
+        (res.status().as_u16(), json_body(&mut res).await)
+    });
+    actix_web::rt::time::sleep(Duration::from_millis(300)).await;
+    sql.batch_execute(
+        "UPDATE webhooks SET enabled = false, disabled_reason = 'the receiver answered 410 Gone'; \
+         COMMIT",
+    )
+    .await
+    .unwrap();
+    let (status, body) = patched.await.unwrap();
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(body["min_score"], 5);
+    assert_eq!(body["enabled"], false, "{body}");
+}
+
 #[actix_web::test]
 async fn two_instances_deliver_each_change_once_and_never_the_same_attempt_at_once() {
     let app = TestApp::spawn().await;
