@@ -59,9 +59,15 @@ pub fn forbidden(ip: IpAddr) -> bool {
                 || (s[0] & 0xffc0) == 0xfec0
                 // 2001:db8::/32 documentation
                 || (s[0] == 0x2001 && s[1] == 0x0db8)
-                // ::ffff:a.b.c.d mapped, ::a.b.c.d compatible, 64:ff9b::a.b.c.d NAT64
+                // ::ffff:a.b.c.d mapped, ::a.b.c.d compatible, ::ffff:0:a.b.c.d translated,
+                // 64:ff9b::a.b.c.d NAT64
                 || (s[..5] == [0; 5] && (s[5] == 0xffff || s[5] == 0) && embedded(s[6], s[7]))
+                || (s[..4] == [0; 4] && s[4] == 0xffff && s[5] == 0 && embedded(s[6], s[7]))
                 || (s[..6] == [0x64, 0xff9b, 0, 0, 0, 0] && embedded(s[6], s[7]))
+                // 64:ff9b:1::/48 local-use NAT64 (any IPv4 address of the local network), and
+                // 2001::/32 Teredo (an IPv4 address hidden in the last bits)
+                || (s[0] == 0x64 && s[1] == 0xff9b && s[2] == 1)
+                || (s[0] == 0x2001 && s[1] == 0)
                 // 2002:a.b.c.d::/48 6to4
                 || (s[0] == 0x2002 && embedded(s[1], s[2]))
         }
@@ -294,6 +300,10 @@ mod tests {
             "::ffff:10.0.0.1",
             "64:ff9b::a9fe:a9fe",
             "2002:7f00:1::",
+            "::ffff:0:7f00:1",
+            "::ffff:0:a9fe:a9fe",
+            "64:ff9b:1::a00:1",
+            "2001:0:4136:e378:8000:63bf:3fff:fdd2",
         ] {
             assert!(forbidden(ip.parse().unwrap()), "{ip}");
         }
@@ -302,6 +312,8 @@ mod tests {
             "1.1.1.1",
             "2606:4700:4700::1111",
             "::ffff:8.8.8.8",
+            "::ffff:0:808:808",
+            "2001:4860:4860::8888",
         ] {
             assert!(!forbidden(ip.parse().unwrap()), "{ip}");
         }

@@ -202,8 +202,10 @@ impl Webhooks {
             if free > 0 {
                 let busy: Vec<Uuid> = sending.borrow().iter().copied().collect();
                 match self.claim(&busy, free as i64 * PER_WEBHOOK, lease).await {
-                    Ok(claimed) => {
+                    Ok(mut claimed) => {
                         claimed_any = !claimed.is_empty();
+                        // `UPDATE ... RETURNING` returns rows in no promised order.
+                        claimed.sort_by_key(|c| c.position);
                         let mut groups: HashMap<Uuid, Vec<Claimed>> = HashMap::new();
                         for c in claimed {
                             groups.entry(c.webhook_id).or_default().push(c);
