@@ -389,7 +389,8 @@ pub async fn delete_webhook(
 ///
 /// A new secret, shown once in the answer. For 24 hours the secret before it signs too: each
 /// delivery's `webhook-signature` carries both signatures (space-separated), so a receiver can
-/// switch to the new secret at any moment of that day.
+/// switch to the new secret at any moment of that day. One old secret at a time: rotating again
+/// within the day replaces it with the secret being rotated out.
 #[utoipa::path(
     operation_id = "rotate_webhook_secret",
     tag = "webhooks",
