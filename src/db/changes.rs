@@ -86,13 +86,18 @@ pub async fn newest_time(
     Ok(n.committed_at)
 }
 
-/// Deletes the changes committed before `before` (`SIGNALS_EVENTS_RETENTION` ago).
+/// Deletes the changes committed before `before` (`SIGNALS_EVENTS_RETENTION` ago) that the
+/// webhooks' fan-out has passed: one it has yet to read stays however old (a fan-out held up,
+/// or changes an import wrote while no instance ran, are delivered late, never lost).
 pub async fn delete_before(
     conn: &mut AsyncPgConnection,
     before: DateTime<Utc>,
 ) -> diesel::QueryResult<usize> {
-    diesel::sql_query("DELETE FROM signal_changes WHERE committed_at < $1")
-        .bind::<Timestamptz, _>(before)
-        .execute(conn)
-        .await
+    diesel::sql_query(
+        "DELETE FROM signal_changes WHERE committed_at < $1 \
+         AND position <= (SELECT position FROM webhook_fanout WHERE id = 1)",
+    )
+    .bind::<Timestamptz, _>(before)
+    .execute(conn)
+    .await
 }

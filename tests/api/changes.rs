@@ -145,6 +145,7 @@ async fn changes_past_the_retention_are_deleted() {
     )
     .await
     .unwrap();
+    fanned_out(&app).await;
     let week_ago = chrono::Utc::now() - chrono::Duration::days(7);
     assert_eq!(
         changes::delete_before(&mut conn, week_ago).await.unwrap(),
@@ -153,4 +154,59 @@ async fn changes_past_the_retention_are_deleted() {
     let (oldest, newest) = changes::bounds(&mut conn).await.unwrap();
     assert_eq!(oldest, newest);
     assert_eq!(all_changes(&app).await[0].slug, "new");
+}
+
+/// Waits until the webhooks' fan-out has read every change in the log.
+async fn fanned_out(app: &TestApp) {
+    let sql = app.db.sql().await;
+    let started = std::time::Instant::now();
+    loop {
+        let done: bool = sql
+            .query_one(
+                "SELECT (SELECT position FROM webhook_fanout WHERE id = 1) >= \
+                 coalesce((SELECT max(position) FROM signal_changes), 0)",
+                &[],
+            )
+            .await
+            .unwrap()
+            .get(0);
+        if done {
+            return;
+        }
+        assert!(started.elapsed().as_secs() < 10, "the fan-out moves on");
+        actix_web::rt::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+}
+
+/// A change the webhooks' fan-out has not read yet stays however old it is, and goes once the
+/// fan-out has passed it: deliveries are late then, never lost.
+#[actix_web::test]
+async fn a_change_the_fan_out_has_not_read_outlives_the_retention() {
+    let app = TestApp::spawn().await;
+    let key = app.key(Scope::Write).await;
+    let holder = app.db.sql().await;
+    holder
+        .batch_execute("BEGIN; SELECT 1 FROM webhook_fanout FOR UPDATE")
+        .await
+        .unwrap();
+    app.create(&key, &signal(json!({"slug": "held"}))).await;
+    let mut conn = db::conn(&app.pool).await.unwrap();
+    diesel_async::RunQueryDsl::execute(
+        diesel::sql_query("UPDATE signal_changes SET committed_at = now() - interval '8 days'"),
+        &mut conn,
+    )
+    .await
+    .unwrap();
+    let week_ago = chrono::Utc::now() - chrono::Duration::days(7);
+    assert_eq!(
+        changes::delete_before(&mut conn, week_ago).await.unwrap(),
+        0,
+        "not read by the fan-out yet"
+    );
+    holder.batch_execute("COMMIT").await.unwrap();
+    fanned_out(&app).await;
+    assert_eq!(
+        changes::delete_before(&mut conn, week_ago).await.unwrap(),
+        1
+    );
 }
