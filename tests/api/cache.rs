@@ -31,6 +31,25 @@ async fn cache_metrics(client: &awc::Client, url: String) -> (u64, bool) {
     )
 }
 
+/// Writes the signal `one` (score 5) through `app` and reads it on `other` until `other`
+/// answers it from its cache.
+async fn cached_on(app: &TestApp, other: &crate::helpers::Instance, key: &str) {
+    app.create(key, &signal(json!({"slug": "one", "score": 5})))
+        .await;
+    settle().await;
+    for _ in 0..2 {
+        assert_eq!(
+            get(&app.client, other.url("/v1/signals/one")).await["score"],
+            5
+        );
+    }
+    let (hits, listening) = cache_metrics(&app.client, other.url("/metrics")).await;
+    assert!(
+        listening && hits >= 1,
+        "the other instance answers from its cache"
+    );
+}
+
 #[actix_web::test]
 async fn a_writer_reads_its_write_at_once_through_the_cache() {
     let app = TestApp::spawn().await;
@@ -75,17 +94,7 @@ async fn another_instance_sees_a_write_within_a_second() {
     let app = TestApp::spawn().await;
     let other = app.another_instance(|_, _| {}).await;
     let key = app.key(Scope::Write).await;
-    app.create(&key, &signal(json!({"slug": "one", "score": 5})))
-        .await;
-    settle().await;
-    for _ in 0..3 {
-        assert_eq!(
-            get(&app.client, other.url("/v1/signals/one")).await["score"],
-            5
-        );
-    }
-    let (hits, _) = cache_metrics(&app.client, other.url("/metrics")).await;
-    assert!(hits >= 2);
+    cached_on(&app, &other, &key).await;
     let res = app
         .request(Method::PATCH, "/v1/signals/one", &key)
         .send_json(&json!({"score": 9}))
@@ -185,20 +194,7 @@ async fn an_instance_whose_listener_went_silent_stops_trusting_its_cache_within_
     let path = crate::helpers::Freezer::to(&app.db.url).await;
     let other = app.another_instance_at(&path.url, |_, _| {}).await;
     let key = app.key(Scope::Write).await;
-    app.create(&key, &signal(json!({"slug": "one", "score": 5})))
-        .await;
-    settle().await;
-    for _ in 0..2 {
-        assert_eq!(
-            get(&app.client, other.url("/v1/signals/one")).await["score"],
-            5
-        );
-    }
-    let (hits, listening) = cache_metrics(&app.client, other.url("/metrics")).await;
-    assert!(
-        listening && hits >= 1,
-        "the other instance answers from its cache"
-    );
+    cached_on(&app, &other, &key).await;
 
     path.freeze(true);
     let res = app
