@@ -1,7 +1,6 @@
 //! Queries on `idempotency_records`. All of them run inside the transaction of the write they
 //! belong to.
 
-use chrono::{Duration, Utc};
 use diesel::pg::Pg;
 use diesel::sql_types::{BigInt, Bool};
 use diesel::upsert::excluded;
@@ -56,6 +55,12 @@ fn lock_id(key_id: Uuid, idempotency_key: &str) -> i64 {
     i64::from_le_bytes(digest[..8].try_into().expect("8 bytes"))
 }
 
+/// The time records made before have expired, by the database's clock (one clock for every
+/// instance: the app servers' clocks may differ, and a record must not expire early on one).
+fn expired_before() -> diesel::expression::SqlLiteral<diesel::sql_types::Timestamptz> {
+    diesel::dsl::sql(&format!("now() - interval '{RETENTION_HOURS} hours'"))
+}
+
 /// The unexpired stored response for (key, idempotency key).
 pub async fn find(
     conn: &mut AsyncPgConnection,
@@ -66,7 +71,7 @@ pub async fn find(
         .select(StoredResponse::as_select())
         .filter(records::key_id.eq(key_id))
         .filter(records::idempotency_key.eq(idempotency_key))
-        .filter(records::created_at.gt(Utc::now() - Duration::hours(RETENTION_HOURS)))
+        .filter(records::created_at.gt(expired_before()))
         .first(conn)
         .await
         .optional()
@@ -88,7 +93,7 @@ pub async fn store(
             records::body.eq(&response.body),
             records::location.eq(&response.location),
             records::etag.eq(&response.etag),
-            records::created_at.eq(Utc::now()),
+            records::created_at.eq(diesel::dsl::now),
         ))
         .on_conflict((records::key_id, records::idempotency_key))
         .do_update()
@@ -107,10 +112,7 @@ pub async fn store(
 
 /// Deletes expired records; returns how many.
 pub async fn delete_expired(conn: &mut AsyncPgConnection) -> diesel::QueryResult<usize> {
-    diesel::delete(
-        records::table
-            .filter(records::created_at.le(Utc::now() - Duration::hours(RETENTION_HOURS))),
-    )
-    .execute(conn)
-    .await
+    diesel::delete(records::table.filter(records::created_at.le(expired_before())))
+        .execute(conn)
+        .await
 }

@@ -287,3 +287,33 @@ async fn batches_retried_after_the_server_is_killed_are_written_exactly_once() {
         .get(0);
     assert_eq!(rows, 1000, "exactly one copy of every item");
 }
+
+/// A record is kept 24 hours by the database's clock (one clock for every instance): at 23
+/// hours a retry is still replayed, at 25 it is a new request, and the janitor deletes it.
+#[actix_web::test]
+async fn a_record_expires_after_24_hours_by_the_databases_clock() {
+    let app = TestApp::spawn().await;
+    let key = app.key(Scope::Write).await;
+    let res = post(&app, "/v1/signals", &key, "daily", &signal(json!({}))).await;
+    assert_eq!(res.status(), 201);
+    let sql = app.db.sql().await;
+    let age = |hours: i32| {
+        format!("UPDATE idempotency_records SET created_at = now() - interval '{hours} hours'")
+    };
+    sql.batch_execute(&age(23)).await.unwrap();
+    let other = signal(json!({"title": "another"}));
+    let mut res = post(&app, "/v1/signals", &key, "daily", &other).await;
+    assert_problem(&mut res, 422).await;
+    sql.batch_execute(&age(25)).await.unwrap();
+    let res = post(&app, "/v1/signals", &key, "daily", &other).await;
+    assert_eq!(res.status(), 201, "an expired key is a new request");
+    assert_eq!(signal_count(&app).await, 2);
+    sql.batch_execute(&age(25)).await.unwrap();
+    let mut conn = signals::db::conn(&app.pool).await.unwrap();
+    assert_eq!(
+        signals::db::idempotency::delete_expired(&mut conn)
+            .await
+            .unwrap(),
+        1
+    );
+}
