@@ -265,14 +265,13 @@ pub async fn write_batch(
     // With `error`, every item that meets a signal is named at once: one whose slug is taken,
     // and one whose slug an earlier item of the batch names (as writing them in turn would
     // meet the signal the earlier one wrote).
-    let named_before = |i: usize| {
-        drafts[i]
-            .slug
-            .as_deref()
-            .is_some_and(|slug| slugs_before(drafts, i).any(|s| s == slug))
-    };
-    let conflicts: Vec<usize> = (0..drafts.len())
-        .filter(|&i| taken.contains(&i) || named_before(i))
+    let mut named: HashSet<&str> = HashSet::new();
+    let conflicts: Vec<usize> = (drafts.iter().enumerate())
+        .filter(|(_, d)| {
+            let repeated = d.slug.as_deref().is_some_and(|slug| !named.insert(slug));
+            repeated || existing_for(d).is_some()
+        })
+        .map(|(i, _)| i)
         .collect();
     match on_conflict {
         OnConflict::Error if !conflicts.is_empty() => return Err(BatchError::Conflict(conflicts)),
@@ -429,11 +428,6 @@ pub async fn write_batch(
         }
     }
     Ok(outcomes.into_iter().flatten().collect())
-}
-
-/// The explicit slugs of the items before `index`.
-fn slugs_before(drafts: &[SignalInput], index: usize) -> impl Iterator<Item = &str> {
-    drafts[..index].iter().filter_map(|d| d.slug.as_deref())
 }
 
 /// Inserts the drafts at these indexes with these slugs in one statement; a slug that turns out

@@ -304,9 +304,9 @@ impl Hub {
         // the log the first catch-up reads.
         let mut since = self.millis();
         loop {
-            if !self.catch_up().await {
+            let Some(settled) = self.catch_up().await else {
                 return;
-            }
+            };
             let read_at = Instant::now();
             // Every change committed before `since` has been sent out now.
             self.confirmed.fetch_max(since, Ordering::AcqRel);
@@ -347,9 +347,11 @@ impl Hub {
                 match waiting {
                     Some(Some(Ok(_))) => break,
                     Some(Some(Err(_)) | None) => return,
-                    // A notification can be lost (the queue of notifications full): the log
-                    // is read anyway now and then.
-                    None if read_at.elapsed() >= READ_ANYWAY => break,
+                    // A writer was committing at the last read and may have rolled back
+                    // (no notification comes then): read again until the position settles.
+                    // And a notification can be lost (the queue of notifications full): the
+                    // log is read anyway now and then.
+                    None if !settled || read_at.elapsed() >= READ_ANYWAY => break,
                     None => {
                         self.confirmed.fetch_max(since, Ordering::AcqRel);
                     }
@@ -370,39 +372,42 @@ impl Hub {
         }
     }
 
-    /// Sends out every change after the last one sent, in order; false when the log could not
-    /// be read to its end (the listener is then not counted as caught up).
-    async fn catch_up(&self) -> bool {
+    /// Sends out every change after the last one sent, in order; `None` when the log could not
+    /// be read to its end (the listener is then not counted as caught up), else whether the WAL
+    /// position it reached was settled ([`db::replicas::settled_lsn`]: no writer was
+    /// committing), so that `processed_lsn` moved up to it.
+    async fn catch_up(&self) -> Option<bool> {
         let caught_up = self.send_new_changes().await;
-        self.listening.store(caught_up, Ordering::Release);
+        self.listening.store(caught_up.is_some(), Ordering::Release);
         caught_up
     }
 
-    async fn send_new_changes(&self) -> bool {
+    async fn send_new_changes(&self) -> Option<bool> {
         let Ok(mut conn) = db::conn(&self.pool).await else {
-            return false;
+            return None;
         };
         let mut last = self.last.load(Ordering::Relaxed);
         loop {
             // Every change committed at or before this position is in the pages read from here
             // (none while a writer is committing: its notification wakes the listener again).
-            let before = match db::replicas::settled_lsn(&mut conn).await {
-                Ok(lsn) => lsn.unwrap_or(0),
+            let settled = match db::replicas::settled_lsn(&mut conn).await {
+                Ok(lsn) => lsn,
                 Err(e) => {
                     tracing::warn!(error = %e, "live: cannot read the WAL position");
-                    return false;
+                    return None;
                 }
             };
             let page = match changes::after(&mut conn, last, 500).await {
                 Ok(page) => page,
                 Err(e) => {
                     tracing::warn!(error = %e, "live: cannot read the change log");
-                    return false;
+                    return None;
                 }
             };
+            let before = settled.unwrap_or(0);
             if page.is_empty() {
                 self.processed_lsn.fetch_max(before, Ordering::AcqRel);
-                return true;
+                return Some(settled.is_some());
             }
             // At or after every change of the page: what a replica must have replayed to be as
             // new as them. Taken, and the listeners told, before the changes go out.
@@ -410,7 +415,7 @@ impl Hub {
                 Ok(lsn) => self.saw(lsn),
                 Err(e) => {
                     tracing::warn!(error = %e, "live: cannot read the WAL position");
-                    return false;
+                    return None;
                 }
             }
             self.tell_listeners();
@@ -419,7 +424,7 @@ impl Hub {
                 Ok(events) => events,
                 Err(e) => {
                     tracing::warn!(error = %e, "live: cannot read the changed signals");
-                    return false;
+                    return None;
                 }
             };
             for event in events {

@@ -312,6 +312,29 @@ async fn the_listener_claims_no_position_while_a_writer_is_committing() {
         counts().await.0 > hits,
         "the cache answers once the writer is done"
     );
+
+    // A writer that rolls back sends no notification: the listener reads again on its own
+    // until the position settles, rather than at its next minute.
+    writer
+        .batch_execute("BEGIN; UPDATE signals SET score = 8 WHERE slug = 'one'")
+        .await
+        .unwrap();
+    let token: String = admin
+        .query_one("SELECT pg_current_wal_lsn()::text", &[])
+        .await
+        .unwrap()
+        .get(0);
+    admin.batch_execute("NOTIFY signal_changes").await.unwrap();
+    settle().await;
+    writer.batch_execute("ROLLBACK").await.unwrap();
+    settle().await;
+    let (hits, _) = counts().await;
+    assert_eq!(read(token.clone()).await, 7);
+    assert_eq!(read(token).await, 7);
+    assert!(
+        counts().await.0 > hits,
+        "the cache answers soon after the writer rolled back"
+    );
 }
 
 /// The reader's category and tag choices are the unfiltered `/v1/categories` and `/v1/tags`,
