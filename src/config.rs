@@ -154,7 +154,7 @@ pub struct ServeSettings {
     #[arg(long, env = "SIGNALS_PUBLIC_URL")]
     pub public_url: Option<PublicUrl>,
 
-    /// Comma-separated addresses or CIDR ranges of proxies whose Forwarded / X-Forwarded-For
+    /// Comma-separated addresses or CIDR ranges of proxies whose X-Forwarded-For
     /// headers are believed (for the client address of rate limits); empty believes none.
     #[arg(long, env = "SIGNALS_TRUSTED_PROXIES", value_delimiter = ',')]
     pub trusted_proxies: Vec<Cidr>,

@@ -3,7 +3,7 @@
 
 use actix_web::dev::Payload;
 use actix_web::http::header;
-use actix_web::{web, FromRequest, HttpRequest};
+use actix_web::{web, FromRequest, HttpMessage, HttpRequest};
 use futures_util::future::LocalBoxFuture;
 use uuid::Uuid;
 
@@ -107,8 +107,24 @@ fn state(req: &HttpRequest) -> Result<&web::Data<AppState>, ApiError> {
         .ok_or_else(|| ApiError::Internal("application state is missing".into()))
 }
 
+/// What authenticating a request found, kept with the request: the rate limiter looks the key
+/// up before the handler runs (a key is charged only once it has authenticated), and the
+/// handler's extractor then uses what it found rather than looking again.
+#[derive(Clone)]
+struct Authenticated(Result<Option<Principal>, ApiError>);
+
 /// The principal of the request's bearer key; `None` when no Authorization header was sent.
-async fn authenticate(req: &HttpRequest) -> Result<Option<Principal>, ApiError> {
+/// The key is looked up once per request.
+pub async fn authenticate(req: &HttpRequest) -> Result<Option<Principal>, ApiError> {
+    if let Some(Authenticated(found)) = req.extensions().get::<Authenticated>().cloned() {
+        return found;
+    }
+    let found = look_up(req).await;
+    req.extensions_mut().insert(Authenticated(found.clone()));
+    found
+}
+
+async fn look_up(req: &HttpRequest) -> Result<Option<Principal>, ApiError> {
     let Some(value) = req.headers().get(header::AUTHORIZATION) else {
         return Ok(None);
     };

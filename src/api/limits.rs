@@ -10,10 +10,12 @@
 //! before admitting more. So in a window N instances admit at most `quota + N × burst`
 //! requests of one client: at most one burst per instance over.
 //!
-//! A request with a key is counted against the key's public prefix without a database lookup;
-//! every request that fails authentication is also counted against its client address, and
-//! once that count is over the quota, requests with keys from that address are refused before
-//! their key is looked up: a flood of made-up keys costs no lookup per request.
+//! A request with a key is counted against the key once the key has authenticated (the lookup
+//! is the one the handler would make); a request whose key fails is counted against its client
+//! address instead, and once that count is over the quota, requests with keys from that address
+//! are refused before their key is looked up: a flood of made-up keys costs no lookup per
+//! request, and naming another key's public prefix uses up nothing of that key's quota.
+//! Addresses are counted by host for IPv4 and by /64 for IPv6 (what one client commonly holds).
 
 use std::collections::HashMap;
 use std::net::IpAddr;
@@ -23,10 +25,11 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use actix_web::body::{BoxBody, MessageBody};
 use actix_web::dev::{ServiceRequest, ServiceResponse};
 use actix_web::http::header::{self, HeaderName, HeaderValue};
-use actix_web::http::{Method, StatusCode};
+use actix_web::http::Method;
 use actix_web::middleware::Next;
 use actix_web::{web, Error, ResponseError};
 
+use super::auth;
 use super::problem::ApiError;
 use crate::config::{Cidr, Quota, RateLimit};
 use crate::db::limits::{self as counts, Admitted};
@@ -137,7 +140,22 @@ fn current<'m>(
     if !counts.contains_key(&key) && counts.len() >= MAX_SUBJECTS {
         counts.retain(|_, c| c.window >= window);
         if counts.len() >= MAX_SUBJECTS {
-            counts.clear();
+            // All of this window (a flood from many addresses): the half that used least is
+            // forgotten, not everyone's count. A forgotten client's flushed requests are read
+            // back from the shared count with the next flush; only its unflushed ones (fewer
+            // than a burst) are lost.
+            let mut used: Vec<u32> = counts.values().map(|c| c.shared + c.pending).collect();
+            let middle = used.len() / 2;
+            let (_, &mut median, _) = used.select_nth_unstable(middle);
+            counts.retain(|_, c| c.shared + c.pending > median);
+            if counts.len() >= MAX_SUBJECTS / 2 {
+                // Nearly all with the same count: keep an arbitrary half.
+                let mut n = 0;
+                counts.retain(|_, _| {
+                    n += 1;
+                    n <= MAX_SUBJECTS / 2
+                });
+            }
         }
     }
     let c = counts.entry(key).or_default();
@@ -148,6 +166,19 @@ fn current<'m>(
         };
     }
     c
+}
+
+/// The address a client's requests are counted under: an IPv4 address (also when written as
+/// an IPv4-mapped IPv6 one) as it is, an IPv6 address by its /64, which one client (a home or a
+/// host of a provider) commonly holds whole.
+fn counted_as(ip: IpAddr) -> IpAddr {
+    match ip {
+        IpAddr::V4(_) => ip,
+        IpAddr::V6(v6) => match v6.to_ipv4_mapped() {
+            Some(v4) => IpAddr::V4(v4),
+            None => IpAddr::V6((u128::from(v6) & !u128::from(u64::MAX)).into()),
+        },
+    }
 }
 
 fn now_s() -> i64 {
@@ -208,14 +239,6 @@ impl Limiter {
             reset,
         };
         (decision, confirm)
-    }
-
-    /// Counts one failed request of `subject`, whatever the count.
-    fn charge(&self, class: Class, quota: Quota, subject: &Subject) {
-        let now = now_s();
-        let window = now - now.rem_euclid(i64::from(quota.window_s));
-        let mut counts = self.counts.lock().unwrap_or_else(|e| e.into_inner());
-        current(&mut counts, class, subject, window).pending += 1;
     }
 
     /// Admits one request of `subject` or not.
@@ -322,7 +345,7 @@ impl Limiter {
     }
 
     /// The client's address: the peer, or, when the peer is a trusted proxy, the last address
-    /// before the trusted ones in `Forwarded` (or `X-Forwarded-For`).
+    /// before the trusted ones in `X-Forwarded-For`.
     pub fn client_address(&self, req: &ServiceRequest) -> Option<IpAddr> {
         let peer = req.peer_addr()?.ip();
         client_address(peer, req.headers(), &self.proxies)
@@ -339,28 +362,16 @@ pub fn client_address(
     if !trusted(peer) {
         return Some(peer);
     }
+    // Only X-Forwarded-For, which proxies append to: a `Forwarded` header the client sent
+    // would pass a proxy that sets only X-Forwarded-For untouched, and be believed.
     let mut hops: Vec<IpAddr> = Vec::new();
-    if let Some(forwarded) = headers.get(header::FORWARDED).and_then(|v| v.to_str().ok()) {
-        for element in forwarded.split(',') {
-            for pair in element.split(';') {
-                if let Some((name, value)) = pair.trim().split_once('=') {
-                    if name.trim().eq_ignore_ascii_case("for") {
-                        if let Some(ip) = forwarded_ip(value) {
-                            hops.push(ip);
-                        }
-                    }
-                }
-            }
-        }
-    } else {
-        for value in headers.get_all(HeaderName::from_static("x-forwarded-for")) {
-            if let Ok(value) = value.to_str() {
-                hops.extend(
-                    value
-                        .split(',')
-                        .filter_map(|v| v.trim().parse::<IpAddr>().ok()),
-                );
-            }
+    for value in headers.get_all(HeaderName::from_static("x-forwarded-for")) {
+        if let Ok(value) = value.to_str() {
+            hops.extend(
+                value
+                    .split(',')
+                    .filter_map(|v| v.trim().parse::<IpAddr>().ok()),
+            );
         }
     }
     Some(
@@ -369,17 +380,6 @@ pub fn client_address(
             .find(|ip| !trusted(*ip))
             .unwrap_or(peer),
     )
-}
-
-/// An address of `Forwarded: for=`: `1.2.3.4`, `"[2001:db8::1]:4711"`, `1.2.3.4:80`.
-fn forwarded_ip(value: &str) -> Option<IpAddr> {
-    let v = value.trim().trim_matches('"');
-    if let Some(rest) = v.strip_prefix('[') {
-        return rest.split(']').next()?.parse().ok();
-    }
-    v.parse()
-        .ok()
-        .or_else(|| v.rsplit_once(':').and_then(|(ip, _)| ip.parse().ok()))
 }
 
 /// The middleware: limits every request, and counts a failed authentication against its
@@ -395,13 +395,10 @@ pub async fn limit(
     let Some(quota) = limiter.quota(class) else {
         return next.call(req).await.map(|r| r.map_into_boxed_body());
     };
-    let address = limiter.client_address(&req);
-    let key_prefix = req
-        .headers()
-        .get(header::AUTHORIZATION)
-        .map(|v| bearer_prefix(v.as_bytes()));
-    let decision = match (&key_prefix, address) {
-        (Some(prefix), address) => {
+    let address = limiter.client_address(&req).map(counted_as);
+    let decision = match (req.headers().get(header::AUTHORIZATION), address) {
+        (Some(authorization), address) => {
+            let prefix = bearer_prefix(authorization.as_bytes());
             // Keys from an address that keeps failing to authenticate are not looked up.
             let failing = address.map(|ip| {
                 limiter
@@ -410,21 +407,25 @@ pub async fn limit(
             });
             match failing {
                 Some(d) if !d.allowed => d,
-                _ => match prefix {
-                    Some(prefix) => {
-                        limiter
-                            .check(class, quota, &Subject::Key(prefix.clone()))
-                            .await
+                // The key is looked up here (once: the handler uses what was found), and only
+                // a key that authenticates is charged: a request naming a key's public prefix
+                // with a made-up secret must not use up that key's quota. A failure is charged
+                // to the client's address.
+                _ => match (auth::authenticate(req.request()).await, prefix, address) {
+                    (Ok(Some(_)), Some(prefix), _) => {
+                        limiter.check(class, quota, &Subject::Key(prefix)).await
                     }
-                    // Not even shaped like a key: it will fail; it is counted as a failure.
-                    None => match address {
-                        Some(ip) => limiter.check(class, quota, &Subject::Failures(ip)).await,
-                        None => {
-                            limiter
-                                .decide(class, quota, &Subject::Key(String::new()), true)
-                                .0
-                        }
-                    },
+                    (Err(ApiError::Unauthorized(_)), _, Some(ip)) => {
+                        limiter.check(class, quota, &Subject::Failures(ip)).await
+                    }
+                    // The key could not be checked (the database is unavailable): the handler
+                    // will say so; counted as the address's.
+                    (_, _, Some(ip)) => limiter.check(class, quota, &Subject::Address(ip)).await,
+                    (_, _, None) => {
+                        limiter
+                            .decide(class, quota, &Subject::Key(String::new()), true)
+                            .0
+                    }
                 },
             }
         }
@@ -442,13 +443,6 @@ pub async fn limit(
         return Ok(ServiceResponse::new(http, res));
     }
     let mut res = next.call(req).await?.map_into_boxed_body();
-    // A well-formed key that failed: counted against the address too (a malformed one was
-    // counted there already).
-    if let (StatusCode::UNAUTHORIZED, Some(Some(_)), Some(ip)) =
-        (res.status(), &key_prefix, address)
-    {
-        limiter.charge(class, quota, &Subject::Failures(ip));
-    }
     add_fields(res.headers_mut(), &decision);
     Ok(res)
 }
@@ -497,19 +491,44 @@ mod tests {
             client_address(peer, &headers, &cidrs(&["10.0.0.0/8"])),
             Some("203.0.113.9".parse().unwrap())
         );
+        // A Forwarded header (which a proxy setting X-Forwarded-For passes on) is not believed.
         headers.insert(
             header::FORWARDED,
             HeaderValue::from_static("for=6.6.6.6, for=\"[2001:db8::1]:4711\";proto=https"),
         );
         assert_eq!(
             client_address(peer, &headers, &cidrs(&["10.0.0.0/8"])),
-            Some("2001:db8::1".parse().unwrap())
+            Some("203.0.113.9".parse().unwrap())
         );
         let outsider: IpAddr = "198.51.100.7".parse().unwrap();
         assert_eq!(
             client_address(outsider, &headers, &cidrs(&["10.0.0.0/8"])),
             Some(outsider)
         );
+    }
+
+    #[test]
+    fn an_ipv6_client_is_counted_by_its_64() {
+        let a = counted_as("2001:db8:1:2:aaaa::1".parse().unwrap());
+        assert_eq!(a, counted_as("2001:db8:1:2:ffff:1:2:3".parse().unwrap()));
+        assert_eq!(a, "2001:db8:1:2::".parse::<IpAddr>().unwrap());
+        assert_ne!(a, counted_as("2001:db8:1:3::1".parse().unwrap()));
+        let v4: IpAddr = "192.0.2.7".parse().unwrap();
+        assert_eq!(counted_as(v4), v4);
+        assert_eq!(counted_as("::ffff:192.0.2.7".parse().unwrap()), v4);
+    }
+
+    #[test]
+    fn a_flood_of_new_subjects_forgets_the_lightest_not_everyone() {
+        let mut counts = HashMap::new();
+        let heavy = Subject::Address("192.0.2.1".parse().unwrap());
+        current(&mut counts, Class::Read, &heavy, 60).pending = 50;
+        for i in 0..MAX_SUBJECTS as u32 {
+            let ip = IpAddr::V6((0x2001_0db8_u128 << 96 | u128::from(i) << 64).into());
+            current(&mut counts, Class::Read, &Subject::Address(ip), 60).pending = 1;
+        }
+        assert!(counts.len() <= MAX_SUBJECTS);
+        assert_eq!(counts[&(Class::Read, heavy)].pending, 50);
     }
 
     #[test]

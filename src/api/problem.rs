@@ -38,7 +38,7 @@ pub struct Problem {
     pub errors: Vec<FieldError>,
 }
 
-#[derive(Debug, thiserror::Error)]
+#[derive(Debug, Clone, thiserror::Error)]
 pub enum ApiError {
     /// Malformed syntax: bad JSON, bad path or query parameter, bad cursor.
     #[error("{detail}")]

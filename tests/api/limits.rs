@@ -163,3 +163,68 @@ async fn forwarded_addresses_count_only_from_trusted_proxies() {
     // Trusted: two clients behind the proxy, two requests each.
     assert_eq!(statuses(&trusting).await, [200, 200, 200, 200]);
 }
+
+#[actix_web::test]
+async fn a_made_up_secret_under_a_real_keys_prefix_uses_up_nothing_of_that_keys_quota() {
+    // Behind a trusted proxy, so that the attacker and the key's owner have addresses of their
+    // own.
+    let app = TestApp::spawn_with(|serve, _| {
+        serve.rate_limit_read = limit("3/60s:1");
+        serve.trusted_proxies = vec!["127.0.0.1".parse().unwrap()];
+    })
+    .await;
+    let real = app.key(Scope::Read).await;
+    let (prefix, _) = key::split(&real).unwrap();
+    let forged = format!("sig_{prefix}_not-the-secret");
+    assert!(real.starts_with("sig_"), "{real}");
+    let from = |ip: &'static str, token: &str| {
+        app.request(Method::GET, "/v1/signals", token)
+            .insert_header(("X-Forwarded-For", ip))
+    };
+    let mut statuses = Vec::new();
+    for _ in 0..5 {
+        statuses.push(
+            from("203.0.113.66", &forged)
+                .send()
+                .await
+                .unwrap()
+                .status()
+                .as_u16(),
+        );
+    }
+    // Charged to the attacker's address: 401 while it has failures left, then 429.
+    assert_eq!(statuses, [401, 401, 401, 429, 429]);
+    // The key's own quota is whole.
+    for _ in 0..3 {
+        assert_eq!(
+            from("198.51.100.7", &real).send().await.unwrap().status(),
+            200
+        );
+    }
+    assert_eq!(
+        from("198.51.100.7", &real).send().await.unwrap().status(),
+        429
+    );
+}
+
+#[actix_web::test]
+async fn a_forwarded_header_is_not_believed_even_from_a_trusted_proxy() {
+    let app = TestApp::spawn_with(|serve, _| {
+        serve.rate_limit_read = limit("2/60s:1");
+        serve.trusted_proxies = vec!["127.0.0.1".parse().unwrap()];
+    })
+    .await;
+    let mut statuses = Vec::new();
+    for i in 0..4 {
+        let res = app
+            .get("/healthz")
+            .insert_header(("X-Forwarded-For", "203.0.113.5"))
+            .insert_header(("Forwarded", format!("for=192.0.2.{i}")))
+            .send()
+            .await
+            .unwrap();
+        statuses.push(res.status().as_u16());
+    }
+    // One client (the X-Forwarded-For address), however its Forwarded header varies.
+    assert_eq!(statuses, [200, 200, 429, 429]);
+}
