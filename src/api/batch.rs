@@ -9,6 +9,7 @@ use utoipa::ToSchema;
 use uuid::Uuid;
 
 use super::auth::{Principal, Writer};
+use super::conditions::NoParameters;
 use super::idempotency::{self, Idempotency, Reply, Write};
 use super::problem::{responses, ApiError};
 use super::{read_json, AppState};
@@ -80,6 +81,7 @@ pub async fn batch_signals(
     req: HttpRequest,
     state: web::Data<AppState>,
     Writer(principal): Writer,
+    _none: NoParameters,
     payload: web::Payload,
 ) -> Result<HttpResponse, ApiError> {
     let body = read_json(&req, payload, BATCH_BODY_LIMIT, &["application/json"]).await?;

@@ -85,11 +85,13 @@ impl Cached {
         response
     }
 
+    /// What keeping it under `key` takes: its bytes (kept at their exact size, see
+    /// [`Cache::put`]), the key twice (the map's and the order's) and the bookkeeping.
     fn size(&self, key: &str) -> usize {
         self.body.len()
             + self.etag.len()
             + self.link.as_ref().map_or(0, |l| l.len())
-            + key.len()
+            + 2 * key.len()
             + 96
     }
 }
@@ -148,6 +150,17 @@ impl Fill<'_> {
     pub fn keep(self, value: Cached, replayed: Option<u64>) {
         self.cache
             .put(self.key.clone(), value, self.ticket, replayed);
+    }
+
+    /// The WAL position the read should be routed for: the client's `needed` and, when its
+    /// answer may be kept, the position the listener had seen when the read began (a replica
+    /// behind it gives an answer that [`Cache::put`] throws away).
+    pub fn needs(&self, needed: u64) -> u64 {
+        if self.cache.capacity > 0 && self.cache.usable() {
+            needed.max(self.ticket.seen)
+        } else {
+            needed
+        }
     }
 }
 
@@ -277,6 +290,12 @@ impl Cache {
         if size > self.capacity / 4 {
             return;
         }
+        // A body may hold spare capacity (a Vec grown while writing it), which the size does not
+        // count: what is kept is copied to its exact size.
+        let value = Cached {
+            body: Bytes::copy_from_slice(&value.body),
+            ..value
+        };
         let mut entries = self.entries.lock().unwrap_or_else(|e| e.into_inner());
         // Checked under the lock that emptying takes too: no fill slips in after an emptying.
         if self.generation.load(Ordering::Acquire) != generation {

@@ -80,7 +80,7 @@ where
         Lookup::Miss(fill) => fill,
     };
     let (items, replayed) = state
-        .read(needed, async |route| {
+        .read(fill.needs(needed), async |route| {
             let mut conn = db::conn(route.list_pool).await?;
             count(&mut conn).await
         })

@@ -196,7 +196,7 @@ async fn feed(
         Lookup::Hit(hit) => hit,
         Lookup::Miss(fill) => {
             let (made, replayed) = state
-                .read(read_after.needed(), async |route| {
+                .read(fill.needs(read_after.needed()), async |route| {
                     make(&req, route.list_pool, &query, format, kind).await
                 })
                 .await?;

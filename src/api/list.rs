@@ -111,8 +111,11 @@ pub async fn list_signals(
         },
         false => None,
     };
+    let needed = fill
+        .as_ref()
+        .map_or(read_after.needed(), |f| f.needs(read_after.needed()));
     let ((page, total), replayed) = state
-        .read(read_after.needed(), async |route| {
+        .read(needed, async |route| {
             let (mut conn, plan) = route
                 .list_conn(
                     &query.filter,

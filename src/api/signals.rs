@@ -9,7 +9,7 @@ use futures_util::future::BoxFuture;
 
 use super::auth::{Principal, Reader, Writer};
 use super::cache::{Cached, Lookup};
-use super::conditions::{not_found, IfMatch, IfNoneMatch, ReadAfter, SignalPath};
+use super::conditions::{not_found, IfMatch, IfNoneMatch, NoParameters, ReadAfter, SignalPath};
 use super::idempotency::{self, Idempotency, Reply, Write};
 use super::problem::{responses, ApiError};
 use super::{read_json, signal_etag, AppState};
@@ -68,6 +68,7 @@ pub async fn create_signal(
     req: HttpRequest,
     state: web::Data<AppState>,
     Writer(principal): Writer,
+    _none: NoParameters,
     payload: web::Payload,
 ) -> Result<HttpResponse, ApiError> {
     let body = read_json(&req, payload, BODY_LIMIT, JSON).await?;
@@ -128,6 +129,7 @@ pub async fn get_signal(
     state: web::Data<AppState>,
     _reader: Reader,
     SignalPath(signal_ref): SignalPath,
+    _none: NoParameters,
     held: IfNoneMatch,
     read_after: ReadAfter,
 ) -> Result<HttpResponse, ApiError> {
@@ -140,7 +142,7 @@ pub async fn get_signal(
         Lookup::Miss(fill) => fill,
     };
     let (found, replayed) = state
-        .read(read_after.needed(), async |route| {
+        .read(fill.needs(read_after.needed()), async |route| {
             Ok(lookups::lookup(route.lookups, &signal_ref).await?)
         })
         .await?;
@@ -183,6 +185,7 @@ pub async fn replace_signal(
     state: web::Data<AppState>,
     Writer(principal): Writer,
     SignalPath(signal_ref): SignalPath,
+    _none: NoParameters,
     if_match: IfMatch,
     payload: web::Payload,
 ) -> Result<HttpResponse, ApiError> {
@@ -233,6 +236,7 @@ pub async fn patch_signal(
     state: web::Data<AppState>,
     Writer(principal): Writer,
     SignalPath(signal_ref): SignalPath,
+    _none: NoParameters,
     if_match: IfMatch,
     payload: web::Payload,
 ) -> Result<HttpResponse, ApiError> {
@@ -272,6 +276,7 @@ pub async fn delete_signal(
     state: web::Data<AppState>,
     Writer(principal): Writer,
     SignalPath(signal_ref): SignalPath,
+    _none: NoParameters,
     if_match: IfMatch,
 ) -> Result<HttpResponse, ApiError> {
     let mut conn = db::conn(&state.pool).await?;

@@ -170,12 +170,19 @@ impl Hub {
         // Every change committed from now on is sent out: the position to go on from is read
         // before the service serves (else a change committed before the listener's first
         // wake-up would be taken for an old one).
-        let newest = match db::conn(&pool).await {
+        // What a replica must have replayed to be as new as every change before that position
+        // is read after it: a change committed before this instance started must not be read
+        // (and cached) from a replica that has not replayed it.
+        let (newest, lsn) = match db::conn(&pool).await {
             Ok(mut conn) => {
-                changes::bounds(&mut conn)
+                let newest = changes::bounds(&mut conn)
                     .await
                     .map_err(|e| crate::Fatal(format!("cannot read the change log: {e}")))?
-                    .1
+                    .1;
+                let lsn = db::replicas::primary_lsn(&mut conn)
+                    .await
+                    .map_err(|e| crate::Fatal(format!("cannot read the WAL position: {e}")))?;
+                (newest, lsn)
             }
             Err(e) => return Err(crate::Fatal(format!("cannot read the change log: {e}"))),
         };
@@ -190,7 +197,7 @@ impl Hub {
             max_streams,
             pool,
             closing: tokio::sync::watch::channel(false).0,
-            seen_lsn: AtomicU64::new(0),
+            seen_lsn: AtomicU64::new(lsn),
             processed_lsn: AtomicU64::new(0),
             on_change: std::sync::Mutex::new(Vec::new()),
         });

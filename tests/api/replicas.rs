@@ -175,6 +175,60 @@ async fn reads_go_to_the_replica_and_a_write_is_read_back_through_another_instan
     }
 }
 
+/// Runs `sql` on the replica.
+async fn on_replica(replica: &Cluster, sql: &str) {
+    let (client, conn) = tokio_postgres::connect(&replica.url(), tokio_postgres::NoTls)
+        .await
+        .unwrap();
+    actix_web::rt::spawn(conn);
+    client.batch_execute(sql).await.unwrap();
+}
+
+#[actix_web::test]
+async fn an_instance_started_after_a_write_reads_it_though_its_replica_has_not_replayed_it() {
+    let mut pair = pair().await;
+    let key = cli(
+        &pair.primary.url(),
+        &["keys", "create", "--name", "r", "--scope", "write"],
+    );
+    // A lag this long keeps the stalled replica in use: only the positions decide.
+    let settings = [("SIGNALS_REPLICA_MAX_LAG_MS", "60000")];
+    let a = pair.service("a", &settings).await;
+    replica_serving(&a).await;
+    on_replica(&pair.replica, "SELECT pg_wal_replay_pause()").await;
+    let res = client()
+        .post(format!("{a}/v1/signals"))
+        .insert_header(("Authorization", format!("Bearer {key}")))
+        .send_json(&signal(json!({ "slug": "before-b" })))
+        .await
+        .unwrap();
+    assert_eq!(res.status(), 201);
+    // B starts after the write, its cache on: the write was made before its listener could
+    // see it, yet no read of B may come from (or be cached from) the stalled replica.
+    let b = pair.service("b", &settings).await;
+    replica_serving(&b).await;
+    for _ in 0..3 {
+        let res = client()
+            .get(format!("{b}/v1/signals/before-b"))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(
+            res.status(),
+            200,
+            "B read the signal written before it started"
+        );
+        let mut res = client()
+            .get(format!("{b}/v1/signals"))
+            .send()
+            .await
+            .unwrap();
+        let page = json_body(&mut res).await;
+        assert_eq!(page["items"][0]["slug"], "before-b", "{page}");
+    }
+    on_replica(&pair.replica, "SELECT pg_wal_replay_resume()").await;
+}
+
 #[actix_web::test]
 async fn stopping_the_replica_under_load_costs_clients_nothing_and_a_promoted_one_takes_over() {
     let mut pair = pair().await;
