@@ -345,8 +345,11 @@ fn cors(write_origins: Arc<Vec<String>>) -> Cors {
             header::CONTENT_TYPE,
             header::IF_MATCH,
             header::IF_NONE_MATCH,
+            header::IF_MODIFIED_SINCE,
             header::HeaderName::from_static("idempotency-key"),
             header::HeaderName::from_static("x-request-id"),
+            header::HeaderName::from_static("last-event-id"),
+            header::HeaderName::from_static(crate::api::conditions::READ_AFTER),
         ])
         .expose_headers([
             header::ETAG,
@@ -357,6 +360,7 @@ fn cors(write_origins: Arc<Vec<String>>) -> Cors {
             crate::api::limits::RATELIMIT_POLICY,
             header::HeaderName::from_static("x-request-id"),
             header::HeaderName::from_static("idempotent-replayed"),
+            header::HeaderName::from_static(crate::api::conditions::READ_AFTER),
         ])
         .max_age(3600)
 }

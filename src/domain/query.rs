@@ -298,8 +298,8 @@ pub const LIST_PARAMS: &[Param] = &[
         "sort",
         Kind::Sort,
         "Order; ties break by `published_at`, then `id`, in the same direction (`relevance`: \
-         newest first). Default `-published_at`, or `relevance` when `q` is given. Without `q` \
-         every signal is equally relevant, so `relevance` is newest first.",
+         newest first). Default `-published_at`, or `relevance` when `q` is given; `relevance` \
+         only with `q` (else 400).",
     ),
     param(
         "limit",
@@ -735,6 +735,12 @@ impl ListQuery {
         if q.filter.q.is_some() && !sort_given {
             q.sort = Sort::Relevance;
         }
+        if q.sort == Sort::Relevance && q.filter.q.is_none() {
+            return Err(FieldError::new(
+                "sort",
+                "relevance is the order of a text search: it needs q",
+            ));
+        }
         Ok(q)
     }
 }
@@ -986,9 +992,13 @@ mod tests {
             TAG_PARAMS
         )
         .is_ok());
-        // Without a text query every signal is as relevant as any other: newest first.
+        // `relevance` is the order of a text search (API.md: "only with `q`").
         assert_eq!(
-            ListQuery::parse("sort=relevance").unwrap().sort,
+            ListQuery::parse("sort=relevance").unwrap_err().field,
+            "sort"
+        );
+        assert_eq!(
+            ListQuery::parse("sort=relevance&q=deepseek").unwrap().sort,
             Sort::Relevance
         );
     }

@@ -252,7 +252,8 @@ pub async fn reader_feed(
 ) -> Result<HttpResponse, PageError> {
     reader?;
     let needed = read_after.needed();
-    let query = ListQuery::parse_page(req.query_string()).map_err(ApiError::parameter)?;
+    let filled = filled(req.query_string());
+    let query = ListQuery::parse_page(&filled).map_err(ApiError::parameter)?;
     let after = query
         .after(&state.cursor_key)
         .map_err(ApiError::parameter)?;
@@ -337,7 +338,7 @@ pub async fn reader_feed(
         Some(_) => String::new(),
         None => {
             let mut params = form_urlencoded::Serializer::new(String::new());
-            for (name, value) in form_urlencoded::parse(req.query_string().as_bytes()) {
+            for (name, value) in form_urlencoded::parse(filled.as_bytes()) {
                 if ["min_score", "max_score", "category", "tag", "any_tag"].contains(&&*name) {
                     params.append_pair(&name, &value);
                 }
@@ -368,7 +369,13 @@ pub async fn reader_feed(
             escape(&next)
         );
     }
-    let feeds_query = match req.query_string() {
+    // The same filters (the feeds have no pages: no cursor).
+    let filters = filled
+        .split('&')
+        .filter(|pair| pair.split('=').next() != Some("cursor"))
+        .collect::<Vec<_>>()
+        .join("&");
+    let feeds_query = match filters.as_str() {
         "" => String::new(),
         q => format!("?{}", escape(q)),
     };
@@ -385,6 +392,20 @@ pub async fn reader_feed(
         &main,
     );
     Ok(html_page(&held, StatusCode::OK, body, state.public_read))
+}
+
+/// The page's query string without the fields the filter form left empty: without JavaScript
+/// the form sends every field (`min_score=` for "any"), which the page reads as not given.
+/// Filtered as written (not decoded and encoded again), so what is malformed stays so.
+fn filled(query_string: &str) -> String {
+    query_string
+        .split('&')
+        .filter(|pair| match pair.split_once('=') {
+            Some((_, value)) => !value.is_empty(),
+            None => !pair.is_empty(),
+        })
+        .collect::<Vec<_>>()
+        .join("&")
 }
 
 /// The slug of `/s/{slug}`.

@@ -295,6 +295,41 @@ async fn cors_allows_reads_anywhere_and_writes_from_configured_origins() {
     );
     let res = preflight("https://any.example", "POST").await.unwrap();
     assert!(header(&res, "access-control-allow-origin").is_none());
+    // Every request header a read documents may be sent from any origin.
+    for name in [
+        "if-none-match",
+        "if-modified-since",
+        "last-event-id",
+        "signals-read-after",
+    ] {
+        let res = app
+            .client
+            .request(Method::OPTIONS, app.url("/v1/feed.json"))
+            .insert_header(("Origin", "https://any.example"))
+            .insert_header(("Access-Control-Request-Method", "GET"))
+            .insert_header(("Access-Control-Request-Headers", name))
+            .send()
+            .await
+            .unwrap();
+        assert!(res.status().is_success(), "{name}: {}", res.status());
+        assert_eq!(
+            header(&res, "access-control-allow-origin").as_deref(),
+            Some("https://any.example"),
+            "{name}"
+        );
+    }
+    // A write's answer tells a browser app where its next read must be (read your writes).
+    let res = app
+        .get("/v1/signals")
+        .insert_header(("Origin", "https://admin.example"))
+        .send()
+        .await
+        .unwrap();
+    let exposed = header(&res, "access-control-expose-headers").unwrap_or_default();
+    assert!(
+        exposed.to_ascii_lowercase().contains("signals-read-after"),
+        "{exposed}"
+    );
 }
 
 #[actix_web::test]

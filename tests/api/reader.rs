@@ -93,6 +93,24 @@ async fn filters_and_the_more_link_page_through_the_list() {
     let (_, _, second) = page(&app, &more).await;
     assert_eq!(second.matches("<li data-id=").count(), 5);
     assert!(!second.contains("id=\"more\""));
+    // The feeds offered beside a later page have the filters, not the cursor (which they do
+    // not take).
+    assert!(
+        second.contains("href=\"/v1/feed.atom\"") && second.contains("href=\"/v1/feed.json\""),
+        "{second}"
+    );
+    // The filter form as sent without JavaScript: every field, the empty ones meaning "any".
+    let (status, _, unfiltered) = page(&app, "/?min_score=&category=&tag=&q=").await;
+    assert_eq!(status, 200, "{unfiltered}");
+    assert_eq!(unfiltered.matches("<li data-id=").count(), 20);
+    assert!(unfiltered.contains("data-stream=\"/v1/signals/stream\""));
+    let (status, _, odd) = page(&app, "/?min_score=5&category=odd&tag=&q=").await;
+    assert_eq!(status, 200, "{odd}");
+    assert_eq!(odd.matches("<li data-id=").count(), 6);
+    assert!(
+        odd.contains("href=\"/v1/feed.atom?min_score=5&amp;category=odd\""),
+        "{odd}"
+    );
     let (_, _, odd) = page(&app, "/?category=odd&min_score=5").await;
     assert_eq!(odd.matches("<li data-id=").count(), 6);
     assert!(odd.contains("<option value=\"Odd\" selected>"), "{odd}");
