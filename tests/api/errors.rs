@@ -154,6 +154,7 @@ async fn bad_path_and_query_parameters_are_400() {
         "since=yesterday",
         "min_score=1&min_score=2",
         "colour=red",
+        "sort=relevance",
     ] {
         let mut res = app
             .get(&format!("/v1/signals?{query}"))
@@ -163,6 +164,41 @@ async fn bad_path_and_query_parameters_are_400() {
         let problem = assert_problem(&mut res, 400).await;
         assert!(!problem["errors"].as_array().unwrap().is_empty(), "{query}");
     }
+    // Endpoints without query parameters report one that is sent, as the lists do.
+    let mut res = app
+        .request(Method::POST, "/v1/signals", &key)
+        .send_json(&signal(json!({"slug": "made"})))
+        .await
+        .unwrap();
+    assert_eq!(res.status(), 201);
+    json_body(&mut res).await;
+    for (method, path) in [
+        (Method::GET, "/v1/signals/made?fields=title"),
+        (Method::POST, "/v1/signals?dry_run=true"),
+        (Method::PUT, "/v1/signals/made?x=1"),
+        (Method::PATCH, "/v1/signals/made?x=1"),
+        (Method::DELETE, "/v1/signals/made?x=1"),
+        (Method::POST, "/v1/signals/batch?on_conflict=skip"),
+    ] {
+        let mut res = app
+            .request(method.clone(), path, &key)
+            .send_json(&signal(json!({"slug": "other"})))
+            .await
+            .unwrap();
+        let problem = assert_problem(&mut res, 400).await;
+        assert!(
+            problem["detail"]
+                .as_str()
+                .unwrap()
+                .contains("not a parameter"),
+            "{method} {path}: {problem}"
+        );
+    }
+    // Nothing was changed by them.
+    let res = app.get("/v1/signals/made").send().await.unwrap();
+    assert_eq!(res.status(), 200);
+    let res = app.get("/v1/signals/other").send().await.unwrap();
+    assert_eq!(res.status(), 404);
 }
 
 #[actix_web::test]
