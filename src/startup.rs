@@ -86,7 +86,11 @@ pub async fn run(
     // then its statement.
     let lookup_limit = db_timeout + Duration::from_millis(db_settings.statement_timeout_ms);
     let openapi = api::openapi();
-    let routes = web::Data::new(RouteTable::from_openapi(&openapi));
+    let routes = web::Data::new(
+        RouteTable::from_openapi(&openapi)
+            .with_page("/docs")
+            .with_page("/docs/{_:.*}"),
+    );
     let openapi_json =
         web::Data::new(OpenApiJson(Arc::new(openapi.to_pretty_json().map_err(
             |e| Fatal(format!("cannot render the OpenAPI document: {e}")),
@@ -293,13 +297,14 @@ pub async fn run(
                         .persist_authorization(true),
                 ),
             )
-            .route(
-                "/docs",
-                web::get().to(|| async {
-                    HttpResponse::PermanentRedirect()
-                        .insert_header((header::LOCATION, "/docs/"))
-                        .finish()
-                }),
+            .service(
+                web::resource("/docs")
+                    .get(|| async {
+                        HttpResponse::PermanentRedirect()
+                            .insert_header((header::LOCATION, "/docs/"))
+                            .finish()
+                    })
+                    .default_service(web::to(api::no_route)),
             )
             .default_service(web::to(api::no_route))
     })

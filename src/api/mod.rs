@@ -427,6 +427,12 @@ impl RouteTable {
         RouteTable(routes)
     }
 
+    /// Adds a path served outside the document (the docs' pages), answering GET and HEAD.
+    pub fn with_page(mut self, path: &str) -> Self {
+        self.0.push((ResourceDef::new(path), vec!["GET", "HEAD"]));
+        self
+    }
+
     /// The `Allow` value for a path: the methods of the documented path that names it. When
     /// several templates match (`/v1/signals/batch` and `/v1/signals/{id_or_slug}`), the one
     /// with fewer variables is that path, as routing decides.
