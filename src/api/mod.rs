@@ -453,7 +453,8 @@ pub async fn no_route(
     table: web::Data<RouteTable>,
 ) -> Result<HttpResponse, ApiError> {
     let method = middleware::original_method(&req);
-    match table.allowed(req.path()) {
+    // The path as routing read it (escapes of unreserved characters decoded).
+    match table.allowed(req.match_info().get_ref().path()) {
         // A plain OPTIONS (CORS preflights are answered before routing) lists the methods.
         Some(allow) if method == actix_web::http::Method::OPTIONS => Ok(HttpResponse::NoContent()
             .insert_header((header::ALLOW, allow))

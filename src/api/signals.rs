@@ -25,11 +25,13 @@ const JSON: &[&str] = &["application/json"];
 const PATCH_TYPES: &[&str] = &["application/merge-patch+json", "application/json"];
 
 /// Routes `/v1/signals/{id_or_slug}` only for names a signal can have: the other resources
-/// under `/v1/signals/` (`batch`, `stream`) keep their own paths and methods.
+/// under `/v1/signals/` (`batch`, `stream`) keep their own paths and methods, also when their
+/// name is percent-encoded (`%62atch`), as routing decodes it.
 pub fn names_a_signal(ctx: &GuardContext<'_>) -> bool {
     let path = ctx.head().uri.path();
     let last = path.rsplit('/').next().unwrap_or_default();
-    !RESERVED_SLUGS.contains(&last)
+    let last = percent_encoding::percent_decode_str(last).decode_utf8_lossy();
+    !RESERVED_SLUGS.contains(&last.as_ref())
 }
 
 /// Create a signal

@@ -128,6 +128,14 @@ async fn unknown_routes_are_404_and_wrong_methods_405_with_allow() {
         .unwrap();
     assert_eq!(res.status(), 204);
     assert_eq!(header(&res, "allow").as_deref(), Some("GET, HEAD, POST"));
+    // Spelled with an escape, a resource's name is still that resource's.
+    let mut res = app
+        .request(Method::PUT, "/v1/signals/%62atch", &key)
+        .send()
+        .await
+        .unwrap();
+    assert_problem(&mut res, 405).await;
+    assert_eq!(header(&res, "allow").as_deref(), Some("POST"));
     // The docs' pages, outside the document, answer the same way.
     for path in ["/docs", "/docs/", "/docs/index.html"] {
         let mut res = app.request(Method::POST, path, &key).send().await.unwrap();
