@@ -494,6 +494,16 @@ pub async fn read_json(
             types.join(" or ")
         )));
     }
+    // Bodies are read as sent: a compressed one would only fail as JSON (RFC 9110: 415 for a
+    // content coding the server does not take).
+    if let Some(coding) = req.headers().get(header::CONTENT_ENCODING) {
+        if !coding.as_bytes().eq_ignore_ascii_case(b"identity") {
+            return Err(ApiError::UnsupportedMediaType(
+                "request bodies are taken without Content-Encoding (send the JSON uncompressed)"
+                    .into(),
+            ));
+        }
+    }
     let declared = req
         .headers()
         .get(header::CONTENT_LENGTH)

@@ -83,6 +83,22 @@ async fn a_body_that_is_not_json_is_415() {
         .await
         .unwrap();
     assert_problem(&mut res, 415).await;
+    // A compressed body is not decoded: said so, not reported as bad JSON.
+    let mut res = app
+        .request(Method::POST, "/v1/signals", &key)
+        .content_type("application/json")
+        .insert_header(("Content-Encoding", "gzip"))
+        .send_body(&b"\x1f\x8b\x08\x00"[..])
+        .await
+        .unwrap();
+    let problem = assert_problem(&mut res, 415).await;
+    assert!(
+        problem["detail"]
+            .as_str()
+            .unwrap()
+            .contains("Content-Encoding"),
+        "{problem}"
+    );
 }
 
 #[actix_web::test]
