@@ -134,6 +134,8 @@ pub async fn stream_signals(
         rx,
         ready: VecDeque::new(),
         last: resume.unwrap_or(-1),
+        told: resume.unwrap_or(-1),
+        written: tokio::time::Instant::now(),
         replaying: resume.is_some(),
         replay,
         closing: hub.closing(),
@@ -166,8 +168,12 @@ struct Feed {
     filter: ListFilter,
     rx: tokio::sync::broadcast::Receiver<Arc<Event>>,
     ready: VecDeque<Bytes>,
-    /// The last position sent (or resumed after).
+    /// The last position passed (sent, or not of this subscriber's filters), or resumed after.
     last: i64,
+    /// The last position the client was told (as an event's `id:`, or a keep-alive's).
+    told: i64,
+    /// When something was last sent: the next keep-alive is due [`KEEP_ALIVE`] after it.
+    written: tokio::time::Instant,
     replaying: bool,
     /// Where the replay is read: the primary, or a replica new enough.
     replay: crate::db::PgPool,
@@ -178,6 +184,12 @@ struct Feed {
 impl Feed {
     /// The next chunk to send; `None` ends the stream.
     async fn next(&mut self) -> Option<Bytes> {
+        let chunk = self.produce().await?;
+        self.written = tokio::time::Instant::now();
+        Some(chunk)
+    }
+
+    async fn produce(&mut self) -> Option<Bytes> {
         loop {
             if let Some(chunk) = self.ready.pop_front() {
                 return Some(chunk);
@@ -191,11 +203,20 @@ impl Feed {
             if *self.closing.borrow() {
                 return None;
             }
+            // Due since the last chunk sent, not since the last change: changes this subscriber
+            // does not want do not keep its connection quiet for longer.
             let next = tokio::select! {
                 _ = self.closing.changed() => return None,
-                next = tokio::time::timeout(KEEP_ALIVE, self.rx.recv()) => next,
+                next = tokio::time::timeout_at(self.written + KEEP_ALIVE, self.rx.recv()) => next,
             };
             match next {
+                // The keep-alive carries the position passed, when it moved past the last one
+                // told (changes of other filters): a reconnect resumes from there, so a rarely
+                // matching subscriber's position does not age out of the log.
+                Err(_) if self.last > self.told => {
+                    self.told = self.last;
+                    return Some(Bytes::from(format!(": keep-alive\nid: {}\n\n", self.last)));
+                }
                 Err(_) => return Some(Bytes::from_static(b": keep-alive\n\n")),
                 // Too slow: cut off, to reconnect and resume from the log.
                 Ok(Err(RecvError::Lagged(_))) | Ok(Err(RecvError::Closed)) => return None,
@@ -205,6 +226,7 @@ impl Feed {
                     }
                     self.last = event.change.position;
                     if live::concerns(&self.filter, &event.change) {
+                        self.told = self.last;
                         return Some(event.sse.clone());
                     }
                 }
@@ -231,7 +253,12 @@ impl Feed {
             .filter(|change| live::concerns(&self.filter, change))
             .collect();
         match live::events(&mut conn, wanted).await {
-            Ok(events) => self.ready.extend(events.into_iter().map(|e| e.sse)),
+            Ok(events) => {
+                if let Some(sent) = events.last() {
+                    self.told = sent.change.position;
+                }
+                self.ready.extend(events.into_iter().map(|e| e.sse));
+            }
             Err(_) => return false,
         }
         self.last = last;

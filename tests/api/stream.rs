@@ -407,3 +407,56 @@ async fn an_idle_stream_gets_a_comment_line_within_15_seconds() {
     assert!(chunk.starts_with(b":"), "{chunk:?}");
     assert!(started.elapsed() >= Duration::from_secs(14));
 }
+
+#[actix_web::test]
+async fn a_subscriber_whose_filters_match_nothing_gets_keep_alives_carrying_the_position_passed() {
+    let app = TestApp::spawn().await;
+    let key = app.key(Scope::Write).await;
+    let client = streaming_client();
+    let mut all = open(&client, app.url("/v1/signals/stream"), None).await;
+    let mut rare = open(&client, app.url("/v1/signals/stream?category=rare"), None).await;
+    let started = std::time::Instant::now();
+    // Changes every 4 s for 12 s, none of them this subscriber's: they must not keep its
+    // connection quiet past 15 s.
+    let writer = async {
+        for i in 0..4 {
+            if i > 0 {
+                actix_web::rt::time::sleep(Duration::from_secs(4)).await;
+            }
+            let res = app
+                .request(Method::POST, "/v1/signals", &key)
+                .send_json(&signal(json!({"category": "Common"})))
+                .await
+                .unwrap();
+            assert_eq!(res.status(), 201);
+        }
+    };
+    let reader = async {
+        let mut text = String::new();
+        while !text.contains("\n\n") {
+            let chunk = tokio::time::timeout(Duration::from_secs(17), rare.res.next())
+                .await
+                .expect("a keep-alive within 15 s of the last thing sent")
+                .unwrap()
+                .unwrap();
+            text.push_str(std::str::from_utf8(&chunk).unwrap());
+        }
+        (started.elapsed(), text)
+    };
+    let ((), (elapsed, text)) = tokio::join!(writer, reader);
+    assert!(text.starts_with(':'), "a comment, no event: {text:?}");
+    assert!(elapsed < Duration::from_millis(16_500), "after {elapsed:?}");
+    let mut positions = Vec::new();
+    while let Some(event) = all.next(Duration::from_secs(2)).await {
+        positions.push(event.id);
+    }
+    assert_eq!(positions.len(), 4);
+    // It tells the position passed (the newest change), so a reconnect resumes after it.
+    let told: i64 = text
+        .lines()
+        .find_map(|l| l.strip_prefix("id: "))
+        .expect("the position passed")
+        .parse()
+        .unwrap();
+    assert_eq!(told, *positions.iter().max().unwrap(), "{text:?}");
+}
