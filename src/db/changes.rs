@@ -88,14 +88,18 @@ pub async fn newest_time(
 
 /// Deletes the changes committed before `before` (`SIGNALS_EVENTS_RETENTION` ago) that the
 /// webhooks' fan-out has passed: one it has yet to read stays however old (a fan-out held up,
-/// or changes an import wrote while no instance ran, are delivered late, never lost).
+/// or changes an import wrote while no instance ran, are delivered late, never lost). The
+/// newest change always stays: the log never empties once it has had a change, so a stream
+/// resumed from a position before it is told 410 (an empty log could not tell an old position
+/// from a current one), and the feeds' `Last-Modified` keeps the time of the last change.
 pub async fn delete_before(
     conn: &mut AsyncPgConnection,
     before: DateTime<Utc>,
 ) -> diesel::QueryResult<usize> {
     diesel::sql_query(
         "DELETE FROM signal_changes WHERE committed_at < $1 \
-         AND position <= (SELECT position FROM webhook_fanout WHERE id = 1)",
+         AND position <= (SELECT position FROM webhook_fanout WHERE id = 1) \
+         AND position < (SELECT max(position) FROM signal_changes)",
     )
     .bind::<Timestamptz, _>(before)
     .execute(conn)

@@ -154,6 +154,26 @@ async fn changes_past_the_retention_are_deleted() {
     let (oldest, newest) = changes::bounds(&mut conn).await.unwrap();
     assert_eq!(oldest, newest);
     assert_eq!(all_changes(&app).await[0].slug, "new");
+    // Past the retention too, the newest change stays: the log does not empty, so a resume from
+    // an older position is still told it is gone (410), not given nothing.
+    diesel_async::RunQueryDsl::execute(
+        diesel::sql_query("UPDATE signal_changes SET committed_at = now() - interval '8 days'"),
+        &mut conn,
+    )
+    .await
+    .unwrap();
+    assert_eq!(
+        changes::delete_before(&mut conn, week_ago).await.unwrap(),
+        0
+    );
+    assert_eq!(changes::bounds(&mut conn).await.unwrap(), (newest, newest));
+    let mut res = app
+        .get("/v1/signals/stream")
+        .insert_header(("Last-Event-ID", (newest.unwrap() - 2).to_string()))
+        .send()
+        .await
+        .unwrap();
+    crate::helpers::assert_problem(&mut res, 410).await;
 }
 
 /// Waits until the webhooks' fan-out has read every change in the log.
@@ -190,6 +210,8 @@ async fn a_change_the_fan_out_has_not_read_outlives_the_retention() {
         .await
         .unwrap();
     app.create(&key, &signal(json!({"slug": "held"}))).await;
+    // (The newest change always stays: this one is what can go.)
+    app.create(&key, &signal(json!({"slug": "newest"}))).await;
     let mut conn = db::conn(&app.pool).await.unwrap();
     diesel_async::RunQueryDsl::execute(
         diesel::sql_query("UPDATE signal_changes SET committed_at = now() - interval '8 days'"),
@@ -209,4 +231,28 @@ async fn a_change_the_fan_out_has_not_read_outlives_the_retention() {
         changes::delete_before(&mut conn, week_ago).await.unwrap(),
         1
     );
+}
+
+/// A statement that changes no row (as a create's INSERT ... ON CONFLICT DO NOTHING on a taken
+/// derived slug) takes no lock of the log: two creates trying each other's slugs could otherwise
+/// wait for each other (a deadlock PostgreSQL breaks by failing one).
+#[actix_web::test]
+async fn a_statement_that_changes_no_row_holds_up_no_writer() {
+    let app = TestApp::spawn().await;
+    let key = app.key(Scope::Write).await;
+    let other = app.db.sql().await;
+    other
+        .batch_execute("BEGIN; UPDATE signals SET title = title WHERE false")
+        .await
+        .unwrap();
+    let res = tokio::time::timeout(
+        std::time::Duration::from_secs(3),
+        app.request(Method::POST, "/v1/signals", &key)
+            .send_json(&signal(json!({"slug": "not-held"}))),
+    )
+    .await
+    .expect("not held up by a transaction that changed nothing")
+    .unwrap();
+    assert_eq!(res.status(), 201);
+    other.batch_execute("COMMIT").await.unwrap();
 }
