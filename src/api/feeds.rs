@@ -266,10 +266,19 @@ async fn make(
         q => format!("{}?{q}", req.path()),
     };
     let versions: Vec<_> = signals.iter().map(|s| (s.id, s.updated_at)).collect();
-    // The links are part of the representation: a new public URL is a new version.
+    // The links are part of the representation: a new public URL is a new version. So is the
+    // Atom feed's `<updated>` (which any change moves, also one outside the filters); the JSON
+    // Feed has no such field.
+    let updated_in_body = match format {
+        Format::Atom => updated.timestamp_micros(),
+        Format::Json => 0,
+    };
     let etag = version_etag(
         &versions,
-        &format!("{kind}|{}|{asked}", base.0.as_deref().unwrap_or("")),
+        &format!(
+            "{kind}|{}|{asked}|{updated_in_body}",
+            base.0.as_deref().unwrap_or("")
+        ),
     );
     let feed = Feed {
         signals,

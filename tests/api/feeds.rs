@@ -329,3 +329,38 @@ async fn validators_answer_304_until_a_real_edit_or_a_deletion() {
         .unwrap();
     assert_eq!(res.status(), 200);
 }
+
+#[actix_web::test]
+async fn a_change_outside_the_filters_moves_the_atom_feeds_updated_and_so_its_etag() {
+    let app = public_app().await;
+    let key = app.key(Scope::Write).await;
+    app.create(&key, &signal(json!({"slug": "kept", "category": "Kept"})))
+        .await;
+    let (atom, atom_body) = fetch(&app, "/v1/feed.atom?category=kept").await;
+    let (json_feed, _) = fetch(&app, "/v1/feed.json?category=kept").await;
+    tokio::time::sleep(Duration::from_millis(10)).await;
+    app.create(
+        &key,
+        &signal(json!({"slug": "elsewhere", "category": "Other"})),
+    )
+    .await;
+    let (res, body) = fetch(&app, "/v1/feed.atom?category=kept").await;
+    let updated = |body: &[u8]| {
+        let text = std::str::from_utf8(body).unwrap();
+        let at = text.find("<updated>").unwrap();
+        text[at..at + text[at..].find("</updated>").unwrap()].to_owned()
+    };
+    // The same items, but the feed's <updated> moved: other bytes, another ETag.
+    assert_ne!(updated(&body), updated(&atom_body));
+    assert_ne!(header(&res, "etag"), header(&atom, "etag"));
+    let res = app
+        .get("/v1/feed.atom?category=kept")
+        .insert_header(("If-None-Match", header(&atom, "etag").unwrap()))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), 200);
+    // The JSON Feed has no such date: its items are the same, and so is its ETag.
+    let (res, _) = fetch(&app, "/v1/feed.json?category=kept").await;
+    assert_eq!(header(&res, "etag"), header(&json_feed, "etag"));
+}
