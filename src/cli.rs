@@ -55,7 +55,8 @@ enum Command {
     /// batches through the batch endpoint's validation and write path.
     Import {
         file: std::path::PathBuf,
-        /// What a line whose slug another signal has does; `skip` resumes an interrupted import.
+        /// What a line whose slug another signal has does; `skip` resumes an interrupted import
+        /// (exactly for lines that carry a slug: a line without one gets a new, suffixed slug).
         #[arg(long, value_enum, default_value = "error")]
         on_conflict: crate::domain::query::OnConflict,
         /// Signals per transaction.

@@ -302,14 +302,16 @@ fn refused(e: BatchError, lines: &[usize]) -> Fatal {
     }
 }
 
-/// The slugs a batch names, and the titles of its signals without one: two batches that share
-/// one are written one after the other, in order.
+/// The slugs a batch names or derives (from the title of a signal without one): two batches
+/// that share one are written one after the other, in order, so which signal gets a slug and
+/// which a suffixed one is the file's order, not a race ("Foo Bar", "Foo: Bar" and an explicit
+/// `foo-bar` all want `foo-bar`).
 fn names(items: &[SignalInput]) -> HashSet<String> {
     items
         .iter()
         .map(|item| match &item.slug {
-            Some(slug) => format!("slug {slug}"),
-            None => format!("title {}", item.title.to_lowercase()),
+            Some(slug) => slug.clone(),
+            None => crate::domain::signal::slug_from_title(&item.title),
         })
         .collect()
 }

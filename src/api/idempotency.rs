@@ -82,7 +82,9 @@ impl utoipa::IntoParams for Idempotency {
             .required(utoipa::openapi::Required::False)
             .description(Some(
                 "Makes retries safe: the write is done once per key and API key (24 hours). The \
-                 same key with another body is 422; while the first request is in flight, 409.",
+                 same key with another body is 422; while the first request is in flight, 409. \
+                 Only a write that was made is kept and replayed: a request that failed (4xx or \
+                 5xx) wrote nothing, so its retry is a new attempt.",
             ))
             .schema(Some(
                 ObjectBuilder::new()

@@ -660,7 +660,25 @@ fn decoded_pairs(query_string: &str) -> Result<Vec<(String, String)>, FieldError
 /// The parsed parameters of a query string, by the table: unknown names and repeated single
 /// values are refused.
 fn parse_pairs(query_string: &str, table: &[Param]) -> Result<Vec<(Param, Parsed)>, FieldError> {
+    parse_pairs_of(query_string, table, Empty::Parsed)
+}
+
+/// What an empty value is: parsed like any other (an error for most parameters), or as if the
+/// parameter were not given (the reader's form, whose empty fields mean "any").
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Empty {
+    Parsed,
+    Absent,
+}
+
+fn parse_pairs_of(
+    query_string: &str,
+    table: &[Param],
+    empty: Empty,
+) -> Result<Vec<(Param, Parsed)>, FieldError> {
     let mut out: Vec<(Param, Parsed)> = Vec::new();
+    // Every value given, an empty one too, counts against a parameter's most.
+    let mut given: Vec<&'static str> = Vec::new();
     for (name, value) in decoded_pairs(query_string)? {
         let Some(param) = table.iter().find(|p| p.name == name) else {
             let known: Vec<&str> = table.iter().map(|p| p.name).collect();
@@ -672,12 +690,15 @@ fn parse_pairs(query_string: &str, table: &[Param]) -> Result<Vec<(Param, Parsed
                 ),
             ));
         };
-        let given = out.iter().filter(|(p, _)| p.name == name).count();
-        if given >= param.max_values {
+        if given.iter().filter(|n| **n == param.name).count() >= param.max_values {
             return Err(param.error(match param.max_values {
                 1 => "must be given at most once".to_owned(),
                 max => format!("may be given at most {max} times"),
             }));
+        }
+        given.push(param.name);
+        if empty == Empty::Absent && value.is_empty() {
+            continue;
         }
         out.push((*param, param.parse(&value)?));
     }
@@ -701,15 +722,21 @@ impl ListQuery {
     /// Parses a query string of [`LIST_PARAMS`]; any unknown, repeated or malformed parameter
     /// is an error.
     pub fn parse(query_string: &str) -> Result<ListQuery, FieldError> {
-        Self::parse_of(query_string, LIST_PARAMS)
+        Self::parse_of(query_string, LIST_PARAMS, Empty::Parsed)
     }
 
-    /// Parses the query string of the reader's feed page ([`PAGE_PARAMS`]).
+    /// Parses the query string of the reader's feed page ([`PAGE_PARAMS`]), where an empty
+    /// value is as if the parameter were not given: the filter form, sent without JavaScript,
+    /// has every field, `min_score=` for "any".
     pub fn parse_page(query_string: &str) -> Result<ListQuery, FieldError> {
-        Self::parse_of(query_string, PAGE_PARAMS)
+        Self::parse_of(query_string, PAGE_PARAMS, Empty::Absent)
     }
 
-    fn parse_of(query_string: &str, table: &[Param]) -> Result<ListQuery, FieldError> {
+    fn parse_of(
+        query_string: &str,
+        table: &[Param],
+        empty: Empty,
+    ) -> Result<ListQuery, FieldError> {
         let mut q = ListQuery {
             filter: ListFilter::default(),
             sort: Sort::PublishedDesc,
@@ -719,7 +746,7 @@ impl ListQuery {
             include_total: false,
         };
         let mut sort_given = false;
-        for (param, value) in parse_pairs(query_string, table)? {
+        for (param, value) in parse_pairs_of(query_string, table, empty)? {
             match (param.name, value) {
                 ("sort", Parsed::Sort(s)) => {
                     q.sort = s;
@@ -992,6 +1019,19 @@ mod tests {
             TAG_PARAMS
         )
         .is_ok());
+        // The reader's page takes empty values as not given, counted all the same.
+        let page = ListQuery::parse_page("min_score=&category=&category=Odd&q=&cursor=").unwrap();
+        assert_eq!(page, ListQuery::parse_page("category=Odd").unwrap());
+        assert_eq!(
+            ListQuery::parse_page("min_score=&min_score=5")
+                .unwrap_err()
+                .field,
+            "min_score"
+        );
+        assert_eq!(
+            ListQuery::parse("min_score=").unwrap_err().field,
+            "min_score"
+        );
         // `relevance` is the order of a text search (API.md: "only with `q`").
         assert_eq!(
             ListQuery::parse("sort=relevance").unwrap_err().field,

@@ -13,7 +13,8 @@ use actix_web::http::StatusCode;
 use actix_web::{get, web, HttpRequest, HttpResponse, ResponseError};
 use sha2::{Digest, Sha256};
 use utoipa::openapi::path::{Parameter, ParameterBuilder, ParameterIn};
-use utoipa::openapi::schema::{ObjectBuilder, Type};
+use utoipa::openapi::schema::{AnyOfBuilder, ArrayItems, ObjectBuilder, Schema, Type};
+use utoipa::openapi::RefOr;
 use utoipa::openapi::Required;
 use utoipa::IntoParams;
 
@@ -168,8 +169,35 @@ impl ResponseError for PageError {
 }
 
 impl IntoParams for ReaderQuery {
+    /// The list's parameters, each also empty (see [`ListQuery::parse_page`]).
     fn into_params(_: impl Fn() -> Option<ParameterIn>) -> Vec<Parameter> {
         parameters(PAGE_PARAMS)
+            .into_iter()
+            .map(|mut p| {
+                let or_empty = |schema: RefOr<Schema>| {
+                    let empty = ObjectBuilder::new()
+                        .schema_type(Type::String)
+                        .max_length(Some(0));
+                    RefOr::T(Schema::AnyOf(
+                        AnyOfBuilder::new().item(schema).item(empty).build(),
+                    ))
+                };
+                // A repeatable one: each of its values may be empty.
+                p.schema = p.schema.map(|schema| match schema {
+                    RefOr::T(Schema::Array(mut array)) => {
+                        if let ArrayItems::RefOrSchema(items) = array.items {
+                            array.items = ArrayItems::RefOrSchema(Box::new(or_empty(*items)));
+                        }
+                        RefOr::T(Schema::Array(array))
+                    }
+                    other => or_empty(other),
+                });
+                p.description = p.description.map(|d| {
+                    format!("{d} Empty (as the filter form sends it for \"any\"): not given.")
+                });
+                p
+            })
+            .collect()
     }
 }
 
@@ -252,8 +280,9 @@ pub async fn reader_feed(
 ) -> Result<HttpResponse, PageError> {
     reader?;
     let needed = read_after.needed();
+    let query = ListQuery::parse_page(req.query_string()).map_err(ApiError::parameter)?;
+    // The filters given, for the links to the stream and the feeds.
     let filled = filled(req.query_string());
-    let query = ListQuery::parse_page(&filled).map_err(ApiError::parameter)?;
     let after = query
         .after(&state.cursor_key)
         .map_err(ApiError::parameter)?;
@@ -394,9 +423,8 @@ pub async fn reader_feed(
     Ok(html_page(&held, StatusCode::OK, body, state.public_read))
 }
 
-/// The page's query string without the fields the filter form left empty: without JavaScript
-/// the form sends every field (`min_score=` for "any"), which the page reads as not given.
-/// Filtered as written (not decoded and encoded again), so what is malformed stays so.
+/// The page's query string without the fields the filter form left empty (which
+/// [`ListQuery::parse_page`] reads as not given), as written.
 fn filled(query_string: &str) -> String {
     query_string
         .split('&')
