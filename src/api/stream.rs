@@ -115,7 +115,9 @@ pub async fn stream_signals(
         .clone();
     let resume = match resume {
         Some(after) => {
-            let mut conn = db::conn(hub.pool()).await?;
+            // On the service's own pool: a thousand clients resuming at once (another instance
+            // went away) must not take the change listener's connections.
+            let mut conn = db::conn(&state.pool).await?;
             let (oldest, newest) = changes::bounds(&mut conn).await?;
             if oldest.is_some_and(|oldest| after.saturating_add(1) < oldest) {
                 return Err(ApiError::Gone(format!(
@@ -139,6 +141,7 @@ pub async fn stream_signals(
         replaying: resume.is_some(),
         replay,
         closing: hub.closing(),
+        hub: hub.get_ref().clone(),
         _slot: slot,
     };
     let mut response = HttpResponse::Ok();
@@ -178,6 +181,7 @@ struct Feed {
     /// Where the replay is read: the primary, or a replica new enough.
     replay: crate::db::PgPool,
     closing: tokio::sync::watch::Receiver<bool>,
+    hub: Arc<Hub>,
     _slot: StreamSlot,
 }
 
@@ -219,7 +223,14 @@ impl Feed {
                 }
                 Err(_) => return Some(Bytes::from_static(b": keep-alive\n\n")),
                 // Too slow: cut off, to reconnect and resume from the log.
-                Ok(Err(RecvError::Lagged(_))) | Ok(Err(RecvError::Closed)) => return None,
+                Ok(Err(RecvError::Lagged(behind))) => {
+                    self.hub
+                        .cut_off
+                        .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                    tracing::info!(behind, last = self.last, "stream: a subscriber too slow to keep up was cut off (it resumes from its last id)");
+                    return None;
+                }
+                Ok(Err(RecvError::Closed)) => return None,
                 Ok(Ok(event)) => {
                     if event.change.position <= self.last {
                         continue;

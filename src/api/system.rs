@@ -151,6 +151,12 @@ pub async fn metrics(
             n.load(std::sync::atomic::Ordering::Relaxed)
         ));
     }
+    text.push_str(&format!(
+        "# HELP signals_streams_cut_off_total Streams cut off for falling more than 1,024 \
+         changes behind (their clients resume from their last id)\n\
+         # TYPE signals_streams_cut_off_total counter\nsignals_streams_cut_off_total {}\n",
+        hub.cut_off.load(std::sync::atomic::Ordering::Relaxed)
+    ));
     text.push_str(
         "# HELP signals_search_first_looks_total Relevance searches that looked for their newest \
          matches among the newest signals first (SIGNALS_SEARCH_HORIZON), by whether enough were \

@@ -136,6 +136,8 @@ pub struct Hub {
     confirmed: AtomicU64,
     started: Instant,
     open: AtomicUsize,
+    /// Streams cut off for falling more than [`BACKLOG`] changes behind (for `/metrics`).
+    pub cut_off: AtomicU64,
     max_streams: usize,
     pool: PgPool,
     /// The primary's WAL position when a change was last read from the log (before it was sent
@@ -194,6 +196,7 @@ impl Hub {
             confirmed: AtomicU64::new(0),
             started: Instant::now(),
             open: AtomicUsize::new(0),
+            cut_off: AtomicU64::new(0),
             max_streams,
             pool,
             closing: tokio::sync::watch::channel(false).0,

@@ -370,6 +370,13 @@ async fn a_subscriber_that_stops_reading_is_cut_off_and_resumes_without_a_gap() 
         "cut off part way: {} of {written}",
         got.len()
     );
+    // Counted where an operator sees it.
+    let mut res = app.get("/metrics").send().await.unwrap();
+    let metrics = String::from_utf8(res.body().limit(1 << 24).await.unwrap().to_vec()).unwrap();
+    assert!(
+        metrics.contains("\nsignals_streams_cut_off_total 1\n"),
+        "{metrics}"
+    );
     // It resumes after the last event it got: every other change, none twice.
     let mut resumed = open(
         &streaming_client(),
