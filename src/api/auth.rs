@@ -116,6 +116,9 @@ struct Authenticated(Result<Option<Principal>, ApiError>);
 /// The principal of the request's bearer key; `None` when no Authorization header was sent.
 /// The key is looked up once per request.
 pub async fn authenticate(req: &HttpRequest) -> Result<Option<Principal>, ApiError> {
+    if !req.headers().contains_key(header::AUTHORIZATION) {
+        return Ok(None);
+    }
     if let Some(Authenticated(found)) = req.extensions().get::<Authenticated>().cloned() {
         return found;
     }
