@@ -142,7 +142,8 @@ async fn serve_until_stopped(
     let addr = listener.local_addr().map_err(|e| Fatal(e.to_string()))?;
     let server = startup::run(listener, &database.url, db_settings, settings).await?;
     tracing::info!(%addr, embedded = database.cluster.is_some(), "listening");
-    // actix stops on SIGTERM/SIGINT after in-flight requests finish (up to the shutdown timeout).
+    // On SIGTERM/SIGINT the server stops after in-flight requests finish (up to the shutdown
+    // timeout; see `startup::run`).
     let outcome = server
         .await
         .map_err(|e| Fatal(format!("server error: {e}")));

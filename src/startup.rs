@@ -141,24 +141,6 @@ pub async fn run(
             .unwrap_or(std::path::Path::new("."))
             .join("webhook.key")
     });
-    // On SIGTERM or SIGINT (which actix also hears, to stop accepting and let in-flight
-    // requests finish) open streams end at once: they would otherwise hold the shutdown up for
-    // its whole timeout.
-    {
-        let hub = hub.clone();
-        actix_web::rt::spawn(async move {
-            let Ok(mut term) =
-                tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
-            else {
-                return;
-            };
-            tokio::select! {
-                _ = term.recv() => {}
-                _ = tokio::signal::ctrl_c() => {}
-            }
-            hub.close_streams();
-        });
-    }
     let sealer = crate::db::sealed::Sealer::load(
         settings.webhook_key.as_ref().map(|k| k.0.as_str()),
         &key_file,
@@ -229,6 +211,7 @@ pub async fn run(
             }
         }
     });
+    let closing = hub.get_ref().clone();
     let server = HttpServer::new(move || {
         let pool = pools.pool(per_worker, Plans::Reused);
         let list_pool = pools.pool(per_worker, Plans::PerExecution);
@@ -313,11 +296,31 @@ pub async fn run(
     .client_request_timeout(client_timeout)
     .max_connections(settings.max_connections.div_ceil(workers).max(1))
     .shutdown_timeout(settings.shutdown_timeout_s)
-    .workers(workers);
-    Ok(server
+    .workers(workers)
+    // The service hears the signals itself: actix makes SIGINT a forced stop.
+    .disable_signals();
+    let server = server
         .listen(listener)
         .map_err(|e| Fatal(format!("cannot listen: {e}")))?
-        .run())
+        .run();
+    // On SIGTERM or SIGINT: open streams end at once (they would otherwise hold the shutdown up
+    // for its whole timeout), then the server stops accepting and lets the requests in flight
+    // finish (up to the shutdown timeout).
+    let handle = server.handle();
+    actix_web::rt::spawn(async move {
+        let Ok(mut term) =
+            tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
+        else {
+            return;
+        };
+        tokio::select! {
+            _ = term.recv() => tracing::info!("SIGTERM: shutting down gracefully"),
+            _ = tokio::signal::ctrl_c() => tracing::info!("SIGINT: shutting down gracefully"),
+        }
+        closing.close_streams();
+        handle.stop(true).await;
+    });
+    Ok(server)
 }
 
 /// Reads are allowed from any origin; writes only from the configured ones.

@@ -381,6 +381,17 @@ async fn killing_every_backend_under_load_fails_at_most_the_requests_in_flight()
 
 #[actix_web::test]
 async fn sigterm_under_load_completes_what_was_received_and_exits_0() {
+    shutdown_under_load(libc::SIGTERM).await;
+}
+
+/// Ctrl-C is as graceful as SIGTERM (actix alone makes SIGINT a forced stop that drops the
+/// requests in flight).
+#[actix_web::test]
+async fn sigint_under_load_completes_what_was_received_and_exits_0() {
+    shutdown_under_load(libc::SIGINT).await;
+}
+
+async fn shutdown_under_load(signal: i32) {
     let mut own = own(&[("SIGNALS_SHUTDOWN_TIMEOUT_S", "10")]).await;
     // Requests that are in flight when SIGTERM arrives: each waits on a locked table.
     let locker = lock_signals(&own.cluster.url()).await;
@@ -407,7 +418,7 @@ async fn sigterm_under_load_completes_what_was_received_and_exits_0() {
     assert_eq!(stream.status(), 200);
     actix_web::rt::time::sleep(Duration::from_millis(500)).await;
     // SAFETY: sending a signal to our own child process.
-    unsafe { libc::kill(own.service.id() as i32, libc::SIGTERM) };
+    unsafe { libc::kill(own.service.id() as i32, signal) };
     let ended = actix_web::rt::time::timeout(Duration::from_secs(3), async {
         use futures_util::StreamExt;
         while let Some(Ok(_)) = stream.next().await {}
@@ -422,7 +433,7 @@ async fn sigterm_under_load_completes_what_was_received_and_exits_0() {
     let refused = std::net::TcpStream::connect(own.base.trim_start_matches("http://"));
     assert!(
         refused.is_err(),
-        "a new connection was accepted after SIGTERM"
+        "a new connection was accepted after the signal"
     );
     let signalled = Instant::now();
     locker.batch_execute("COMMIT").await.unwrap();
