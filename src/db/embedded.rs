@@ -18,17 +18,22 @@ const DATABASE: &str = "signals";
 const SUPERUSER: &str = "postgres";
 const PASSWORD_FILE: &str = "signals.password";
 
-/// A running embedded cluster. Stops the server on drop when this process started it.
+/// A running embedded cluster, shared by every `signals` process on its data folder: the last
+/// of them to be done with it stops the server (on drop).
+///
+/// Two lock files beside the data folder, locked with `flock` (the kernel releases a dead
+/// process's locks, however it died): every process using the cluster holds `<data>.users`
+/// shared for as long as it does, and starting or stopping the server is decided under
+/// `<data>.owner` held exclusively, one process at a time. A process done with the cluster
+/// stops it only when it can lock `users` exclusively: no other process uses it.
 pub struct Cluster {
     data_dir: PathBuf,
     bin: PathBuf,
     run_as: Option<(u32, u32)>,
     port: u16,
     password: String,
-    started_here: bool,
-    /// Held while this process owns the running server (it stops it when done); `None` when
-    /// another live `signals` process owns it.
-    _owner: Option<fs::File>,
+    /// This process's shared lock of `<data>.users`; `None` once it is done with the cluster.
+    user: Option<fs::File>,
 }
 
 /// Without the password.
@@ -37,18 +42,26 @@ impl std::fmt::Debug for Cluster {
         f.debug_struct("Cluster")
             .field("data_dir", &self.data_dir)
             .field("port", &self.port)
-            .field("started_here", &self.started_here)
+            .field("in_use", &self.user.is_some())
             .finish_non_exhaustive()
     }
 }
 
 impl Cluster {
     /// Creates the cluster on first use, then starts it unless it is already running (another
-    /// `signals` process may be using it), and makes sure the service's database exists.
+    /// `signals` process may be using it, or a killed one left it running), and makes sure the
+    /// service's database exists.
     pub async fn start(data_dir: &Path, pg_bin: Option<&Path>) -> Result<Cluster, Fatal> {
         let bin = find_server_programs(pg_bin)?;
         let data_dir = absolute(data_dir)?;
         let run_as = unprivileged_user()?;
+        if let Some(parent) = data_dir.parent() {
+            fs::create_dir_all(parent)
+                .map_err(|e| Fatal(format!("cannot create {}: {e}", parent.display())))?;
+        }
+        // One process at a time from here until the server runs: two first starts do not both
+        // run initdb, and a start does not meet a stop half-way.
+        let gate = lock(&data_dir.with_extension("owner"), libc::LOCK_EX)?;
         if !data_dir.join("PG_VERSION").exists() {
             init(&bin, &data_dir, run_as)?;
         }
@@ -61,35 +74,25 @@ impl Cluster {
             })?
             .trim()
             .to_owned();
-        let owner = take_ownership(&data_dir)?;
+        let user = lock(&data_dir.with_extension("users"), libc::LOCK_SH)?;
         let mut cluster = Cluster {
             data_dir,
             bin,
             run_as,
             port: 0,
             password,
-            started_here: false,
-            _owner: None,
+            user: Some(user),
         };
-        match (cluster.running_port(), owner) {
-            // Another signals process runs it: use it, leave it to that process.
-            (Some(port), None) => cluster.port = port,
-            // Running, yet no live signals process owns it: the server of a process that was
-            // killed (SIGKILL). Adopted, and stopped when this process is done with it.
-            (Some(port), Some(lock)) => {
-                tracing::warn!(
-                    port,
-                    "adopting the embedded PostgreSQL a killed process left running"
-                );
+        match cluster.running_port() {
+            // Another signals process uses it, or a killed one left it running: used, and
+            // stopped by whichever process is the last to be done with it.
+            Some(port) => {
+                tracing::info!(port, "using the embedded PostgreSQL that is running");
                 cluster.port = port;
-                cluster.started_here = true;
-                cluster._owner = Some(lock);
             }
-            (None, owner) => {
-                cluster.launch()?;
-                cluster._owner = owner;
-            }
+            None => cluster.launch()?,
         }
+        drop(gate);
         cluster.ensure_database().await?;
         Ok(cluster)
     }
@@ -106,9 +109,25 @@ impl Cluster {
         )
     }
 
-    /// Stops the server if this process started it; a cluster found running is left running.
+    /// Done with the cluster: stops the server when no other `signals` process uses it.
     pub fn stop(&mut self) {
-        if !std::mem::take(&mut self.started_here) {
+        use std::os::fd::AsRawFd;
+        let Some(user) = self.user.take() else {
+            return;
+        };
+        let gate = match lock(&self.data_dir.with_extension("owner"), libc::LOCK_EX) {
+            Ok(gate) => gate,
+            Err(e) => {
+                tracing::warn!(error = %e.0, "leaving the embedded PostgreSQL running");
+                return;
+            }
+        };
+        // SAFETY: flock on a file descriptor this process owns.
+        let last = unsafe { libc::flock(user.as_raw_fd(), libc::LOCK_EX | libc::LOCK_NB) } == 0;
+        if !last {
+            tracing::info!(
+                "leaving the embedded PostgreSQL running: another signals process uses it"
+            );
             return;
         }
         tracing::info!(data_dir = %self.data_dir.display(), "stopping the embedded PostgreSQL");
@@ -121,6 +140,7 @@ impl Cluster {
         if !matches!(status, Ok(s) if s.success()) {
             tracing::warn!("pg_ctl stop did not succeed: {status:?}");
         }
+        drop(gate);
     }
 
     /// Stops the server for a while (fault tests stop a cluster of their own); [`resume`]
@@ -252,12 +272,6 @@ impl Cluster {
             .map_err(|e| Fatal(format!("cannot run pg_ctl: {e}")))?;
         if output.status.success() {
             self.port = port;
-            self.started_here = true;
-            return Ok(());
-        }
-        // Another process may have started it at the same moment.
-        if let Some(port) = self.running_port() {
-            self.port = port;
             return Ok(());
         }
         Err(Fatal(format!(
@@ -312,21 +326,33 @@ impl Drop for Cluster {
     }
 }
 
-/// The ownership lock of a data folder (a file beside it, locked with `flock` for as long as the
-/// owning process lives): `Some` when this process now owns the cluster, `None` when another
-/// live process does. The kernel releases the lock of a process that dies, however it dies.
-fn take_ownership(data_dir: &Path) -> Result<Option<fs::File>, Fatal> {
+/// `path` (made when missing) locked with `flock` as `how` (`LOCK_SH` or `LOCK_EX`), waiting
+/// for it; held until the file is dropped.
+fn lock(path: &Path, how: i32) -> Result<fs::File, Fatal> {
     use std::os::fd::AsRawFd;
-    let path = data_dir.with_extension("owner");
-    let file = fs::OpenOptions::new()
-        .create(true)
-        .truncate(false)
-        .write(true)
-        .open(&path)
+    let open = |write: bool| {
+        fs::OpenOptions::new()
+            .read(true)
+            .write(write)
+            .create(write)
+            .truncate(false)
+            .open(path)
+    };
+    // Read-only when it exists but is another user's (made by a run as root): flock needs no
+    // more.
+    let file = open(true)
+        .or_else(|_| open(false))
         .map_err(|e| Fatal(format!("cannot open {}: {e}", path.display())))?;
-    // SAFETY: flock on a file descriptor this function owns.
-    let locked = unsafe { libc::flock(file.as_raw_fd(), libc::LOCK_EX | libc::LOCK_NB) } == 0;
-    Ok(locked.then_some(file))
+    loop {
+        // SAFETY: flock on a file descriptor this function owns.
+        if unsafe { libc::flock(file.as_raw_fd(), how) } == 0 {
+            return Ok(file);
+        }
+        let e = std::io::Error::last_os_error();
+        if e.kind() != std::io::ErrorKind::Interrupted {
+            return Err(Fatal(format!("cannot lock {}: {e}", path.display())));
+        }
+    }
 }
 
 /// Runs initdb into a scratch folder beside the data folder and renames it into place, so an

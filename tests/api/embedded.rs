@@ -237,3 +237,32 @@ async fn after_a_sigkill_the_next_start_adopts_the_orphaned_postgres_and_stops_i
         "the adopted PostgreSQL is stopped with the service that adopted it"
     );
 }
+
+/// Several `signals` processes on one data folder (`signals import` beside `signals serve`):
+/// the first to finish leaves the server to the others; the last one stops it.
+#[actix_web::test]
+async fn the_last_process_done_with_the_embedded_postgres_stops_it() {
+    use signals::db::embedded::Cluster;
+    let dir =
+        std::env::temp_dir().join(format!("signals-shared-{}", uuid::Uuid::now_v7().simple()));
+    let data_dir = dir.join("pg");
+    let mut first = Cluster::start(&data_dir, None).await.expect("a cluster");
+    let mut second = Cluster::start(&data_dir, None)
+        .await
+        .expect("the same cluster, running");
+    assert_eq!(first.url(), second.url());
+    // The one that started it is done first.
+    first.stop();
+    let (client, connection) = tokio_postgres::connect(&second.url(), tokio_postgres::NoTls)
+        .await
+        .expect("still running for the other process");
+    actix_web::rt::spawn(connection);
+    client.simple_query("SELECT 1").await.unwrap();
+    drop(client);
+    second.stop();
+    assert!(
+        !data_dir.join("postmaster.pid").exists(),
+        "stopped by the last one done with it"
+    );
+    let _ = std::fs::remove_dir_all(&dir);
+}
