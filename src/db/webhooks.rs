@@ -284,7 +284,9 @@ pub struct Claimed {
 /// Claims due deliveries of enabled subscriptions not in `busy`: at most `per_webhook` of
 /// each, `limit` in all, oldest due first, each leased for `lease_ms`. A delivery whose lease
 /// has not ended is not claimed again (its claimer may still be sending it); the lease is
-/// checked again under the row lock, so two claimers never both take it.
+/// checked again under the row lock, so two claimers never both take it. A claim counts no
+/// attempt ([`record`] does, for an attempt made): a claimer that cannot send (another
+/// instance's webhook key, the database gone, a crash) uses up none of the retries.
 pub async fn claim(
     conn: &mut AsyncPgConnection,
     busy: &[Uuid],
@@ -310,10 +312,11 @@ pub async fn claim(
              ORDER BY d.next_attempt_at, d.id LIMIT $3 \
              FOR UPDATE OF d SKIP LOCKED) \
          UPDATE webhook_deliveries d \
-         SET lease_until = now() + $4 * interval '1 millisecond', attempts = d.attempts + 1 \
+         SET lease_until = now() + $4 * interval '1 millisecond' \
          FROM locked, webhook_messages m \
          WHERE d.id = locked.id AND m.position = d.position \
-         RETURNING d.id, d.webhook_id, d.position, d.attempts, d.lease_until, m.event_type, \
+         RETURNING d.id, d.webhook_id, d.position, d.attempts + 1 AS attempts, d.lease_until, \
+         m.event_type, \
          m.payload",
     )
     .bind::<Array<SqlUuid>, _>(busy)
@@ -355,7 +358,7 @@ pub async fn record(conn: &mut AsyncPgConnection, done: &[Attempted]) -> diesel:
     let column = |f: fn(&Attempted) -> Uuid| done.iter().map(f).collect::<Vec<_>>();
     diesel::sql_query(
         "UPDATE webhook_deliveries d SET state = r.state, next_attempt_at = r.next, \
-         lease_until = NULL, attempts = d.attempts - CASE WHEN r.attempted THEN 0 ELSE 1 END \
+         lease_until = NULL, attempts = d.attempts + CASE WHEN r.attempted THEN 1 ELSE 0 END \
          FROM unnest($1::uuid[], $2::timestamptz[], $3::text[], $4::timestamptz[], $5::bool[]) \
          AS r(id, lease, state, next, attempted) WHERE d.id = r.id AND d.lease_until = r.lease",
     )
@@ -461,11 +464,13 @@ struct Oldest {
     age_s: Option<f64>,
 }
 
-/// How long the oldest pending delivery has waited, in seconds (0 when none waits).
+/// How long the oldest pending delivery of an enabled subscription has waited, in seconds (0
+/// when none waits; a disabled subscription's wait for it to be enabled again).
 pub async fn oldest_pending_age(conn: &mut AsyncPgConnection) -> diesel::QueryResult<f64> {
     let o: Oldest = diesel::sql_query(
-        "SELECT extract(epoch FROM now() - min(created_at))::float8 AS age_s \
-         FROM webhook_deliveries WHERE state = 'pending'",
+        "SELECT extract(epoch FROM now() - min(d.created_at))::float8 AS age_s \
+         FROM webhook_deliveries d JOIN webhooks w ON w.id = d.webhook_id AND w.enabled \
+         WHERE d.state = 'pending'",
     )
     .get_result(conn)
     .await?;

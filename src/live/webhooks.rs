@@ -42,8 +42,18 @@ use crate::domain::webhook;
 pub const PER_WEBHOOK: i64 = 10;
 /// Most subscriptions an instance sends to at once.
 const MAX_SENDING: usize = 32;
-/// Changes read from the log per fan-out transaction.
+/// Most changes read from the log per fan-out transaction.
 const FANOUT_PAGE: i64 = 500;
+/// Most deliveries one fan-out transaction makes: with many subscriptions it reads fewer
+/// changes, so that its insert stays well within the statement timeout (500 changes for 3,000
+/// catch-all subscriptions would be 1.5 million rows in one statement, failing, and retried
+/// the same way for ever).
+const FANOUT_DELIVERIES: i64 = 20_000;
+
+/// The changes one fan-out reads for `subscriptions` enabled subscriptions.
+fn fanout_page(subscriptions: usize) -> i64 {
+    (FANOUT_DELIVERIES / (subscriptions as i64).max(1)).clamp(1, FANOUT_PAGE)
+}
 /// How often the loops look without being woken.
 const TICK: Duration = Duration::from_secs(1);
 
@@ -129,11 +139,6 @@ impl Webhooks {
                 let Some(from) = webhooks::lock_fanout(conn).await? else {
                     return Ok((0, false));
                 };
-                let page = changes::after(conn, from, FANOUT_PAGE).await?;
-                let Some(last) = page.last().map(|c| c.position) else {
-                    return Ok((0, false));
-                };
-                let full = page.len() as i64 == FANOUT_PAGE;
                 let subscriptions: Vec<_> = webhooks::enabled(conn)
                     .await?
                     .into_iter()
@@ -142,6 +147,12 @@ impl Webhooks {
                         (w, filter)
                     })
                     .collect();
+                let size = fanout_page(subscriptions.len());
+                let page = changes::after(conn, from, size).await?;
+                let Some(last) = page.last().map(|c| c.position) else {
+                    return Ok((0, false));
+                };
+                let full = page.len() as i64 == size;
                 // Which subscriptions want each change; the changes no one wants are dropped.
                 let mut deliveries = Vec::new();
                 let mut wanted = Vec::new();
@@ -261,8 +272,9 @@ impl Webhooks {
         let keys = self.signing_keys(&subscription);
         if keys.is_empty() {
             // Sealed with another SIGNALS_WEBHOOK_KEY (logged): nothing is sent and no attempt
-            // is counted, so the deliveries are not used up by an instance that cannot sign
-            // them; the leases end and an instance with the right key sends them.
+            // is counted (a claim counts none; only a recorded attempt does), so the deliveries
+            // are not used up by an instance that cannot sign them; the leases end and an
+            // instance with the right key sends them.
             return;
         }
         let mut done = Vec::with_capacity(group.len());
@@ -384,7 +396,10 @@ impl Webhooks {
                 a.status = failure.status().map(|s| s as i16);
                 a.error = Some(failure.class().to_owned());
                 if failure == Failure::Status(410) {
-                    a.state = "failed";
+                    // The subscription is disabled; this delivery waits with the rest for it to
+                    // be enabled again (listed as attempted, with the 410).
+                    a.state = "pending";
+                    a.next_attempt_at = Some(attempted_at);
                     a.gone = true;
                     outcomes.gone.fetch_add(1, Ordering::Relaxed);
                 } else if let Some(next) = postponed_to {
@@ -425,4 +440,20 @@ fn payload(event_type: &str, at: &DateTime<Utc>, data: &[u8]) -> Vec<u8> {
     out.extend_from_slice(data);
     out.push(b'}');
     out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_fan_out_makes_a_bounded_number_of_deliveries() {
+        assert_eq!(fanout_page(0), FANOUT_PAGE);
+        assert_eq!(fanout_page(1), FANOUT_PAGE);
+        assert_eq!(fanout_page(3_000), 6);
+        assert_eq!(fanout_page(1_000_000), 1);
+        for n in [1, 40, 41, 999, 3_000, 25_000] {
+            assert!(fanout_page(n) * n as i64 <= FANOUT_DELIVERIES.max(n as i64));
+        }
+    }
 }

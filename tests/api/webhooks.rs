@@ -448,8 +448,9 @@ async fn failures_are_retried_with_one_webhook_id_redirects_are_not_followed_and
     );
     assert!(items[1]["next_attempt_at"].is_string());
 
-    // 410: the subscription is disabled; what was pending waits until it is enabled again,
-    // and changes made meanwhile are not delivered to it.
+    // 410: the subscription is disabled; what was pending waits until it is enabled again (the
+    // change the receiver answered 410 to as well), and changes made meanwhile are not
+    // delivered to it.
     receiver.behaviour.lock().unwrap().statuses = VecDeque::from([410]);
     let items = [
         signal(json!({"slug": "gone"})),
@@ -483,10 +484,12 @@ async fn failures_are_retried_with_one_webhook_id_redirects_are_not_followed_and
         .await
         .unwrap();
     assert_eq!(res.status(), 200);
-    let got = receiver.wait_for(5, WAIT).await;
-    assert_eq!(got[4].json()["data"]["slug"], "pending");
+    let got = receiver.wait_for(6, WAIT).await;
+    assert_eq!(got[3].json()["data"]["slug"], "gone");
+    assert_eq!(got[4].json()["data"]["slug"], "gone", "not lost to the 410");
+    assert_eq!(got[5].json()["data"]["slug"], "pending");
     actix_web::rt::time::sleep(Duration::from_millis(1500)).await;
-    assert_eq!(receiver.received().len(), 5, "nothing made while disabled");
+    assert_eq!(receiver.received().len(), 6, "nothing made while disabled");
     let metrics = app
         .get("/metrics")
         .send()
@@ -692,6 +695,13 @@ async fn an_instance_that_cannot_open_the_secret_leaves_the_deliveries_alone() {
         .unwrap()
         .get(0);
     assert_eq!(pending, 1, "the delivery waits");
+    // Claimed again and again as the leases end, it has used up none of its retries.
+    let attempts: i32 = admin_sql
+        .query_one("SELECT attempts FROM webhook_deliveries", &[])
+        .await
+        .unwrap()
+        .get(0);
+    assert_eq!(attempts, 0, "a claim counts no attempt");
 }
 
 /// A PATCH and a 410 that disables the subscription while the PATCH runs: the PATCH waits for
