@@ -258,9 +258,12 @@ impl std::str::FromStr for Span {
             _ => return Err(bad()),
         };
         let n: u64 = number.parse().map_err(|_| bad())?;
+        // At most a century: the service adds spans to, and takes them from, dates.
+        const MOST: u64 = 36_500 * 86_400;
         match n.checked_mul(scale) {
-            Some(0) | None => Err(bad()),
-            Some(seconds) => Ok(Span(Duration::from_secs(seconds))),
+            Some(0) => Err(bad()),
+            Some(seconds) if seconds <= MOST => Ok(Span(Duration::from_secs(seconds))),
+            _ => Err(format!("{s:?} is longer than a century (36500d)")),
         }
     }
 }
@@ -402,4 +405,29 @@ impl ServeSettings {
 fn default_pool_size() -> usize {
     let cores = std::thread::available_parallelism().map_or(2, |n| n.get());
     (2 * cores).max(4)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn spans_are_a_number_and_a_unit_of_at_most_a_century() {
+        assert_eq!(
+            "7d".parse::<Span>().unwrap().0,
+            Duration::from_secs(7 * 86_400)
+        );
+        assert!("36500d".parse::<Span>().is_ok());
+        for bad in [
+            "0d",
+            "36501d",
+            "100000000d",
+            "18446744073709551615s",
+            "7",
+            "d",
+            "7w",
+        ] {
+            assert!(bad.parse::<Span>().is_err(), "{bad}");
+        }
+    }
 }

@@ -200,7 +200,7 @@ pub async fn migrate(url: &str, settings: &DatabaseSettings) -> Result<Vec<Strin
     .await
 }
 
-/// Reverts every applied migration (used by the round-trip test and by `signals migrate --revert-all`).
+/// Reverts every applied migration (used by the migrations round-trip test).
 pub async fn revert_all(url: &str, settings: &DatabaseSettings) -> Result<usize, Fatal> {
     with_harness(url, settings, |conn| {
         Ok(conn.revert_all_migrations(MIGRATIONS)?.len())

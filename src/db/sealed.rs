@@ -28,7 +28,7 @@ impl Sealer {
     pub fn load(configured: Option<&str>, path: &Path) -> Result<Sealer, Fatal> {
         let parse = |text: &str, from: &str| -> Result<Sealer, Fatal> {
             let text = text.trim();
-            let bytes: Option<Vec<u8>> = (text.len() == 64)
+            let bytes: Option<Vec<u8>> = (text.len() == 64 && text.is_ascii())
                 .then(|| {
                     (0..32)
                         .map(|i| u8::from_str_radix(&text[2 * i..2 * i + 2], 16).ok())
@@ -139,6 +139,15 @@ fn write_new_private(path: &Path, text: &str) -> std::io::Result<()> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_key_of_64_bytes_that_are_not_hex_digits_is_refused_with_a_message() {
+        let nowhere = std::path::Path::new("/nonexistent/webhook.key");
+        for key in ["é".repeat(32), "g".repeat(64), "0".repeat(63)] {
+            assert!(Sealer::load(Some(&key), nowhere).is_err(), "{key}");
+        }
+        assert!(Sealer::load(Some(&"0a".repeat(32)), nowhere).is_ok());
+    }
 
     #[test]
     fn a_sealed_secret_opens_only_with_its_key_and_for_its_row() {
