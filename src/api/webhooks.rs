@@ -111,8 +111,9 @@ pub struct DeliveryAttempt {
     /// From sending to the end of the answer.
     pub latency_ms: i32,
     /// null on success; else `status` (not a 2xx), `timeout`, `connect`, `dns`, `tls`,
-    /// `address` (a scheme or address deliveries may not use), `other`, or `postponed` (not
-    /// attempted: the receiver could not be reached a moment before).
+    /// `address` (a scheme or address deliveries may not use) or `other`. (A delivery put off
+    /// because its receiver could not be reached a moment before is not listed: it was not
+    /// attempted.)
     pub error: Option<String>,
     /// When it is tried again; null when it is not.
     pub next_attempt_at: Option<DateTime<Utc>>,
