@@ -95,13 +95,19 @@ async fn replica_serving(base: &str) {
     }
 }
 
-/// The service's sessions on the replica whose last statement read `signals`.
-async fn replica_reads(replica: &Cluster) -> i64 {
+/// A session of the test's own on the replica.
+async fn on_replica(replica: &Cluster) -> tokio_postgres::Client {
     let (client, conn) = tokio_postgres::connect(&replica.url(), tokio_postgres::NoTls)
         .await
         .unwrap();
     actix_web::rt::spawn(conn);
     client
+}
+
+/// The service's sessions on the replica whose last statement read `signals`.
+async fn replica_reads(replica: &Cluster) -> i64 {
+    on_replica(replica)
+        .await
         .query_one(
             "SELECT count(*) FROM pg_stat_activity WHERE application_name = 'signals' \
              AND query ILIKE '%FROM \"signals\"%'",
@@ -175,15 +181,6 @@ async fn reads_go_to_the_replica_and_a_write_is_read_back_through_another_instan
     }
 }
 
-/// Runs `sql` on the replica.
-async fn on_replica(replica: &Cluster, sql: &str) {
-    let (client, conn) = tokio_postgres::connect(&replica.url(), tokio_postgres::NoTls)
-        .await
-        .unwrap();
-    actix_web::rt::spawn(conn);
-    client.batch_execute(sql).await.unwrap();
-}
-
 #[actix_web::test]
 async fn an_instance_started_after_a_write_reads_it_though_its_replica_has_not_replayed_it() {
     let mut pair = pair().await;
@@ -195,7 +192,11 @@ async fn an_instance_started_after_a_write_reads_it_though_its_replica_has_not_r
     let settings = [("SIGNALS_REPLICA_MAX_LAG_MS", "60000")];
     let a = pair.service("a", &settings).await;
     replica_serving(&a).await;
-    on_replica(&pair.replica, "SELECT pg_wal_replay_pause()").await;
+    let replica_sql = on_replica(&pair.replica).await;
+    replica_sql
+        .batch_execute("SELECT pg_wal_replay_pause()")
+        .await
+        .unwrap();
     let res = client()
         .post(format!("{a}/v1/signals"))
         .insert_header(("Authorization", format!("Bearer {key}")))
@@ -226,7 +227,10 @@ async fn an_instance_started_after_a_write_reads_it_though_its_replica_has_not_r
         let page = json_body(&mut res).await;
         assert_eq!(page["items"][0]["slug"], "before-b", "{page}");
     }
-    on_replica(&pair.replica, "SELECT pg_wal_replay_resume()").await;
+    replica_sql
+        .batch_execute("SELECT pg_wal_replay_resume()")
+        .await
+        .unwrap();
 }
 
 #[actix_web::test]
