@@ -308,17 +308,20 @@ pub async fn run(
     // finish (up to the shutdown timeout).
     let handle = server.handle();
     actix_web::rt::spawn(async move {
-        let Ok(mut term) =
-            tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
+        use tokio::signal::unix::{signal, SignalKind};
+        let (Ok(mut term), Ok(mut quit)) =
+            (signal(SignalKind::terminate()), signal(SignalKind::quit()))
         else {
             return;
         };
-        tokio::select! {
-            _ = term.recv() => tracing::info!("SIGTERM: shutting down gracefully"),
-            _ = tokio::signal::ctrl_c() => tracing::info!("SIGINT: shutting down gracefully"),
-        }
+        // SIGQUIT stops at once, as actix would (the embedded PostgreSQL is still stopped).
+        let graceful = tokio::select! {
+            _ = term.recv() => { tracing::info!("SIGTERM: shutting down gracefully"); true }
+            _ = tokio::signal::ctrl_c() => { tracing::info!("SIGINT: shutting down gracefully"); true }
+            _ = quit.recv() => { tracing::info!("SIGQUIT: shutting down at once"); false }
+        };
         closing.close_streams();
-        handle.stop(true).await;
+        handle.stop(graceful).await;
     });
     Ok(server)
 }

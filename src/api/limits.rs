@@ -141,20 +141,18 @@ fn current<'m>(
         counts.retain(|_, c| c.window >= window);
         if counts.len() >= MAX_SUBJECTS {
             // All of this window (a flood from many addresses): the half that used least is
-            // forgotten, not everyone's count. A forgotten client's flushed requests are read
-            // back from the shared count with the next flush; only its unflushed ones (fewer
-            // than a burst) are lost.
-            let mut used: Vec<u32> = counts.values().map(|c| c.shared + c.pending).collect();
-            let middle = used.len() / 2;
-            let (_, &mut median, _) = used.select_nth_unstable(middle);
-            counts.retain(|_, c| c.shared + c.pending > median);
-            if counts.len() >= MAX_SUBJECTS / 2 {
-                // Nearly all with the same count: keep an arbitrary half.
-                let mut n = 0;
-                counts.retain(|_, _| {
-                    n += 1;
-                    n <= MAX_SUBJECTS / 2
-                });
+            // forgotten, not everyone's count (those with counts the database has not had
+            // yet are kept first). A forgotten client's flushed requests are read back from the
+            // shared count with the next flush; only its unflushed ones (fewer than a burst)
+            // are lost. Once per MAX_SUBJECTS / 2 new subjects at most.
+            let keep = MAX_SUBJECTS / 2;
+            let mut ranked: Vec<((Class, Subject), (bool, u32))> = counts
+                .iter()
+                .map(|(k, c)| (k.clone(), (c.unsent > 0, c.shared + c.pending)))
+                .collect();
+            ranked.select_nth_unstable_by(keep, |a, b| b.1.cmp(&a.1));
+            for (gone, _) in ranked.drain(keep..) {
+                counts.remove(&gone);
             }
         }
     }
@@ -239,6 +237,24 @@ impl Limiter {
             reset,
         };
         (decision, confirm)
+    }
+
+    /// The refusal of `subject` when it is known here to be over its quota in this window; no
+    /// count is made for a subject not known yet (a made-up key's prefix).
+    fn spent(&self, class: Class, quota: Quota, subject: &Subject) -> Option<Decision> {
+        let now = now_s();
+        let window = now - now.rem_euclid(i64::from(quota.window_s));
+        let counts = self.counts.lock().unwrap_or_else(|e| e.into_inner());
+        let c = counts
+            .get(&(class, subject.clone()))
+            .filter(|c| c.window == window)?;
+        (c.shared + c.pending >= quota.quota).then(|| Decision {
+            class,
+            quota,
+            allowed: false,
+            remaining: 0,
+            reset: (window + i64::from(quota.window_s) - now).max(0) as u32,
+        })
     }
 
     /// Admits one request of `subject` or not.
@@ -405,8 +421,13 @@ pub async fn limit(
                     .decide(class, quota, &Subject::Failures(ip), false)
                     .0
             });
-            match failing {
-                Some(d) if !d.allowed => d,
+            // A key over its quota is refused before it is looked up too: only that key (its
+            // real secret) can have used the quota up.
+            let spent = prefix
+                .as_ref()
+                .and_then(|prefix| limiter.spent(class, quota, &Subject::Key(prefix.clone())));
+            match (failing, spent) {
+                (Some(d), _) | (_, Some(d)) if !d.allowed => d,
                 // The key is looked up here (once: the handler uses what was found), and only
                 // a key that authenticates is charged: a request naming a key's public prefix
                 // with a made-up secret must not use up that key's quota. A failure is charged
@@ -528,6 +549,8 @@ mod tests {
             current(&mut counts, Class::Read, &Subject::Address(ip), 60).pending = 1;
         }
         assert!(counts.len() <= MAX_SUBJECTS);
+        // Half are kept, the heaviest among them: not everyone's count forgotten.
+        assert!(counts.len() >= MAX_SUBJECTS / 2, "{}", counts.len());
         assert_eq!(counts[&(Class::Read, heavy)].pending, 50);
     }
 

@@ -90,7 +90,14 @@ impl Cluster {
                 tracing::info!(port, "using the embedded PostgreSQL that is running");
                 cluster.port = port;
             }
-            None => cluster.launch()?,
+            None => {
+                if let Err(e) = cluster.launch() {
+                    // Not running, so nothing to stop: let go of the cluster here, as its
+                    // drop would wait for the gate this start still holds.
+                    cluster.user = None;
+                    return Err(e);
+                }
+            }
         }
         drop(gate);
         cluster.ensure_database().await?;

@@ -428,9 +428,9 @@ pub async fn reader_feed(
 fn filled(query_string: &str) -> String {
     query_string
         .split('&')
-        .filter(|pair| match pair.split_once('=') {
-            Some((_, value)) => !value.is_empty(),
-            None => !pair.is_empty(),
+        .filter(|pair| {
+            pair.split_once('=')
+                .is_some_and(|(_, value)| !value.is_empty())
         })
         .collect::<Vec<_>>()
         .join("&")

@@ -266,3 +266,30 @@ async fn the_last_process_done_with_the_embedded_postgres_stops_it() {
     );
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+/// A server that will not start gives its message, and leaves the folder's locks free (the
+/// start used to wait for ever on its own lock).
+#[actix_web::test]
+async fn a_cluster_that_cannot_start_is_an_error_not_a_hang() {
+    use signals::db::embedded::Cluster;
+    let dir =
+        std::env::temp_dir().join(format!("signals-broken-{}", uuid::Uuid::now_v7().simple()));
+    let data_dir = dir.join("pg");
+    let mut made = Cluster::start(&data_dir, None).await.expect("a cluster");
+    made.stop();
+    drop(made);
+    let mut conf = std::fs::OpenOptions::new()
+        .append(true)
+        .open(data_dir.join("postgresql.conf"))
+        .unwrap();
+    std::io::Write::write_all(&mut conf, b"\nshared_buffers = 'a great many'\n").unwrap();
+    for _ in 0..2 {
+        let started =
+            tokio::time::timeout(Duration::from_secs(90), Cluster::start(&data_dir, None))
+                .await
+                .expect("an answer, not a hang");
+        let e = started.expect_err("a server with a broken configuration does not start");
+        assert!(e.0.contains("did not start"), "{}", e.0);
+    }
+    let _ = std::fs::remove_dir_all(&dir);
+}
