@@ -298,8 +298,8 @@ pub const LIST_PARAMS: &[Param] = &[
         "sort",
         Kind::Sort,
         "Order; ties break by `published_at`, then `id`, in the same direction (`relevance`: \
-         newest first). Default `-published_at`, or `relevance` when `q` is given; `relevance` \
-         only with `q` (else 400).",
+         newest first). Default `-published_at`, or `relevance` when `q` is given. Without `q` \
+         every signal is equally relevant, so `relevance` is newest first.",
     ),
     param(
         "limit",
@@ -762,12 +762,6 @@ impl ListQuery {
         if q.filter.q.is_some() && !sort_given {
             q.sort = Sort::Relevance;
         }
-        if q.sort == Sort::Relevance && q.filter.q.is_none() {
-            return Err(FieldError::new(
-                "sort",
-                "relevance is the order of a text search: it needs q",
-            ));
-        }
         Ok(q)
     }
 }
@@ -1032,10 +1026,11 @@ mod tests {
             ListQuery::parse("min_score=").unwrap_err().field,
             "min_score"
         );
-        // `relevance` is the order of a text search (API.md: "only with `q`").
+        // Without a text query every signal is as relevant as any other: newest first (a 400
+        // would refuse a request the schema allows; outside checkers send it).
         assert_eq!(
-            ListQuery::parse("sort=relevance").unwrap_err().field,
-            "sort"
+            ListQuery::parse("sort=relevance").unwrap().sort,
+            Sort::Relevance
         );
         assert_eq!(
             ListQuery::parse("sort=relevance&q=deepseek").unwrap().sort,

@@ -194,7 +194,6 @@ async fn bad_path_and_query_parameters_are_400() {
         "since=yesterday",
         "min_score=1&min_score=2",
         "colour=red",
-        "sort=relevance",
     ] {
         let mut res = app
             .get(&format!("/v1/signals?{query}"))
