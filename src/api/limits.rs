@@ -179,6 +179,17 @@ fn counted_as(ip: IpAddr) -> IpAddr {
     }
 }
 
+/// The quota's window now (its start, in seconds since the epoch) and the seconds until it
+/// ends.
+fn window_now(quota: Quota) -> (i64, u32) {
+    let now = now_s();
+    let window = now - now.rem_euclid(i64::from(quota.window_s));
+    (
+        window,
+        (window + i64::from(quota.window_s) - now).max(0) as u32,
+    )
+}
+
 fn now_s() -> i64 {
     SystemTime::now()
         .duration_since(UNIX_EPOCH)
@@ -215,9 +226,7 @@ impl Limiter {
         subject: &Subject,
         count: bool,
     ) -> (Decision, bool) {
-        let now = now_s();
-        let window = now - now.rem_euclid(i64::from(quota.window_s));
-        let reset = (window + i64::from(quota.window_s) - now).max(0) as u32;
+        let (window, reset) = window_now(quota);
         let mut counts = self.counts.lock().unwrap_or_else(|e| e.into_inner());
         let c = current(&mut counts, class, subject, window);
         let used = c.shared + c.pending;
@@ -242,18 +251,17 @@ impl Limiter {
     /// The refusal of `subject` when it is known here to be over its quota in this window; no
     /// count is made for a subject not known yet (a made-up key's prefix).
     fn spent(&self, class: Class, quota: Quota, subject: &Subject) -> Option<Decision> {
-        let now = now_s();
-        let window = now - now.rem_euclid(i64::from(quota.window_s));
+        let (window, reset) = window_now(quota);
         let counts = self.counts.lock().unwrap_or_else(|e| e.into_inner());
         let c = counts
             .get(&(class, subject.clone()))
             .filter(|c| c.window == window)?;
-        (c.shared + c.pending >= quota.quota).then(|| Decision {
+        (c.shared + c.pending >= quota.quota).then_some(Decision {
             class,
             quota,
             allowed: false,
             remaining: 0,
-            reset: (window + i64::from(quota.window_s) - now).max(0) as u32,
+            reset,
         })
     }
 

@@ -6,7 +6,7 @@ use diesel::sql_types::{
     Array, BigInt, Bool, Bytea, Integer, Nullable, SmallInt, Text, Timestamptz, Uuid as SqlUuid,
 };
 use diesel::{OptionalExtension, QueryableByName};
-use diesel_async::{AsyncPgConnection, RunQueryDsl};
+use diesel_async::{AsyncConnection, AsyncPgConnection, RunQueryDsl};
 use uuid::Uuid;
 
 use crate::domain::webhook::WebhookInput;
@@ -349,12 +349,19 @@ pub struct Attempted {
     pub attempted: bool,
 }
 
-/// Records attempts: each delivery's new state (only while the attempt's lease is still its
-/// own), every attempt, and subscriptions a receiver said are gone.
+/// Records attempts, in one transaction: each delivery's new state (only while the attempt's
+/// lease is still its own), every attempt, and subscriptions a receiver said are gone (a
+/// delivery answered 410 is pending again only together with its subscription's disabling,
+/// else it could be claimed, and sent, between).
 pub async fn record(conn: &mut AsyncPgConnection, done: &[Attempted]) -> diesel::QueryResult<()> {
     if done.is_empty() {
         return Ok(());
     }
+    conn.transaction(async |conn| record_in(conn, done).await)
+        .await
+}
+
+async fn record_in(conn: &mut AsyncPgConnection, done: &[Attempted]) -> diesel::QueryResult<()> {
     let column = |f: fn(&Attempted) -> Uuid| done.iter().map(f).collect::<Vec<_>>();
     diesel::sql_query(
         "UPDATE webhook_deliveries d SET state = r.state, next_attempt_at = r.next, \

@@ -331,14 +331,7 @@ impl Webhooks {
         let mut recorded = false;
         for _ in 0..3 {
             if let Ok(mut conn) = db::conn(&self.pool).await {
-                // One transaction: a delivery answered 410 is pending again only together with
-                // its subscription's disabling (else it could be claimed, and sent, between).
-                let recorded_now = conn
-                    .transaction::<_, diesel::result::Error, _>(async |conn| {
-                        webhooks::record(conn, &done).await
-                    })
-                    .await;
-                if recorded_now.is_ok() {
+                if webhooks::record(&mut conn, &done).await.is_ok() {
                     recorded = true;
                     break;
                 }

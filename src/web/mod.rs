@@ -282,7 +282,7 @@ pub async fn reader_feed(
     let needed = read_after.needed();
     let query = ListQuery::parse_page(req.query_string()).map_err(ApiError::parameter)?;
     // The filters given, for the links to the stream and the feeds.
-    let filled = filled(req.query_string());
+    let filters = filters_given(req.query_string());
     let after = query
         .after(&state.cursor_key)
         .map_err(ApiError::parameter)?;
@@ -367,7 +367,7 @@ pub async fn reader_feed(
         Some(_) => String::new(),
         None => {
             let mut params = form_urlencoded::Serializer::new(String::new());
-            for (name, value) in form_urlencoded::parse(filled.as_bytes()) {
+            for (name, value) in form_urlencoded::parse(filters.as_bytes()) {
                 if ["min_score", "max_score", "category", "tag", "any_tag"].contains(&&*name) {
                     params.append_pair(&name, &value);
                 }
@@ -398,12 +398,6 @@ pub async fn reader_feed(
             escape(&next)
         );
     }
-    // The same filters (the feeds have no pages: no cursor).
-    let filters = filled
-        .split('&')
-        .filter(|pair| pair.split('=').next() != Some("cursor"))
-        .collect::<Vec<_>>()
-        .join("&");
     let feeds_query = match filters.as_str() {
         "" => String::new(),
         q => format!("?{}", escape(q)),
@@ -423,14 +417,15 @@ pub async fn reader_feed(
     Ok(html_page(&held, StatusCode::OK, body, state.public_read))
 }
 
-/// The page's query string without the fields the filter form left empty (which
-/// [`ListQuery::parse_page`] reads as not given), as written.
-fn filled(query_string: &str) -> String {
+/// The page's filters as written: its query string without the cursor (the stream and the
+/// feeds have no pages) and without the fields the filter form left empty (which
+/// [`ListQuery::parse_page`] reads as not given).
+fn filters_given(query_string: &str) -> String {
     query_string
         .split('&')
         .filter(|pair| {
             pair.split_once('=')
-                .is_some_and(|(_, value)| !value.is_empty())
+                .is_some_and(|(name, value)| name != "cursor" && !value.is_empty())
         })
         .collect::<Vec<_>>()
         .join("&")

@@ -287,11 +287,15 @@ async fn the_listener_claims_no_position_while_a_writer_is_committing() {
         .await
         .unwrap();
     let admin = app.db.sql().await;
-    let token: String = admin
-        .query_one("SELECT pg_current_wal_lsn()::text", &[])
-        .await
-        .unwrap()
-        .get(0);
+    // The primary's WAL position now: a `Signals-Read-After` naming what is being written.
+    let position = async || -> String {
+        admin
+            .query_one("SELECT pg_current_wal_lsn()::text", &[])
+            .await
+            .unwrap()
+            .get(0)
+    };
+    let token = position().await;
     // A wake-up while the writer holds the lock: the listener reads the log, finds nothing new,
     // and must not count the position as reached.
     admin.batch_execute("NOTIFY signal_changes").await.unwrap();
@@ -319,11 +323,7 @@ async fn the_listener_claims_no_position_while_a_writer_is_committing() {
         .batch_execute("BEGIN; UPDATE signals SET score = 8 WHERE slug = 'one'")
         .await
         .unwrap();
-    let token: String = admin
-        .query_one("SELECT pg_current_wal_lsn()::text", &[])
-        .await
-        .unwrap()
-        .get(0);
+    let token = position().await;
     admin.batch_execute("NOTIFY signal_changes").await.unwrap();
     settle().await;
     writer.batch_execute("ROLLBACK").await.unwrap();
