@@ -9,13 +9,15 @@ check off these few generated values are left out (the README names them, with t
 - an `If-Match` in a positive case: a generated ETag names no version of the signal, so the
   answer is 412 by definition (declared in the spec). `*` and malformed values (400) stay in the
   negative cases.
-- in a case meant to be refused, a query array whose items are not all strings (a number, an
-  object, a list, null where the spec wants text): a query string carries only text, so such an
-  item reaches the service as text (`-4.1e16`; an object's keys, a list's items) or not at all
-  (null), and what arrives may be perfectly valid. Schemathesis 4.32.5 judges such a case by
-  the generated value, not by what was sent, so a service that reads the wire right was reported
-  as accepting invalid data (a CI run: GET / with a `category` list whose every item arrived as
-  valid text). Such a case is left out whole; every other negative case is sent.
+- a case meant to be refused whose query holds a value the wire cannot carry as generated: a
+  query string is text, so `true`, `5`, an object or null where the spec wants text, a single
+  value where it wants a list, a list item that is not text, all reach the service as text (an
+  object as its keys) or not at all, and what arrives may be perfectly valid. Schemathesis 4.32.5
+  judges a list-valued or `anyOf` parameter by the generated value, not by what was sent, so a
+  service reading the wire right was reported as accepting invalid data (CI runs: GET / with
+  `any_tag=true`, which is the valid list `["true"]`; GET / with `category` items that arrived
+  as valid text). Such a case is left out whole; every negative case whose values are text (or
+  numbers where the spec takes numbers) is sent.
 """
 
 import ast
@@ -23,6 +25,7 @@ import threading
 import uuid
 
 import schemathesis
+from schemathesis.core.parameters import ParameterLocation
 
 # CPython 3.11 before 3.11.8 (this machine has 3.11.7) keeps the AST constructor's recursion
 # depth in state that every thread shares (python/cpython#106905), so two `ast.parse` calls at
@@ -44,10 +47,41 @@ UNFORGEABLE_QUERY = ("cursor",)
 UNFORGEABLE_HEADERS = ("if-match",)
 
 
-def _items_the_wire_turns_into_text(query):
-    return any(
-        isinstance(value, list) and any(not isinstance(item, str) for item in value)
-        for value in query.values()
+def _types(schema):
+    """The JSON types a parameter's schema admits, through `anyOf`/`oneOf`."""
+    if not isinstance(schema, dict):
+        return set()
+    declared = schema.get("type")
+    found = set(declared if isinstance(declared, list) else [declared] if declared else [])
+    for key in ("anyOf", "oneOf"):
+        for branch in schema.get(key, []):
+            found |= _types(branch)
+    return found
+
+
+def _sent_as_generated(value, schema):
+    """Whether the service reads `value` off a query string as the value it was generated as."""
+    types = _types(schema)
+    if "array" in types:
+        # one value is a list of one on the wire
+        items = schema.get("items", {})
+        return isinstance(value, list) and all(_sent_as_generated(item, items) for item in value)
+    if isinstance(value, str):
+        return True
+    if isinstance(value, bool):
+        return "boolean" in types
+    if isinstance(value, (int, float)):
+        return bool(types & {"integer", "number"})
+    return False
+
+
+def _query_sent_as_generated(case):
+    if not case.query:
+        return True
+    declared = case.operation.get_parameter_set(ParameterLocation.QUERY).schema
+    properties = declared.get("properties", {}) if isinstance(declared, dict) else {}
+    return all(
+        _sent_as_generated(value, properties.get(name, {})) for name, value in case.query.items()
     )
 
 
@@ -57,7 +91,7 @@ def filter_case(ctx, case):
     if meta is None:
         return True
     if not meta.generation.mode.is_positive:
-        return not _items_the_wire_turns_into_text(case.query or {})
+        return _query_sent_as_generated(case)
     query = case.query or {}
     headers = {name.lower(): value for name, value in (case.headers or {}).items()}
     if any(name in query for name in UNFORGEABLE_QUERY):
