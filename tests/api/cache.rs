@@ -185,16 +185,30 @@ async fn without_its_change_listener_an_instance_serves_nothing_from_the_cache()
     assert!(cache_metrics(&app.client, metrics).await.0 > hits);
 }
 
-/// A listener whose connection goes silent (no error, no end: a dropped network path) is
-/// found out by its heartbeat: within a second of another instance's write the cache no longer
-/// answers with what the write changed, and once the path is back the instance catches up.
-#[actix_web::test]
-async fn an_instance_whose_listener_went_silent_stops_trusting_its_cache_within_a_second() {
+/// `app`, and another instance whose path to PostgreSQL goes through a [`Freezer`], which has
+/// the signal `one` (score 5) in its cache; and a write key.
+///
+/// [`Freezer`]: crate::helpers::Freezer
+async fn cached_behind_a_freezer() -> (
+    TestApp,
+    crate::helpers::Freezer,
+    crate::helpers::Instance,
+    String,
+) {
     let app = TestApp::spawn().await;
     let path = crate::helpers::Freezer::to(&app.db.url).await;
     let other = app.another_instance_at(&path.url, |_, _| {}).await;
     let key = app.key(Scope::Write).await;
     cached_on(&app, &other, &key).await;
+    (app, path, other, key)
+}
+
+/// A listener whose connection goes silent (no error, no end: a dropped network path) is
+/// found out by its heartbeat: within a second of another instance's write the cache no longer
+/// answers with what the write changed, and once the path is back the instance catches up.
+#[actix_web::test]
+async fn an_instance_whose_listener_went_silent_stops_trusting_its_cache_within_a_second() {
+    let (app, path, other, key) = cached_behind_a_freezer().await;
 
     path.freeze(true);
     let res = app
@@ -252,11 +266,7 @@ async fn an_instance_whose_listener_went_silent_stops_trusting_its_cache_within_
 /// emptied the cache (under the benchmark's load of 100,000 requests/s, now and then).
 #[actix_web::test]
 async fn a_listener_that_answers_late_keeps_what_the_cache_holds() {
-    let app = TestApp::spawn().await;
-    let path = crate::helpers::Freezer::to(&app.db.url).await;
-    let other = app.another_instance_at(&path.url, |_, _| {}).await;
-    let key = app.key(Scope::Write).await;
-    cached_on(&app, &other, &key).await;
+    let (app, path, other, _) = cached_behind_a_freezer().await;
     let misses = |text: &str| metric(text, "signals_cache_lookups_total{outcome=\"miss\"}");
     let before = misses(&metrics_at(&app.client, other.url("/metrics")).await);
 
