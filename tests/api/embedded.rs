@@ -82,6 +82,14 @@ pub fn terminate(child: &mut Child) {
 
 struct TempDir(PathBuf);
 
+impl TempDir {
+    /// A folder of its own under the system's temporary folder (so the unprivileged postgres
+    /// user can reach it when tests run as root), removed when dropped.
+    fn new(prefix: &str) -> TempDir {
+        TempDir(std::env::temp_dir().join(format!("{prefix}-{}", uuid::Uuid::now_v7().simple())))
+    }
+}
+
 impl Drop for TempDir {
     fn drop(&mut self) {
         let _ = std::fs::remove_dir_all(&self.0);
@@ -90,11 +98,7 @@ impl Drop for TempDir {
 
 #[actix_web::test]
 async fn serve_without_database_url_runs_stops_and_restarts_its_own_postgres() {
-    // Under /tmp so the unprivileged postgres user can reach it when tests run as root.
-    let dir = TempDir(std::env::temp_dir().join(format!(
-        "signals-embedded-{}",
-        uuid::Uuid::now_v7().simple()
-    )));
+    let dir = TempDir::new("signals-embedded");
     let data_dir = dir.0.join("pg");
     let port = free_port();
     let base = format!("http://127.0.0.1:{port}");
@@ -192,9 +196,7 @@ fn without_server_programs_one_clear_message_and_a_failing_exit() {
 
 #[actix_web::test]
 async fn after_a_sigkill_the_next_start_adopts_the_orphaned_postgres_and_stops_it_at_the_end() {
-    let dir = TempDir(
-        std::env::temp_dir().join(format!("signals-orphan-{}", uuid::Uuid::now_v7().simple())),
-    );
+    let dir = TempDir::new("signals-orphan");
     let data_dir = dir.0.join("pg");
     let port = free_port();
     let base = format!("http://127.0.0.1:{port}");
@@ -243,9 +245,8 @@ async fn after_a_sigkill_the_next_start_adopts_the_orphaned_postgres_and_stops_i
 #[actix_web::test]
 async fn the_last_process_done_with_the_embedded_postgres_stops_it() {
     use signals::db::embedded::Cluster;
-    let dir =
-        std::env::temp_dir().join(format!("signals-shared-{}", uuid::Uuid::now_v7().simple()));
-    let data_dir = dir.join("pg");
+    let dir = TempDir::new("signals-shared");
+    let data_dir = dir.0.join("pg");
     let mut first = Cluster::start(&data_dir, None).await.expect("a cluster");
     let mut second = Cluster::start(&data_dir, None)
         .await
@@ -264,7 +265,6 @@ async fn the_last_process_done_with_the_embedded_postgres_stops_it() {
         !data_dir.join("postmaster.pid").exists(),
         "stopped by the last one done with it"
     );
-    let _ = std::fs::remove_dir_all(&dir);
 }
 
 /// A server that will not start gives its message, and leaves the folder's locks free (the
@@ -272,9 +272,8 @@ async fn the_last_process_done_with_the_embedded_postgres_stops_it() {
 #[actix_web::test]
 async fn a_cluster_that_cannot_start_is_an_error_not_a_hang() {
     use signals::db::embedded::Cluster;
-    let dir =
-        std::env::temp_dir().join(format!("signals-broken-{}", uuid::Uuid::now_v7().simple()));
-    let data_dir = dir.join("pg");
+    let dir = TempDir::new("signals-broken");
+    let data_dir = dir.0.join("pg");
     let mut made = Cluster::start(&data_dir, None).await.expect("a cluster");
     made.stop();
     drop(made);
@@ -301,5 +300,4 @@ async fn a_cluster_that_cannot_start_is_an_error_not_a_hang() {
         let e = started.expect_err("a server with a broken configuration does not start");
         assert!(e.contains("did not start"), "{e}");
     }
-    let _ = std::fs::remove_dir_all(&dir);
 }
