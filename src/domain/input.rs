@@ -335,7 +335,10 @@ impl PartialSchema for SignalInput {
             .required("score")
             .property(
                 "category",
-                CATEGORY.schema("Filters match it case-insensitively."),
+                CATEGORY.schema(
+                    "Filters match it case-insensitively, however its accents are composed \
+                     (compared in Unicode's NFC).",
+                ),
             )
             .required("category")
             .property(
@@ -363,8 +366,9 @@ impl PartialSchema for SignalInput {
                     .items(TAG.schema(""))
                     .max_items(Some(TAGS_MAX))
                     .description(Some(
-                        "Duplicates that differ only in case are dropped; the first spelling is \
-                         kept. Filters match tags case-insensitively.",
+                        "Duplicates that differ only in case or in how accents are composed \
+                         (Unicode NFC) are dropped; the first spelling is kept. Filters match \
+                         tags the same way.",
                     )),
             )
             .property(

@@ -2,8 +2,11 @@
 //! and the query parameters that carry them — each parameter defined once, in a table that
 //! both the parser and the OpenAPI document are made from.
 
+use std::borrow::Cow;
+
 use chrono::{DateTime, Utc};
 use serde_json::{json, Value};
+use unicode_normalization::{IsNormalized, UnicodeNormalization};
 use utoipa::openapi::path::{Parameter, ParameterBuilder, ParameterIn, ParameterStyle};
 use utoipa::openapi::schema::{
     ArrayBuilder, KnownFormat, ObjectBuilder, Schema, SchemaFormat, Type,
@@ -17,9 +20,23 @@ use super::FieldError;
 
 /// The key case-insensitive filters compare: the same lower-casing for stored values and for
 /// filter values, done by the service rather than by the database so it does not depend on its
-/// locale.
+/// locale, then Unicode's composed form (NFC), so the same word typed on systems that
+/// decompose accents (`e` + U+0301) and on those that do not (`é`) is one key.
 pub fn case_key(s: &str) -> String {
-    s.to_lowercase()
+    let lower = s.to_lowercase();
+    let recomposed = match composed(&lower) {
+        Cow::Owned(key) => Some(key),
+        Cow::Borrowed(_) => None,
+    };
+    recomposed.unwrap_or(lower)
+}
+
+/// `s` in Unicode's composed form (NFC); most text already is, and is borrowed as it is.
+fn composed(s: &str) -> Cow<'_, str> {
+    match unicode_normalization::is_nfc_quick(s.chars()) {
+        IsNormalized::Yes => Cow::Borrowed(s),
+        _ => Cow::Owned(s.nfc().collect()),
+    }
 }
 
 /// The filters of a list request. Category and tag values are already [`case_key`]s.
@@ -899,18 +916,20 @@ impl ListFilter {
 
     /// Whether a signal in this state (the change log's `before`/`after`: `score`,
     /// `category_key`, `tag_keys`) passes the filter's score, category and tag conditions.
+    /// States logged before keys were composed (migration 17) may hold decomposed keys: they
+    /// are composed here.
     pub fn matches_state(&self, state: &serde_json::Value) -> bool {
         let score = state["score"].as_i64().unwrap_or(-1);
-        let category = state["category_key"].as_str().unwrap_or_default();
-        let tags: Vec<&str> = state["tag_keys"]
+        let category = composed(state["category_key"].as_str().unwrap_or_default());
+        let tags: Vec<Cow<'_, str>> = state["tag_keys"]
             .as_array()
-            .map(|a| a.iter().filter_map(|t| t.as_str()).collect())
+            .map(|a| a.iter().filter_map(|t| t.as_str()).map(composed).collect())
             .unwrap_or_default();
+        let has = |t: &String| tags.iter().any(|k| k == t);
         self.score_within(score)
-            && (self.categories.is_empty() || self.categories.iter().any(|c| c == category))
-            && self.tags_all.iter().all(|t| tags.contains(&t.as_str()))
-            && (self.tags_any.is_empty()
-                || self.tags_any.iter().any(|t| tags.contains(&t.as_str())))
+            && (self.categories.is_empty() || self.categories.iter().any(|c| *c == category))
+            && self.tags_all.iter().all(has)
+            && (self.tags_any.is_empty() || self.tags_any.iter().any(has))
     }
 }
 
@@ -935,6 +954,28 @@ impl TagQuery {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn states_logged_with_decomposed_keys_meet_composed_filters() {
+        let state = json!({"score": 7, "category_key": "cafe\u{301}s",
+                           "tag_keys": ["a\u{30a}ngstro\u{308}m", "llm"]});
+        let filter = |query: &str| ListQuery::parse(query).unwrap().filter;
+        assert!(filter("category=Caf%C3%A9s&tag=%C3%85ngstr%C3%B6m").matches_state(&state));
+        assert!(filter("any_tag=%C3%A5ngstr%C3%B6m&any_tag=x").matches_state(&state));
+        assert!(filter("tag=LLM&min_score=7").matches_state(&state));
+        assert!(!filter("category=cafes").matches_state(&state));
+        assert!(!filter("tag=angstrom").matches_state(&state));
+    }
+
+    #[test]
+    fn keys_ignore_case_and_how_accents_are_composed() {
+        let composed = "Caf\u{e9} \u{c5}ngstr\u{f6}m";
+        let decomposed = "CAFE\u{301} A\u{30a}NGSTRO\u{308}M";
+        assert_ne!(composed.to_lowercase(), decomposed.to_lowercase());
+        assert_eq!(case_key(composed), case_key(decomposed));
+        assert_eq!(case_key(decomposed), "caf\u{e9} \u{e5}ngstr\u{f6}m");
+        assert_ne!(case_key("cafe"), case_key("caf\u{e9}"));
+    }
 
     #[test]
     fn only_score_bounds_one_tag_sorts_and_cursors_keep_one_plan() {

@@ -23,7 +23,7 @@ use crate::api::conditions::{IfNoneMatch, ReadAfter};
 use crate::api::problem::{responses, ApiError};
 use crate::api::{cache_control, etag_of, AppState};
 use crate::db::{self, lists, lookups};
-use crate::domain::query::{parameters, ListQuery, PAGE_PARAMS};
+use crate::domain::query::{case_key, parameters, ListQuery, PAGE_PARAMS};
 use crate::domain::signal::{Signal, SignalRef};
 use html::{escape, escape_into};
 
@@ -340,7 +340,7 @@ pub async fn reader_feed(
     // A category chosen by a link that differs in case is still shown as chosen.
     let chosen = categories
         .iter()
-        .find(|c| c.name.to_lowercase() == category.to_lowercase())
+        .find(|c| case_key(&c.name) == case_key(&category))
         .map_or(category.clone(), |c| c.name.clone());
     select(&mut main, "category", "Category", &choices, &chosen);
     let _ = write!(

@@ -131,6 +131,69 @@ async fn category_and_tag_filters_match_case_insensitively() {
     assert_eq!(window.len(), 4, "since is inclusive, until exclusive");
 }
 
+/// A tag or category typed with its accents decomposed (`e` + U+0301, as some systems type
+/// them) and one typed composed (`é`) are the same word: one filter finds both, a signal
+/// carries it once, and the facets count it once.
+#[actix_web::test]
+async fn filters_match_however_accents_are_composed() {
+    let app = TestApp::spawn().await;
+    let key = app.key(Scope::Write).await;
+    let decomposed = app
+        .create(
+            &key,
+            &signal(json!({"title": "Decomposed", "category": "Cafe\u{301}s",
+                           "tags": ["A\u{30a}ngstro\u{308}m", "\u{c5}NGSTR\u{d6}M"]})),
+        )
+        .await;
+    assert_eq!(
+        decomposed["tags"],
+        json!(["A\u{30a}ngstro\u{308}m"]),
+        "the same tag twice is kept once, as first spelled"
+    );
+    app.create(
+        &key,
+        &signal(json!({"title": "Composed", "category": "caf\u{e9}s",
+                       "tags": ["\u{e5}ngstr\u{f6}m"]})),
+    )
+    .await;
+    app.create(
+        &key,
+        &signal(json!({"title": "Unaccented", "category": "Cafes", "tags": ["angstrom"]})),
+    )
+    .await;
+    let titles = |items: Vec<Value>| {
+        let mut t: Vec<String> = items
+            .iter()
+            .map(|s| s["title"].as_str().unwrap().to_owned())
+            .collect();
+        t.sort();
+        t
+    };
+    for query in [
+        "category=caf%C3%A9s",
+        "category=CAFE%CC%81S",
+        "tag=%C3%85ngstr%C3%B6m",
+        "tag=a%CC%8Angstro%CC%88m",
+        "any_tag=%C3%A5ngstr%C3%B6m&any_tag=nothing",
+    ] {
+        let items = walk(&app, &format!("/v1/signals?{query}")).await;
+        assert_eq!(titles(items), ["Composed", "Decomposed"], "{query}");
+    }
+    let mut res = app.get("/v1/categories").send().await.unwrap();
+    let categories = json_body(&mut res).await;
+    let counts: Vec<i64> = categories["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|c| c["count"].as_i64().unwrap())
+        .collect();
+    assert_eq!(counts, [2, 1], "{categories}");
+    let mut res = app.get("/v1/tags?prefix=%C3%A5ng").send().await.unwrap();
+    let tags = json_body(&mut res).await;
+    assert_eq!(tags["items"].as_array().unwrap().len(), 1, "{tags}");
+    assert_eq!(tags["items"][0]["count"], 2, "{tags}");
+}
+
 #[actix_web::test]
 async fn pages_stay_exact_while_signals_are_inserted_concurrently() {
     let app = TestApp::spawn().await;

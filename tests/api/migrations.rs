@@ -112,3 +112,99 @@ async fn signals_are_kept_whole_in_their_rows() {
     insert_wide_signal(&sql, "after").await;
     assert_eq!(toast_chunks(&sql).await, 0);
 }
+
+/// Migration 17: keys stored before it with decomposed accents are composed, as the service
+/// makes them now, without an entry in the change log; a signal that had one tag in both forms
+/// keeps the first, logged as an update.
+#[actix_web::test]
+async fn case_keys_stored_before_are_composed() {
+    let test_db = TestDb::empty().await;
+    let settings = db_settings(&test_db.url);
+    let all = db::migrate(&test_db.url, &settings).await.unwrap();
+    let since_17 = all
+        .iter()
+        .filter(|m| m.as_str() >= "20261205000017")
+        .count();
+    db::revert_last(&test_db.url, &settings, since_17)
+        .await
+        .unwrap();
+    let sql = test_db.sql().await;
+    sql.execute(
+        "INSERT INTO signals (id, slug, title, score, category, category_key, tags, tag_keys, published_at)
+         VALUES (gen_random_uuid(), 'accents', 'Accents', 7, 'Cafe\u{301}s', 'cafe\u{301}s',
+                 ARRAY['A\u{30a}ngstro\u{308}m', 'plain'], ARRAY['a\u{30a}ngstro\u{308}m', 'plain'], now()),
+                (gen_random_uuid(), 'composed', 'Composed', 7, 'Caf\u{e9}s', 'caf\u{e9}s',
+                 ARRAY['plain'], ARRAY['plain'], now()),
+                (gen_random_uuid(), 'twice', 'Twice', 7, 'Research', 'research',
+                 ARRAY['Caf\u{e9}', 'x', 'CAFE\u{301}'], ARRAY['caf\u{e9}', 'x', 'cafe\u{301}'],
+                 '2026-01-01T00:00:00Z')",
+        &[],
+    )
+    .await
+    .unwrap();
+    let changes = "SELECT count(*) FROM signal_changes";
+    let logged: i64 = sql.query_one(changes, &[]).await.unwrap().get(0);
+
+    let applied = db::migrate(&test_db.url, &settings).await.unwrap();
+    assert_eq!(applied.len(), since_17);
+    let keys = sql
+        .query(
+            "SELECT category, category_key, tags, tag_keys FROM signals
+             WHERE slug IN ('accents', 'composed') ORDER BY slug",
+            &[],
+        )
+        .await
+        .unwrap();
+    let keys: Vec<(String, String, Vec<String>, Vec<String>)> = keys
+        .iter()
+        .map(|r| (r.get(0), r.get(1), r.get(2), r.get(3)))
+        .collect();
+    let owned = |v: &[&str]| v.iter().map(|s| s.to_string()).collect::<Vec<_>>();
+    assert_eq!(
+        keys,
+        [
+            (
+                "Cafe\u{301}s".to_owned(),
+                "caf\u{e9}s".to_owned(),
+                owned(&["A\u{30a}ngstro\u{308}m", "plain"]),
+                owned(&["\u{e5}ngstr\u{f6}m", "plain"]),
+            ),
+            (
+                "Caf\u{e9}s".to_owned(),
+                "caf\u{e9}s".to_owned(),
+                owned(&["plain"]),
+                owned(&["plain"]),
+            ),
+        ],
+        "the keys composed, in their order; what clients see as given"
+    );
+    let twice = sql
+        .query_one(
+            "SELECT tags, tag_keys, updated_at > '2026-01-02',
+                    s.search = signal_search_document(signals), s.search::text
+             FROM signals JOIN signal_search s USING (id) WHERE slug = 'twice'",
+            &[],
+        )
+        .await
+        .unwrap();
+    assert_eq!(twice.get::<_, Vec<String>>(0), owned(&["Caf\u{e9}", "x"]));
+    assert_eq!(twice.get::<_, Vec<String>>(1), owned(&["caf\u{e9}", "x"]));
+    assert!(twice.get::<_, bool>(2), "updated_at moved");
+    let document: String = twice.get(4);
+    assert!(
+        twice.get::<_, bool>(3),
+        "its search document made again: {document}"
+    );
+    let after: i64 = sql.query_one(changes, &[]).await.unwrap().get(0);
+    assert_eq!(
+        after,
+        logged + 1,
+        "one change logged: the tag dropped; the keys alone are not"
+    );
+    // The triggers are back: a change is logged.
+    sql.execute("UPDATE signals SET score = 8 WHERE slug = 'composed'", &[])
+        .await
+        .unwrap();
+    let later: i64 = sql.query_one(changes, &[]).await.unwrap().get(0);
+    assert_eq!(later, after + 1);
+}
