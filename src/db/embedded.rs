@@ -52,8 +52,8 @@ impl Cluster {
     /// `signals` process may be using it, or a killed one left it running), and makes sure the
     /// service's database exists.
     pub async fn start(data_dir: &Path, pg_bin: Option<&Path>) -> Result<Cluster, Fatal> {
-        let bin = find_server_programs(pg_bin)?;
         let data_dir = absolute(data_dir)?;
+        let bin = find_server_programs(pg_bin, made_by(&data_dir).as_deref())?;
         let run_as = unprivileged_user()?;
         if let Some(parent) = data_dir.parent() {
             fs::create_dir_all(parent)
@@ -440,26 +440,31 @@ fn init(bin: &Path, data_dir: &Path, run_as: Option<(u32, u32)>) -> Result<(), F
 }
 
 /// The folder holding initdb and pg_ctl: the configured one, else PATH, else the newest
-/// `/usr/lib/postgresql/*/bin`.
-pub fn find_server_programs(configured: Option<&Path>) -> Result<PathBuf, Fatal> {
+/// `/usr/lib/postgresql/*/bin`. For a data folder made earlier (`made_by`, the major version in
+/// its `PG_VERSION`), the first of them whose programs are of that version: a server of another
+/// major version cannot start it, so a machine that gained a newer PostgreSQL beside the one
+/// that made the folder keeps using that one, and one that has only another says so.
+pub fn find_server_programs(
+    configured: Option<&Path>,
+    made_by: Option<&str>,
+) -> Result<PathBuf, Fatal> {
     let has_both = |dir: &Path| dir.join("initdb").is_file() && dir.join("pg_ctl").is_file();
     if let Some(dir) = configured {
-        return if has_both(dir) {
-            Ok(dir.to_owned())
-        } else {
-            Err(missing_programs(&format!(
+        if !has_both(dir) {
+            return Err(missing_programs(&format!(
                 "SIGNALS_PG_BIN={} has no initdb and pg_ctl",
                 dir.display()
-            )))
+            )));
+        }
+        return match made_by.map(|made| (made, major_version(dir))) {
+            Some((made, Some(found))) if made != found => Err(other_version(made, &found, dir)),
+            _ => Ok(dir.to_owned()),
         };
     }
-    let on_path = std::env::var_os("PATH")
-        .map(|p| std::env::split_paths(&p).collect::<Vec<_>>())
+    let on_path: Vec<PathBuf> = std::env::var_os("PATH")
+        .map(|p| std::env::split_paths(&p).filter(|d| has_both(d)).collect())
         .unwrap_or_default();
-    if let Some(dir) = on_path.into_iter().find(|d| has_both(d)) {
-        return Ok(dir);
-    }
-    let mut versions: Vec<(u32, PathBuf)> = fs::read_dir("/usr/lib/postgresql")
+    let mut installed: Vec<(u32, PathBuf)> = fs::read_dir("/usr/lib/postgresql")
         .into_iter()
         .flatten()
         .flatten()
@@ -469,10 +474,87 @@ pub fn find_server_programs(configured: Option<&Path>) -> Result<PathBuf, Fatal>
             has_both(&bin).then_some((version, bin))
         })
         .collect();
-    versions.sort();
-    versions.pop().map(|(_, bin)| bin).ok_or_else(|| {
-        missing_programs("no initdb and pg_ctl on PATH or under /usr/lib/postgresql/*/bin")
-    })
+    installed.sort();
+    let Some(made) = made_by else {
+        return on_path
+            .into_iter()
+            .next()
+            .or_else(|| installed.pop().map(|(_, bin)| bin))
+            .ok_or_else(|| {
+                missing_programs("no initdb and pg_ctl on PATH or under /usr/lib/postgresql/*/bin")
+            });
+    };
+    let (mut other, mut unknown) = (None, None);
+    for dir in on_path
+        .into_iter()
+        .chain(installed.into_iter().rev().map(|(_, bin)| bin))
+    {
+        match major_version(&dir) {
+            Some(version) if version == made => return Ok(dir),
+            Some(version) => other = other.or(Some((version, dir))),
+            // Programs that do not tell their version are tried as before.
+            None => unknown = unknown.or(Some(dir)),
+        }
+    }
+    match (unknown, other) {
+        (Some(dir), _) => Ok(dir),
+        (None, Some((version, dir))) => Err(other_version(made, &version, &dir)),
+        (None, None) => Err(missing_programs(
+            "no initdb and pg_ctl on PATH or under /usr/lib/postgresql/*/bin",
+        )),
+    }
+}
+
+/// The major version of PostgreSQL that made a data folder (its `PG_VERSION`: `15`, or `9.6`
+/// before version 10), if it was made.
+fn made_by(data_dir: &Path) -> Option<String> {
+    let version = fs::read_to_string(data_dir.join("PG_VERSION")).ok()?;
+    Some(version.trim().to_owned()).filter(|v| !v.is_empty())
+}
+
+/// The major version of the server programs in `bin`, as `PG_VERSION` writes it, from
+/// `pg_ctl --version` (`pg_ctl (PostgreSQL) 15.19 (Debian 15.19-0+deb12u1)`).
+fn major_version(bin: &Path) -> Option<String> {
+    let out = Command::new(bin.join("pg_ctl"))
+        .arg("--version")
+        .current_dir("/")
+        .output()
+        .ok()?;
+    let text = String::from_utf8_lossy(&out.stdout);
+    major_of(
+        text.split("(PostgreSQL)")
+            .nth(1)?
+            .split_whitespace()
+            .next()?,
+    )
+}
+
+/// `15.19` → `15`, `17beta1` → `17`, `9.6.24` → `9.6` (before version 10 the major version
+/// had two parts).
+fn major_of(full: &str) -> Option<String> {
+    let number = |part: Option<&str>| -> Option<u32> {
+        let part = part?;
+        let digits = part
+            .find(|c: char| !c.is_ascii_digit())
+            .unwrap_or(part.len());
+        part[..digits].parse().ok()
+    };
+    let mut parts = full.split('.');
+    match number(parts.next())? {
+        first @ 10.. => Some(first.to_string()),
+        first => Some(format!("{first}.{}", number(parts.next())?)),
+    }
+}
+
+fn other_version(made: &str, found: &str, dir: &Path) -> Fatal {
+    Fatal(format!(
+        "the embedded database was made by PostgreSQL {made}, but the server programs found are \
+         PostgreSQL {found} ({}), which cannot start it. Install PostgreSQL {made}'s server \
+         programs (Debian/Ubuntu: `apt-get install postgresql-{made}`) or point SIGNALS_PG_BIN at \
+         them; or upgrade the data folder with pg_upgrade; or set SIGNALS_DATA_DIR to a new folder \
+         to start afresh.",
+        dir.display()
+    ))
 }
 
 fn missing_programs(what: &str) -> Fatal {
@@ -559,4 +641,19 @@ fn random_hex(bytes: usize) -> String {
     let mut buf = vec![0u8; bytes];
     getrandom::fill(&mut buf).expect("the operating system's random source failed");
     buf.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn major_versions_as_pg_version_writes_them() {
+        assert_eq!(major_of("15.19").as_deref(), Some("15"));
+        assert_eq!(major_of("17beta1").as_deref(), Some("17"));
+        assert_eq!(major_of("16").as_deref(), Some("16"));
+        assert_eq!(major_of("9.6.24").as_deref(), Some("9.6"));
+        assert_eq!(major_of("9").as_deref(), None);
+        assert_eq!(major_of("x").as_deref(), None);
+    }
 }

@@ -301,3 +301,86 @@ async fn a_cluster_that_cannot_start_is_an_error_not_a_hang() {
         assert!(e.contains("did not start"), "{e}");
     }
 }
+
+/// A cluster made and stopped in `data_dir`, by the server programs the service finds itself.
+async fn made_cluster(data_dir: &Path) {
+    use signals::db::embedded::Cluster;
+    let mut made = Cluster::start(data_dir, None).await.expect("a cluster");
+    made.stop();
+}
+
+/// A data folder made by a PostgreSQL the machine does not have is named as such, with what to
+/// do, and nothing is started.
+#[actix_web::test]
+async fn a_data_folder_of_another_postgresql_is_refused_with_what_to_do() {
+    let dir = TempDir::new("signals-other-version");
+    let data_dir = dir.0.join("pg");
+    made_cluster(&data_dir).await;
+    std::fs::write(data_dir.join("PG_VERSION"), "9.4\n").unwrap();
+    let out = command(&data_dir).arg("migrate").output().unwrap();
+    assert!(!out.status.success());
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains("made by PostgreSQL 9.4, but the server programs found are PostgreSQL"),
+        "{stderr}"
+    );
+    assert!(
+        stderr.contains("pg_upgrade") && stderr.contains("SIGNALS_PG_BIN"),
+        "{stderr}"
+    );
+    assert!(!data_dir.join("postmaster.pid").exists(), "nothing started");
+}
+
+/// Server programs of another major version first on PATH (as after installing a newer
+/// PostgreSQL) are passed over for a folder made by the one further on, and still taken for a
+/// new folder.
+#[actix_web::test]
+async fn a_folder_keeps_the_postgresql_that_made_it() {
+    let dir = TempDir::new("signals-newer-on-path");
+    let newer = dir.0.join("newer");
+    std::fs::create_dir_all(&newer).unwrap();
+    for program in ["initdb", "pg_ctl"] {
+        let path = newer.join(program);
+        std::fs::write(
+            &path,
+            format!(
+                "#!/bin/sh\ncase \"$1\" in --version) echo \"{program} (PostgreSQL) 99.1\";; *) exit 1;; esac\n"
+            ),
+        )
+        .unwrap();
+        let mut permissions = std::fs::metadata(&path).unwrap().permissions();
+        std::os::unix::fs::PermissionsExt::set_mode(&mut permissions, 0o755);
+        std::fs::set_permissions(&path, permissions).unwrap();
+    }
+    let installed = signals::db::embedded::find_server_programs(None, None).unwrap();
+    let path = std::env::join_paths(
+        [newer.clone(), installed]
+            .into_iter()
+            .chain(std::env::split_paths(&std::env::var_os("PATH").unwrap())),
+    )
+    .unwrap();
+    let data_dir = dir.0.join("pg");
+    made_cluster(&data_dir).await;
+    let out = command(&data_dir)
+        .env("PATH", &path)
+        .env_remove("SIGNALS_PG_BIN")
+        .arg("migrate")
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(!data_dir.join("postmaster.pid").exists(), "stopped again");
+    let out = command(&dir.0.join("new"))
+        .env("PATH", &path)
+        .env_remove("SIGNALS_PG_BIN")
+        .arg("migrate")
+        .output()
+        .unwrap();
+    assert!(
+        !out.status.success(),
+        "a new folder is made by the first programs on PATH, here the failing ones"
+    );
+}
