@@ -9,7 +9,7 @@ use uuid::Uuid;
 use crate::config::{DatabaseSettings, LogFormat, ServeSettings};
 use crate::db;
 use crate::domain::key::{self, Scope};
-use crate::startup::{self, Database};
+use crate::startup::{self, Database, StopSignals};
 use crate::{telemetry, Fatal};
 
 #[derive(Debug, Parser)]
@@ -97,6 +97,10 @@ pub fn main() -> ExitCode {
 }
 
 async fn run(cli: Cli) -> Result<(), Fatal> {
+    // Every command that opens the database hears SIGTERM, SIGINT and SIGQUIT from its start:
+    // one they stop is dropped, and with it the embedded PostgreSQL it started, which would
+    // otherwise be left running.
+    let stops = StopSignals::listen;
     match cli.command {
         Some(Command::Openapi) => {
             let doc = crate::api::openapi()
@@ -105,28 +109,34 @@ async fn run(cli: Cli) -> Result<(), Fatal> {
             println!("{doc}");
             Ok(())
         }
-        Some(Command::Serve(serve)) => serve_until_stopped(&cli.database, &serve).await,
-        None => serve_until_stopped(&cli.database, &cli.serve).await,
+        Some(Command::Serve(serve)) => serve_until_stopped(&cli.database, &serve, stops()?).await,
+        None => serve_until_stopped(&cli.database, &cli.serve, stops()?).await,
         Some(Command::Migrate) => {
-            let _db = Database::open(&cli.database).await?;
+            let _db = stops()?.unless(Database::open(&cli.database)).await?;
             eprintln!("migrations are up to date");
             Ok(())
         }
-        Some(Command::Keys(command)) => keys(&cli.database, command).await,
+        Some(Command::Keys(command)) => stops()?.unless(keys(&cli.database, command)).await,
         Some(Command::Import {
             file,
             on_conflict,
             batch_size,
             connections,
         }) => {
-            let database = Database::open(&cli.database).await?;
-            let mut conns = Vec::new();
-            for _ in 0..connections {
-                conns.push(db::connect_once(&database.url, &cli.database).await?);
-            }
-            crate::import::run(conns, &file, on_conflict, batch_size as usize)
-                .await
-                .map(drop)
+            let import = async {
+                let database = Database::open(&cli.database).await?;
+                let mut conns = Vec::new();
+                for _ in 0..connections {
+                    conns.push(db::connect_once(&database.url, &cli.database).await?);
+                }
+                crate::import::run(conns, &file, on_conflict, batch_size as usize).await
+            };
+            let left = |_| {
+                ": the batches committed before it are kept, none in part; run it again with \
+                 `--on-conflict skip` to go on (lines without a `slug` get new ones each time)"
+                    .to_owned()
+            };
+            stops()?.unless_then(import, left).await.map(drop)
         }
     }
 }
@@ -134,13 +144,14 @@ async fn run(cli: Cli) -> Result<(), Fatal> {
 async fn serve_until_stopped(
     db_settings: &DatabaseSettings,
     settings: &ServeSettings,
+    mut stops: StopSignals,
 ) -> Result<(), Fatal> {
     // Bind first: a taken port should fail before a database is started for nothing.
     let listener = TcpListener::bind(&settings.bind)
         .map_err(|e| Fatal(format!("cannot listen on {}: {e}", settings.bind)))?;
-    let mut database = Database::open(db_settings).await?;
+    let mut database = stops.unless(Database::open(db_settings)).await?;
     let addr = listener.local_addr().map_err(|e| Fatal(e.to_string()))?;
-    let server = startup::run(listener, &database.url, db_settings, settings).await?;
+    let server = startup::run(listener, &database.url, db_settings, settings, stops).await?;
     tracing::info!(%addr, embedded = database.cluster.is_some(), "listening");
     // On SIGTERM/SIGINT the server stops after in-flight requests finish (up to the shutdown
     // timeout; see `startup::run`).

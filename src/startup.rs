@@ -50,7 +50,81 @@ impl Database {
     }
 }
 
-/// Starts serving on `listener`; the returned server runs until stopped or signalled.
+/// A signal asking the process to stop.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Stop {
+    Term,
+    Int,
+    Quit,
+}
+
+impl Stop {
+    pub fn name(self) -> &'static str {
+        match self {
+            Stop::Term => "SIGTERM",
+            Stop::Int => "SIGINT",
+            Stop::Quit => "SIGQUIT",
+        }
+    }
+}
+
+/// SIGTERM, SIGINT and SIGQUIT, heard from the moment this is made until it is dropped (one
+/// arriving while nobody waits is kept for the next wait): made once at the start, so no
+/// signal falls between two waits, and no longer fatal, so whatever was started (the embedded
+/// PostgreSQL above all) is stopped again.
+pub struct StopSignals {
+    term: tokio::signal::unix::Signal,
+    int: tokio::signal::unix::Signal,
+    quit: tokio::signal::unix::Signal,
+}
+
+impl StopSignals {
+    /// Inside a Tokio runtime.
+    pub fn listen() -> Result<StopSignals, Fatal> {
+        use tokio::signal::unix::{signal, SignalKind};
+        let hear =
+            |kind| signal(kind).map_err(|e| Fatal(format!("cannot listen for signals: {e}")));
+        Ok(StopSignals {
+            term: hear(SignalKind::terminate())?,
+            int: hear(SignalKind::interrupt())?,
+            quit: hear(SignalKind::quit())?,
+        })
+    }
+
+    /// The next stop signal.
+    pub async fn next(&mut self) -> Stop {
+        tokio::select! {
+            _ = self.term.recv() => Stop::Term,
+            _ = self.int.recv() => Stop::Int,
+            _ = self.quit.recv() => Stop::Quit,
+        }
+    }
+
+    /// `work`, unless a stop signal comes first: then `work` is dropped (with what it started)
+    /// and the answer is an error naming the signal.
+    pub async fn unless<T>(
+        &mut self,
+        work: impl std::future::Future<Output = Result<T, Fatal>>,
+    ) -> Result<T, Fatal> {
+        self.unless_then(work, |_| String::new()).await
+    }
+
+    /// As [`unless`](Self::unless), with `then(signal)` added to the error: what the stop
+    /// left behind.
+    pub async fn unless_then<T>(
+        &mut self,
+        work: impl std::future::Future<Output = Result<T, Fatal>>,
+        then: impl FnOnce(Stop) -> String,
+    ) -> Result<T, Fatal> {
+        tokio::select! {
+            done = work => done,
+            stop = self.next() => Err(Fatal(format!("stopped by {}{}", stop.name(), then(stop)))),
+        }
+    }
+}
+
+/// Starts serving on `listener`; the returned server runs until `stops` hears a signal (one
+/// heard while starting is an error: nothing is left running).
 ///
 /// Each HTTP worker gets pools of its own (`pool_size` split between the workers): a
 /// connection's I/O then runs on the thread that uses it, sparing a cross-thread wake-up on every
@@ -63,7 +137,35 @@ pub async fn run(
     database_url: &str,
     db_settings: &DatabaseSettings,
     settings: &ServeSettings,
+    mut stops: StopSignals,
 ) -> Result<Server, Fatal> {
+    let (server, closing) = stops
+        .unless(build(listener, database_url, db_settings, settings))
+        .await?;
+    // On SIGTERM or SIGINT: open streams end at once (they would otherwise hold the shutdown up
+    // for its whole timeout), then the server stops accepting and lets the requests in flight
+    // finish (up to the shutdown timeout). SIGQUIT stops at once, as actix would (the embedded
+    // PostgreSQL is still stopped).
+    let handle = server.handle();
+    actix_web::rt::spawn(async move {
+        let stop = stops.next().await;
+        let graceful = stop != Stop::Quit;
+        match graceful {
+            true => tracing::info!("{}: shutting down gracefully", stop.name()),
+            false => tracing::info!("{}: shutting down at once", stop.name()),
+        }
+        closing.close_streams();
+        handle.stop(graceful).await;
+    });
+    Ok(server)
+}
+
+async fn build(
+    listener: TcpListener,
+    database_url: &str,
+    db_settings: &DatabaseSettings,
+    settings: &ServeSettings,
+) -> Result<(Server, Arc<crate::live::Hub>), Fatal> {
     let pools = PoolFactory::new(database_url, db_settings)?;
     let cursor_key = {
         let mut conn = db::connect_once(database_url, db_settings).await?;
@@ -303,27 +405,7 @@ pub async fn run(
         .listen(listener)
         .map_err(|e| Fatal(format!("cannot listen: {e}")))?
         .run();
-    // On SIGTERM or SIGINT: open streams end at once (they would otherwise hold the shutdown up
-    // for its whole timeout), then the server stops accepting and lets the requests in flight
-    // finish (up to the shutdown timeout).
-    let handle = server.handle();
-    actix_web::rt::spawn(async move {
-        use tokio::signal::unix::{signal, SignalKind};
-        let (Ok(mut term), Ok(mut quit)) =
-            (signal(SignalKind::terminate()), signal(SignalKind::quit()))
-        else {
-            return;
-        };
-        // SIGQUIT stops at once, as actix would (the embedded PostgreSQL is still stopped).
-        let graceful = tokio::select! {
-            _ = term.recv() => { tracing::info!("SIGTERM: shutting down gracefully"); true }
-            _ = tokio::signal::ctrl_c() => { tracing::info!("SIGINT: shutting down gracefully"); true }
-            _ = quit.recv() => { tracing::info!("SIGQUIT: shutting down at once"); false }
-        };
-        closing.close_streams();
-        handle.stop(graceful).await;
-    });
-    Ok(server)
+    Ok((server, closing))
 }
 
 /// Reads are allowed from any origin; writes only from the configured ones.

@@ -186,12 +186,7 @@ impl Cluster {
             .map(|dir| dir.join("pg_basebackup"))
             .find(|p| p.is_file())
             .ok_or_else(|| Fatal("no pg_basebackup beside initdb".into()))?;
-        let mut cmd = Command::new(program);
-        if let Some((uid, gid)) = self.run_as {
-            cmd.uid(uid).gid(gid);
-        }
-        let output = cmd
-            .current_dir("/")
+        let output = server_program(&program, self.run_as)
             .arg("-D")
             .arg(&data_dir)
             .args([
@@ -317,13 +312,7 @@ impl Cluster {
     }
 
     fn command(&self, program: &str) -> Command {
-        let mut cmd = Command::new(self.bin.join(program));
-        if let Some((uid, gid)) = self.run_as {
-            cmd.uid(uid).gid(gid);
-        }
-        // The unprivileged user may not be able to enter the caller's working directory.
-        cmd.current_dir("/");
-        cmd
+        server_program(&self.bin.join(program), self.run_as)
     }
 }
 
@@ -362,6 +351,20 @@ fn lock(path: &Path, how: i32) -> Result<fs::File, Fatal> {
     }
 }
 
+/// One of PostgreSQL's programs, run as `run_as` and in a process group of its own: Ctrl-C in
+/// a terminal signals the whole foreground group, and would kill `pg_ctl` half-way through a
+/// start (the server it launched going on alone) or `initdb` half-way through; the service
+/// hears the signal and stops the cluster itself.
+fn server_program(program: &Path, run_as: Option<(u32, u32)>) -> Command {
+    let mut cmd = Command::new(program);
+    if let Some((uid, gid)) = run_as {
+        cmd.uid(uid).gid(gid);
+    }
+    // The unprivileged user may not be able to enter the caller's working directory.
+    cmd.current_dir("/").process_group(0);
+    cmd
+}
+
 /// Runs initdb into a scratch folder beside the data folder and renames it into place, so an
 /// interrupted first run never leaves a half-made cluster behind.
 fn init(bin: &Path, data_dir: &Path, run_as: Option<(u32, u32)>) -> Result<(), Fatal> {
@@ -389,12 +392,7 @@ fn init(bin: &Path, data_dir: &Path, run_as: Option<(u32, u32)>) -> Result<(), F
     for locale in ["C.UTF-8", "C"] {
         let _ = fs::remove_dir_all(&scratch);
         make_private_dir(&scratch, run_as)?;
-        let mut cmd = Command::new(bin.join("initdb"));
-        if let Some((uid, gid)) = run_as {
-            cmd.uid(uid).gid(gid);
-        }
-        let output = cmd
-            .current_dir("/")
+        let output = server_program(&bin.join("initdb"), run_as)
             .arg("-D")
             .arg(&scratch)
             .args(["-U", SUPERUSER, "-A", "scram-sha-256", "-E", "UTF8"])

@@ -384,3 +384,110 @@ async fn a_folder_keeps_the_postgresql_that_made_it() {
         "a new folder is made by the first programs on PATH, here the failing ones"
     );
 }
+
+/// The embedded cluster running in `data_dir`, reached as a client only (not as one more
+/// `signals` process using it): its port from `postmaster.pid`, its password from the folder.
+async fn running_cluster(data_dir: &Path) -> Option<tokio_postgres::Client> {
+    let pid = std::fs::read_to_string(data_dir.join("postmaster.pid")).ok()?;
+    let port = pid.lines().nth(3)?.trim();
+    let password = std::fs::read_to_string(data_dir.join("signals.password")).ok()?;
+    let url = format!(
+        "postgres://postgres:{}@127.0.0.1:{port}/signals",
+        password.trim()
+    );
+    let (client, connection) = tokio_postgres::connect(&url, tokio_postgres::NoTls)
+        .await
+        .ok()?;
+    actix_web::rt::spawn(connection);
+    Some(client)
+}
+
+/// SIGTERM or SIGINT while a command runs (`signals import -`, the signals read so far written)
+/// or while it starts stops the command and the embedded PostgreSQL it started, saying so,
+/// with a failing exit; what was committed stays.
+#[actix_web::test]
+async fn a_stopped_command_stops_the_embedded_postgres_it_started() {
+    use std::io::Write;
+    use std::process::Stdio;
+    let dir = TempDir::new("signals-stopped");
+    let data_dir = dir.0.join("pg");
+    let cases = [
+        (libc::SIGTERM, "SIGTERM", true),
+        (libc::SIGINT, "SIGINT", true),
+        (libc::SIGTERM, "SIGTERM", false),
+    ];
+    for (round, (signal, name, importing)) in cases.into_iter().enumerate() {
+        let mut import = command(&data_dir)
+            .args(["import", "--batch-size", "1", "-"])
+            .stdin(Stdio::piped())
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        let mut stdin = import.stdin.take().unwrap();
+        let slug = format!("before-{round}");
+        let line = crate::helpers::signal(serde_json::json!({ "slug": slug }));
+        writeln!(stdin, "{line}").unwrap();
+        let started = Instant::now();
+        loop {
+            assert!(started.elapsed() < Duration::from_secs(90), "no start");
+            assert!(
+                import.try_wait().unwrap().is_none(),
+                "the import ended early"
+            );
+            if !importing && data_dir.join("postmaster.pid").exists() {
+                break; // still starting, or migrating: stopped as early as can be seen
+            }
+            if let Some(sql) = running_cluster(&data_dir).await {
+                let written = sql
+                    .query_opt("SELECT 1 FROM signals WHERE slug = $1", &[&slug])
+                    .await;
+                if matches!(written, Ok(Some(_))) {
+                    break; // the first line is in; the import waits for more
+                }
+            }
+            actix_web::rt::time::sleep(Duration::from_millis(50)).await;
+        }
+        // SAFETY: sending a signal to our own child process.
+        unsafe { libc::kill(import.id() as i32, signal) };
+        let stopped = Instant::now();
+        let status = loop {
+            if let Some(status) = import.try_wait().unwrap() {
+                break status;
+            }
+            assert!(stopped.elapsed() < Duration::from_secs(60), "not stopped");
+            actix_web::rt::time::sleep(Duration::from_millis(50)).await;
+        };
+        drop(stdin);
+        let mut stderr = String::new();
+        std::io::Read::read_to_string(&mut import.stderr.take().unwrap(), &mut stderr).unwrap();
+        assert_eq!(status.code(), Some(2), "{stderr}");
+        assert!(stderr.contains(&format!("stopped by {name}")), "{stderr}");
+        if importing {
+            assert!(stderr.contains("--on-conflict skip"), "{stderr}");
+        }
+        assert!(
+            !data_dir.join("postmaster.pid").exists(),
+            "round {round}: the embedded PostgreSQL is stopped with the command"
+        );
+    }
+    // What the stopped imports committed is there.
+    let mut cluster = signals::db::embedded::Cluster::start(&data_dir, None)
+        .await
+        .expect("starts again");
+    let (sql, connection) = tokio_postgres::connect(&cluster.url(), tokio_postgres::NoTls)
+        .await
+        .unwrap();
+    actix_web::rt::spawn(connection);
+    let kept: i64 = sql
+        .query_one(
+            "SELECT count(*) FROM signals WHERE slug IN ('before-0', 'before-1')",
+            &[],
+        )
+        .await
+        .unwrap()
+        .get(0);
+    assert_eq!(kept, 2);
+    drop(sql);
+    cluster.stop();
+}

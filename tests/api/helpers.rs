@@ -245,6 +245,11 @@ pub struct TestApp {
     pub db: TestDb,
 }
 
+/// The signals an app in the tests stops on, as the binary's.
+fn stop_signals() -> signals::startup::StopSignals {
+    signals::startup::StopSignals::listen().expect("signals can be listened for")
+}
+
 pub fn serve_settings() -> ServeSettings {
     ServeSettings {
         bind: "127.0.0.1:0".into(),
@@ -318,7 +323,7 @@ impl TestApp {
         let address = format!("http://{}", listener.local_addr().unwrap());
         // The test's own connections, beside the app's (which live in its workers).
         let pool = db::pool(&db.url, &db_settings(&db.url)).unwrap();
-        let server = signals::startup::run(listener, &db.url, &database, &serve)
+        let server = signals::startup::run(listener, &db.url, &database, &serve, stop_signals())
             .await
             .expect("the app starts");
         let handle = server.handle();
@@ -359,7 +364,7 @@ impl TestApp {
         configure(&mut serve, &mut database);
         let listener = TcpListener::bind("127.0.0.1:0").unwrap();
         let address = format!("http://{}", listener.local_addr().unwrap());
-        let server = signals::startup::run(listener, url, &database, &serve)
+        let server = signals::startup::run(listener, url, &database, &serve, stop_signals())
             .await
             .expect("the second instance starts");
         let handle = server.handle();
