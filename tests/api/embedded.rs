@@ -80,6 +80,13 @@ pub fn terminate(child: &mut Child) {
     assert!(status.success(), "graceful shutdown exits 0, got {status}");
 }
 
+/// `signals migrate` with `cmd`'s settings: whether it succeeded, and what it wrote to stderr.
+fn migrate(cmd: &mut Command) -> (bool, String) {
+    let out = cmd.arg("migrate").output().unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
+    (out.status.success(), stderr)
+}
+
 struct TempDir(PathBuf);
 
 impl TempDir {
@@ -176,13 +183,9 @@ async fn serve_without_database_url_runs_stops_and_restarts_its_own_postgres() {
 #[test]
 fn without_server_programs_one_clear_message_and_a_failing_exit() {
     let dir = std::env::temp_dir().join("signals-no-programs");
-    let out = command(&dir.join("pg"))
-        .env("SIGNALS_PG_BIN", "/nonexistent/bin")
-        .arg("migrate")
-        .output()
-        .unwrap();
-    assert!(!out.status.success());
-    let stderr = String::from_utf8_lossy(&out.stderr);
+    let (migrated, stderr) =
+        migrate(command(&dir.join("pg")).env("SIGNALS_PG_BIN", "/nonexistent/bin"));
+    assert!(!migrated);
     assert!(
         stderr.contains("PostgreSQL server programs were not found"),
         "{stderr}"
@@ -317,9 +320,8 @@ async fn a_data_folder_of_another_postgresql_is_refused_with_what_to_do() {
     let data_dir = dir.0.join("pg");
     made_cluster(&data_dir).await;
     std::fs::write(data_dir.join("PG_VERSION"), "9.4\n").unwrap();
-    let out = command(&data_dir).arg("migrate").output().unwrap();
-    assert!(!out.status.success());
-    let stderr = String::from_utf8_lossy(&out.stderr);
+    let (migrated, stderr) = migrate(&mut command(&data_dir));
+    assert!(!migrated);
     assert!(
         stderr.contains("made by PostgreSQL 9.4, but the server programs found are PostgreSQL"),
         "{stderr}"
@@ -361,26 +363,17 @@ async fn a_folder_keeps_the_postgresql_that_made_it() {
     .unwrap();
     let data_dir = dir.0.join("pg");
     made_cluster(&data_dir).await;
-    let out = command(&data_dir)
-        .env("PATH", &path)
-        .env_remove("SIGNALS_PG_BIN")
-        .arg("migrate")
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    let with_newer_first = |data_dir: &Path| {
+        let mut cmd = command(data_dir);
+        cmd.env("PATH", &path).env_remove("SIGNALS_PG_BIN");
+        migrate(&mut cmd)
+    };
+    let (migrated, stderr) = with_newer_first(&data_dir);
+    assert!(migrated, "{stderr}");
     assert!(!data_dir.join("postmaster.pid").exists(), "stopped again");
-    let out = command(&dir.0.join("new"))
-        .env("PATH", &path)
-        .env_remove("SIGNALS_PG_BIN")
-        .arg("migrate")
-        .output()
-        .unwrap();
+    let (migrated, _) = with_newer_first(&dir.0.join("new"));
     assert!(
-        !out.status.success(),
+        !migrated,
         "a new folder is made by the first programs on PATH, here the failing ones"
     );
 }
