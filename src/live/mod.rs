@@ -30,9 +30,13 @@ pub mod webhooks;
 /// How many changes a subscriber may fall behind before it is cut off.
 pub const BACKLOG: usize = 1024;
 
-/// How long the listener waits for a notification before it asks its connection whether it is
-/// alive (a connection can go dead without a word: a dropped network path, a frozen server).
-const QUIET: Duration = Duration::from_millis(200);
+/// How long after its last question the listener asks its connection again whether it is
+/// alive, when no notification came (a connection can go dead without a word: a dropped network
+/// path, a frozen server). Each answer confirms the cache for [`TRUSTED_FOR_MS`] from when the
+/// question was asked, so a late answer must not delay the next question further: under a load
+/// that takes every core, answers took up to 613 ms (`docs/benchmark.md`, fifteenth run), and
+/// with 200 ms counted from the answer the cache lapsed whenever one took over 600 ms.
+const QUIET: Duration = Duration::from_millis(100);
 /// How long (ms) the cache trusts a confirmation that every change committed before it has
 /// been sent out: a change on another instance reaches this one's readers within this, plus
 /// the catch-up's own time, even when the listener has lost its connection unawares.
@@ -268,8 +272,8 @@ impl Hub {
 
     /// Whether every change committed more than [`TRUSTED_FOR_MS`] ago has been sent out (and the
     /// cache emptied of what it changed): what the cache needs to be trusted. The listener
-    /// confirms it at least every [`QUIET`] while its connection answers and its catch-ups
-    /// succeed; a connection that went dead silently, or a catch-up that hangs, stops the
+    /// asks every [`QUIET`] (or as soon as the last answer came, when it came later) and
+    /// confirms it with each answer while its connection answers and its catch-ups succeed; a connection that went dead silently, or a catch-up that hangs, stops the
     /// confirmations, and the cache is bypassed once the last one is older than that.
     pub fn caught_up(&self) -> bool {
         let confirmed = self.confirmed.load(Ordering::Acquire);
@@ -323,12 +327,14 @@ impl Hub {
             let read_at = Instant::now();
             // Every change committed before `since` has been sent out now.
             self.confirmed.fetch_max(since, Ordering::AcqRel);
+            let mut asked = read_at;
             loop {
                 let woke = {
                     let mut notes = std::pin::pin!(conn.notifications_stream());
-                    tokio::time::timeout(QUIET, notes.next()).await
+                    tokio::time::timeout(QUIET.saturating_sub(asked.elapsed()), notes.next()).await
                 };
                 since = self.millis();
+                asked = Instant::now();
                 match woke {
                     Ok(Some(Ok(_))) => break,
                     Ok(Some(Err(e))) => {
