@@ -273,8 +273,9 @@ impl Hub {
     /// Whether every change committed more than [`TRUSTED_FOR_MS`] ago has been sent out (and the
     /// cache emptied of what it changed): what the cache needs to be trusted. The listener
     /// asks every [`QUIET`] (or as soon as the last answer came, when it came later) and
-    /// confirms it with each answer while its connection answers and its catch-ups succeed; a connection that went dead silently, or a catch-up that hangs, stops the
-    /// confirmations, and the cache is bypassed once the last one is older than that.
+    /// confirms it with each answer while its connection answers and its catch-ups succeed; a
+    /// connection that went dead silently, or a catch-up that hangs, stops the confirmations,
+    /// and the cache is bypassed once the last one is older than that.
     pub fn caught_up(&self) -> bool {
         let confirmed = self.confirmed.load(Ordering::Acquire);
         self.listening() && confirmed != 0 && self.millis() < confirmed + TRUSTED_FOR_MS
