@@ -473,14 +473,14 @@ pub fn find_server_programs(
         })
         .collect();
     installed.sort();
+    let none_found =
+        || missing_programs("no initdb and pg_ctl on PATH or under /usr/lib/postgresql/*/bin");
     let Some(made) = made_by else {
         return on_path
             .into_iter()
             .next()
             .or_else(|| installed.pop().map(|(_, bin)| bin))
-            .ok_or_else(|| {
-                missing_programs("no initdb and pg_ctl on PATH or under /usr/lib/postgresql/*/bin")
-            });
+            .ok_or_else(none_found);
     };
     let (mut other, mut unknown) = (None, None);
     for dir in on_path
@@ -497,9 +497,7 @@ pub fn find_server_programs(
     match (unknown, other) {
         (Some(dir), _) => Ok(dir),
         (None, Some((version, dir))) => Err(other_version(made, &version, &dir)),
-        (None, None) => Err(missing_programs(
-            "no initdb and pg_ctl on PATH or under /usr/lib/postgresql/*/bin",
-        )),
+        (None, None) => Err(none_found()),
     }
 }
 
