@@ -115,7 +115,10 @@ pub fn pool(url: &str, settings: &DatabaseSettings) -> Result<PgPool, Fatal> {
     Ok(PoolFactory::new(url, settings)?.pool(settings.pool_size, Plans::Reused))
 }
 
-fn connect_config(url: &str, settings: &DatabaseSettings) -> Result<tokio_postgres::Config, Fatal> {
+pub(crate) fn connect_config(
+    url: &str,
+    settings: &DatabaseSettings,
+) -> Result<tokio_postgres::Config, Fatal> {
     let mut config: tokio_postgres::Config = url
         .parse()
         .map_err(|e| Fatal(format!("DATABASE_URL is not a valid PostgreSQL URL: {e}")))?;

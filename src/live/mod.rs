@@ -31,12 +31,15 @@ pub mod webhooks;
 pub const BACKLOG: usize = 1024;
 
 /// How long after its last question the listener asks its connection again whether it is
-/// alive, when no notification came (a connection can go dead without a word: a dropped network
-/// path, a frozen server). Each answer confirms the cache for [`TRUSTED_FOR_MS`] from when the
-/// question was asked, so a late answer must not delay the next question further: under a load
-/// that takes every core, answers took up to 613 ms (`docs/benchmark.md`, fifteenth run), and
-/// with 200 ms counted from the answer the cache lapsed whenever one took over 600 ms.
+/// alive, while no notification comes (a connection can go dead without a word: a dropped
+/// network path, a frozen server). Each answer confirms the cache for [`TRUSTED_FOR_MS`] from
+/// when its question was asked, so the next question does not wait for the previous answer:
+/// under a load that takes every core, answers took up to 613 ms (`docs/benchmark.md`,
+/// fifteenth run), and with one question at a time the cache lapsed whenever two slow answers
+/// followed each other.
 const QUIET: Duration = Duration::from_millis(100);
+/// How many of those questions may wait for their answers at once.
+const ASKED_AT_ONCE: usize = 8;
 /// How long (ms) the cache trusts a confirmation that every change committed before it has
 /// been sent out: a change on another instance reaches this one's readers within this, plus
 /// the catch-up's own time, even when the listener has lost its connection unawares.
@@ -288,95 +291,95 @@ impl Hub {
 
     async fn listen(self: Arc<Self>, url: String, settings: DatabaseSettings) {
         loop {
-            match db::connect_once(&url, &settings).await {
-                Ok(mut conn) => {
-                    // Named, so operators (and the tests) can tell it in pg_stat_activity.
-                    let listen = "SET application_name = 'signals listener'; LISTEN signal_changes";
-                    if let Err(e) =
-                        diesel_async::SimpleAsyncConnection::batch_execute(&mut conn, listen).await
-                    {
-                        tracing::warn!(error = %e, "live: cannot LISTEN");
-                    } else {
-                        // While it was away, changes may have come and gone from the log (pruned
-                        // after SIGNALS_EVENTS_RETENTION): the cache starts again empty.
-                        self.tell_listeners();
-                        self.keep_listening(&mut conn, settings.db_timeout()).await;
-                    }
+            match Listener::open(&url, &settings).await {
+                Ok(listener) => {
+                    // While it was away, changes may have come and gone from the log (pruned
+                    // after SIGNALS_EVENTS_RETENTION): the cache starts again empty.
+                    self.tell_listeners();
+                    self.keep_listening(&listener, settings.db_timeout()).await;
                 }
-                Err(e) => tracing::warn!(error = %e, "live: cannot connect to listen"),
+                Err(e) => tracing::warn!(error = %e, "live: cannot listen"),
             }
             self.listening.store(false, Ordering::Release);
             tokio::time::sleep(Duration::from_millis(500)).await;
         }
     }
 
-    /// Catches up whenever a notification comes; when none comes for [`QUIET`], asks the
-    /// listening connection itself whether it is alive. Returns once it is not: it failed, or
-    /// it did not answer within `lost_after` (`SIGNALS_DB_TIMEOUT_MS`). A late answer is not a
-    /// lost connection: under a load that takes every core PostgreSQL answered `SELECT 1` in
-    /// 500 ms now and then (the bench's cached instance, 100,000 requests/s), and giving up then
+    /// Catches up whenever a notification comes; meanwhile asks the listening connection every
+    /// [`QUIET`] whether it is alive, without waiting for the previous answer (up to
+    /// [`ASKED_AT_ONCE`] questions in flight). Returns once it is not: it failed, or its oldest
+    /// question got no answer within `lost_after` (`SIGNALS_DB_TIMEOUT_MS`). A late answer is
+    /// not a lost connection: under a load that takes every core PostgreSQL answered `SELECT 1`
+    /// in 150–650 ms now and then (`docs/benchmark.md`, fifteenth run), and giving up then
     /// emptied the cache and bypassed it until the listener was back. The cache's trust does
-    /// not wait for this: it lapses [`TRUSTED_FOR_MS`] after the last confirmation.
-    async fn keep_listening(&self, conn: &mut AsyncPgConnection, lost_after: Duration) {
+    /// not wait for this: it lapses [`TRUSTED_FOR_MS`] after the last confirmation. Each answer
+    /// confirms the moment its own question was asked, so answers that come late but together
+    /// (the connection's backend waited for a core) confirm up to the last question, where one
+    /// question at a time confirmed only the first.
+    async fn keep_listening(&self, listener: &Listener, lost_after: Duration) {
+        let heard = &listener.heard;
         // Every change committed after LISTEN took effect is notified; the ones before are in
         // the log the first catch-up reads.
         let mut since = self.millis();
         loop {
+            // The notifications counted before the catch-up begins are read with it.
+            let known = heard.count.load(Ordering::Acquire);
             let Some(settled) = self.catch_up().await else {
                 return;
             };
             let read_at = Instant::now();
             // Every change committed before `since` has been sent out now.
             self.confirmed.fetch_max(since, Ordering::AcqRel);
-            let mut asked = read_at;
+            // The questions waiting for their answers, in the order asked, and when each was.
+            let mut answers = futures_util::stream::FuturesOrdered::new();
+            let mut waiting: std::collections::VecDeque<Instant> = Default::default();
+            let mut next = read_at + QUIET;
             loop {
-                let woke = {
-                    let mut notes = std::pin::pin!(conn.notifications_stream());
-                    tokio::time::timeout(QUIET.saturating_sub(asked.elapsed()), notes.next()).await
-                };
-                since = self.millis();
-                asked = Instant::now();
-                match woke {
-                    Ok(Some(Ok(_))) => break,
-                    Ok(Some(Err(e))) => {
-                        tracing::warn!(error = %e, "live: the listening connection failed");
-                        return;
-                    }
-                    Ok(None) => return,
-                    Err(_) => {}
+                if heard.ended.load(Ordering::Acquire) {
+                    return;
                 }
-                // Quiet: PostgreSQL sends the notifications of changes committed before this
-                // query began ahead of its answer, so once it answers with none waiting,
-                // nothing committed before `since` is left to send out.
-                let ping = diesel_async::RunQueryDsl::execute(diesel::sql_query("SELECT 1"), conn);
-                match tokio::time::timeout(lost_after, ping).await {
-                    Ok(Ok(_)) => {}
-                    Ok(Err(e)) => {
-                        tracing::warn!(error = %e, "live: the listening connection failed");
-                        return;
+                if heard.count.load(Ordering::Acquire) != known {
+                    break;
+                }
+                let lost = waiting.front().map(|asked| *asked + lost_after);
+                tokio::select! {
+                    () = heard.wake.notified() => {}
+                    Some((at, answer)) = answers.next(), if !answers.is_empty() => {
+                        waiting.pop_front();
+                        if let Err(e) = answer {
+                            tracing::warn!(error = %e, "live: the listening connection failed");
+                            return;
+                        }
+                        // PostgreSQL sends the notifications of changes committed before a
+                        // question ahead of its answer, and they are counted before the answer
+                        // is handed on: with none since the catch-up began, nothing committed
+                        // before `at` is left to send out.
+                        if heard.count.load(Ordering::Acquire) != known {
+                            break;
+                        }
+                        // A writer was committing at the last read and may have rolled back
+                        // (no notification comes then): read again until the position settles.
+                        // And a notification can be lost (the queue of notifications full): the
+                        // log is read anyway now and then.
+                        if !settled || read_at.elapsed() >= READ_ANYWAY {
+                            break;
+                        }
+                        self.confirmed.fetch_max(at, Ordering::AcqRel);
                     }
-                    Err(_) => {
+                    () = tokio::time::sleep_until(next.into()), if answers.len() < ASKED_AT_ONCE => {
+                        let at = self.millis();
+                        waiting.push_back(Instant::now());
+                        let client = &listener.client;
+                        answers.push_back(async move { (at, client.batch_execute("SELECT 1").await) });
+                        next = Instant::now() + QUIET;
+                    }
+                    () = tokio::time::sleep_until(lost.unwrap_or(next).into()), if lost.is_some() => {
                         tracing::warn!("live: the listening connection does not answer");
                         return;
                     }
                 }
-                let waiting = {
-                    let mut notes = std::pin::pin!(conn.notifications_stream());
-                    futures_util::FutureExt::now_or_never(notes.next())
-                };
-                match waiting {
-                    Some(Some(Ok(_))) => break,
-                    Some(Some(Err(_)) | None) => return,
-                    // A writer was committing at the last read and may have rolled back
-                    // (no notification comes then): read again until the position settles.
-                    // And a notification can be lost (the queue of notifications full): the
-                    // log is read anyway now and then.
-                    None if !settled || read_at.elapsed() >= READ_ANYWAY => break,
-                    None => {
-                        self.confirmed.fetch_max(since, Ordering::AcqRel);
-                    }
-                }
             }
+            since = self.millis();
         }
     }
 
@@ -457,5 +460,79 @@ impl Hub {
                 self.processed_lsn.fetch_max(before, Ordering::AcqRel);
             }
         }
+    }
+}
+
+/// The listening connection: a tokio-postgres client, and a task of its own that drives the
+/// connection and counts the notifications it brings (each only says "read the log"). Its
+/// questions are sent without waiting for earlier answers, which diesel-async's connection
+/// allows only through a shared borrow, while its notifications need an exclusive one.
+struct Listener {
+    client: tokio_postgres::Client,
+    heard: Arc<Heard>,
+    driver: tokio::task::JoinHandle<()>,
+}
+
+#[derive(Default)]
+struct Heard {
+    /// Notifications received so far.
+    count: AtomicU64,
+    /// The connection failed or closed.
+    ended: AtomicBool,
+    /// Woken by each notification and by the end.
+    wake: tokio::sync::Notify,
+}
+
+impl Listener {
+    async fn open(url: &str, settings: &DatabaseSettings) -> Result<Listener, String> {
+        let mut config = db::connect_config(url, settings).map_err(|e| e.0)?;
+        // Named, so operators (and the tests) can tell it in pg_stat_activity.
+        config.application_name("signals listener");
+        let (client, mut connection) = config
+            .connect(tokio_postgres::NoTls)
+            .await
+            .map_err(|e| format!("cannot connect: {e}"))?;
+        let heard = Arc::new(Heard::default());
+        let driver = actix_web::rt::spawn({
+            let heard = heard.clone();
+            async move {
+                // The connection's messages are read in order, so a notification is counted
+                // before any answer that came after it is handed on.
+                loop {
+                    match std::future::poll_fn(|cx| connection.poll_message(cx)).await {
+                        Some(Ok(tokio_postgres::AsyncMessage::Notification(_))) => {
+                            heard.count.fetch_add(1, Ordering::AcqRel);
+                            heard.wake.notify_one();
+                        }
+                        Some(Ok(_)) => {}
+                        Some(Err(e)) => {
+                            tracing::warn!(error = %e, "live: the listening connection failed");
+                            break;
+                        }
+                        None => break,
+                    }
+                }
+                heard.ended.store(true, Ordering::Release);
+                heard.wake.notify_one();
+            }
+        });
+        let listener = Listener {
+            client,
+            heard,
+            driver,
+        };
+        let listen = listener.client.batch_execute("LISTEN signal_changes");
+        match tokio::time::timeout(settings.db_timeout(), listen).await {
+            Ok(Ok(())) => Ok(listener),
+            Ok(Err(e)) => Err(format!("cannot LISTEN: {e}")),
+            Err(_) => Err("LISTEN got no answer".into()),
+        }
+    }
+}
+
+impl Drop for Listener {
+    /// A connection that went silent may never end by itself: its task is stopped.
+    fn drop(&mut self) {
+        self.driver.abort();
     }
 }

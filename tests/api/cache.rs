@@ -298,6 +298,80 @@ async fn a_listener_that_answers_late_keeps_what_the_cache_holds() {
     );
 }
 
+/// The cache lookups an instance counts in its `/metrics` at `url` so far: (answered from the
+/// cache, bypassed).
+async fn hits_and_bypasses(client: &awc::Client, url: String) -> (u64, u64) {
+    let text = metrics_at(client, url).await;
+    let n = |o: &str| {
+        metric(
+            &text,
+            &format!("signals_cache_lookups_total{{outcome=\"{o}\"}}"),
+        ) as u64
+    };
+    (n("hit"), n("bypassed"))
+}
+
+/// Answers that come steadily late (PostgreSQL's backend waiting for a core) keep the cache
+/// trusted while each is younger than the trust (800 ms from its question): the listener asks
+/// every 100 ms without waiting for the previous answer, and each answer confirms its own
+/// question. One question at a time, half a second there and back confirmed a moment half a
+/// second old every half second, and the cache lapsed for 200 ms of every 500. Answers a second
+/// late are older than the trust, and the cache is bypassed.
+#[actix_web::test]
+async fn late_answers_keep_the_cache_trusted_only_while_they_are_younger_than_its_trust() {
+    let (app, path, other, _) = cached_behind_a_freezer().await;
+    let read = || async {
+        assert_eq!(
+            get(&app.client, other.url("/v1/signals/one")).await["score"],
+            5
+        );
+    };
+
+    // Half a second there and back. (Reads answered from the cache are fast; a read that
+    // bypasses it takes a round trip or more.)
+    path.delay(Duration::from_millis(250));
+    let (hits, bypassed) = hits_and_bypasses(&app.client, other.url("/metrics")).await;
+    let started = Instant::now();
+    let mut reads = 0;
+    while started.elapsed() < Duration::from_secs(3) {
+        read().await;
+        reads += 1;
+        actix_web::rt::time::sleep(Duration::from_millis(10)).await;
+    }
+    let (hits_after, bypassed_after) = hits_and_bypasses(&app.client, other.url("/metrics")).await;
+    assert_eq!(
+        bypassed_after - bypassed,
+        0,
+        "reads that bypassed the cache in 3 s of late answers ({reads} reads)"
+    );
+    assert_eq!(
+        hits_after - hits,
+        reads,
+        "every read answered from the cache"
+    );
+
+    // A second there and back: no answer is young enough.
+    path.delay(Duration::from_millis(500));
+    actix_web::rt::time::sleep(Duration::from_secs(2)).await;
+    let (_, bypassed) = hits_and_bypasses(&app.client, other.url("/metrics")).await;
+    for _ in 0..3 {
+        read().await;
+    }
+    let (_, bypassed_after) = hits_and_bypasses(&app.client, other.url("/metrics")).await;
+    assert_eq!(
+        bypassed_after - bypassed,
+        3,
+        "answers a second late are not trusted"
+    );
+
+    path.delay(Duration::ZERO);
+    let started = Instant::now();
+    while !cache_metrics(&app.client, other.url("/metrics")).await.1 {
+        assert!(started.elapsed() < Duration::from_secs(5), "trusted again");
+        actix_web::rt::time::sleep(Duration::from_millis(10)).await;
+    }
+}
+
 /// A commit is in the WAL a moment before it is visible, so the listener does not take the WAL
 /// position as caught up while a writer holds the change log's lock (from its first change to
 /// the moment its commit is visible): a read that asks for that position is not answered from
@@ -310,16 +384,7 @@ async fn the_listener_claims_no_position_while_a_writer_is_committing() {
         .await;
     settle().await;
     let metrics = app.url("/metrics");
-    let counts = || async {
-        let text = metrics_at(&app.client, metrics.clone()).await;
-        let n = |o: &str| {
-            metric(
-                &text,
-                &format!("signals_cache_lookups_total{{outcome=\"{o}\"}}"),
-            ) as u64
-        };
-        (n("hit"), n("bypassed"))
-    };
+    let counts = || hits_and_bypasses(&app.client, metrics.clone());
     let read = |token: String| async {
         let mut res = app
             .client

@@ -7,7 +7,7 @@
 use std::net::TcpListener;
 use std::path::PathBuf;
 use std::sync::{Mutex, OnceLock};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use actix_web::dev::ServerHandle;
 use serde_json::Value;
@@ -501,16 +501,20 @@ pub fn signal(overrides: Value) -> Value {
 }
 
 /// A TCP proxy in front of PostgreSQL that can go silent: while frozen it forwards nothing in
-/// either direction and closes nothing, as a dropped network path does.
+/// either direction and closes nothing, as a dropped network path does. It can also be slow:
+/// with a delay set, each chunk is passed on that long after it came, in order, without holding
+/// up the chunks behind it (a server whose answers come late, as under a load that takes every
+/// core).
 pub struct Freezer {
     pub url: String,
     frozen: std::sync::Arc<std::sync::atomic::AtomicBool>,
+    delay_ms: std::sync::Arc<std::sync::atomic::AtomicU64>,
 }
 
 impl Freezer {
     /// A proxy to the database of `url`; its own `url` names the same database through it.
     pub async fn to(url: &str) -> Freezer {
-        use std::sync::atomic::AtomicBool;
+        use std::sync::atomic::{AtomicBool, AtomicU64};
         use std::sync::Arc;
         let parsed = url::Url::parse(url).unwrap();
         let backend = format!(
@@ -525,7 +529,8 @@ impl Freezer {
             .unwrap();
         through.set_host(Some("127.0.0.1")).unwrap();
         let frozen = Arc::new(AtomicBool::new(false));
-        let flag = frozen.clone();
+        let delay_ms = Arc::new(AtomicU64::new(0));
+        let (flag, delay) = (frozen.clone(), delay_ms.clone());
         actix_web::rt::spawn(async move {
             while let Ok((inbound, _)) = listener.accept().await {
                 let Ok(outbound) = tokio::net::TcpStream::connect(&backend).await else {
@@ -533,13 +538,14 @@ impl Freezer {
                 };
                 let (in_read, in_write) = inbound.into_split();
                 let (out_read, out_write) = outbound.into_split();
-                actix_web::rt::spawn(pump(in_read, out_write, flag.clone()));
-                actix_web::rt::spawn(pump(out_read, in_write, flag.clone()));
+                pump(in_read, out_write, flag.clone(), delay.clone());
+                pump(out_read, in_write, flag.clone(), delay.clone());
             }
         });
         Freezer {
             url: through.to_string(),
             frozen,
+            delay_ms,
         }
     }
 
@@ -547,26 +553,49 @@ impl Freezer {
         self.frozen
             .store(frozen, std::sync::atomic::Ordering::SeqCst);
     }
+
+    /// Passes each chunk on `delay` after it came, in each direction.
+    pub fn delay(&self, delay: Duration) {
+        self.delay_ms.store(
+            delay.as_millis() as u64,
+            std::sync::atomic::Ordering::SeqCst,
+        );
+    }
 }
 
-/// Forwards what `from` sends to `to`, holding it while `frozen`.
-async fn pump(
-    mut from: impl tokio::io::AsyncRead + Unpin,
-    mut to: impl tokio::io::AsyncWrite + Unpin,
+/// Forwards what `from` sends to `to`, each chunk the delay after it came, holding it while
+/// `frozen`: one task reads, another writes.
+fn pump(
+    mut from: impl tokio::io::AsyncRead + Unpin + 'static,
+    mut to: impl tokio::io::AsyncWrite + Unpin + 'static,
     frozen: std::sync::Arc<std::sync::atomic::AtomicBool>,
+    delay_ms: std::sync::Arc<std::sync::atomic::AtomicU64>,
 ) {
+    use std::sync::atomic::Ordering::SeqCst;
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
-    let mut buf = vec![0u8; 16 * 1024];
-    loop {
-        let n = match from.read(&mut buf).await {
-            Ok(0) | Err(_) => return,
-            Ok(n) => n,
-        };
-        while frozen.load(std::sync::atomic::Ordering::SeqCst) {
-            actix_web::rt::time::sleep(Duration::from_millis(10)).await;
+    let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel::<(Instant, Vec<u8>)>();
+    actix_web::rt::spawn(async move {
+        let mut buf = vec![0u8; 16 * 1024];
+        loop {
+            let n = match from.read(&mut buf).await {
+                Ok(0) | Err(_) => return,
+                Ok(n) => n,
+            };
+            let due = Instant::now() + Duration::from_millis(delay_ms.load(SeqCst));
+            if tx.send((due, buf[..n].to_vec())).is_err() {
+                return;
+            }
         }
-        if to.write_all(&buf[..n]).await.is_err() {
-            return;
+    });
+    actix_web::rt::spawn(async move {
+        while let Some((due, chunk)) = rx.recv().await {
+            actix_web::rt::time::sleep_until(due.into()).await;
+            while frozen.load(SeqCst) {
+                actix_web::rt::time::sleep(Duration::from_millis(10)).await;
+            }
+            if to.write_all(&chunk).await.is_err() {
+                return;
+            }
         }
-    }
+    });
 }
