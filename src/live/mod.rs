@@ -275,8 +275,8 @@ impl Hub {
 
     /// Whether every change committed more than [`TRUSTED_FOR_MS`] ago has been sent out (and the
     /// cache emptied of what it changed): what the cache needs to be trusted. The listener
-    /// asks every [`QUIET`] (or as soon as the last answer came, when it came later) and
-    /// confirms it with each answer while its connection answers and its catch-ups succeed; a
+    /// asks every [`QUIET`] (without waiting for earlier answers) and confirms it with each
+    /// answer, as of its question, while its connection answers and its catch-ups succeed; a
     /// connection that went dead silently, or a catch-up that hangs, stops the confirmations,
     /// and the cache is bypassed once the last one is older than that.
     pub fn caught_up(&self) -> bool {
@@ -347,7 +347,10 @@ impl Hub {
                     Some((at, answer)) = answers.next(), if !answers.is_empty() => {
                         waiting.pop_front();
                         if let Err(e) = answer {
-                            tracing::warn!(error = %e, "live: the listening connection failed");
+                            // When the connection ended, the task that drove it said why.
+                            if !heard.ended.load(Ordering::Acquire) {
+                                tracing::warn!(error = %e, "live: the listening connection failed");
+                            }
                             return;
                         }
                         // PostgreSQL sends the notifications of changes committed before a

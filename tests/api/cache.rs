@@ -404,8 +404,19 @@ async fn the_listener_claims_no_position_while_a_writer_is_committing() {
         .await
         .unwrap();
     let admin = app.db.sql().await;
-    // The primary's WAL position now: a `Signals-Read-After` naming what is being written.
+    // The primary's WAL position now: a `Signals-Read-After` naming what is being written. An
+    // uncommitted write's WAL may still be in PostgreSQL's buffers, behind the position
+    // `pg_current_wal_lsn` reports (what is written out), which can then be one the listener
+    // has already passed; a commit of the test's own writes the WAL out to the end first.
+    admin
+        .batch_execute("CREATE TABLE wal_nudge (n int)")
+        .await
+        .unwrap();
     let position = async || -> String {
+        admin
+            .batch_execute("INSERT INTO wal_nudge VALUES (1)")
+            .await
+            .unwrap();
         admin
             .query_one("SELECT pg_current_wal_lsn()::text", &[])
             .await
