@@ -1,6 +1,7 @@
 use signals::db;
 
 use crate::helpers::{db_settings, TestDb};
+use signals::config::DatabaseSettings;
 
 async fn tables(url: &str) -> Vec<String> {
     let (client, conn) = tokio_postgres::connect(url, tokio_postgres::NoTls)
@@ -83,21 +84,24 @@ async fn insert_wide_signal(sql: &tokio_postgres::Client, slug: &str) {
     .unwrap();
 }
 
+/// A new database migrated up to (not including) the migration of this version, and how many
+/// migrations are left to run from there.
+async fn migrated_to_before(version: &str) -> (TestDb, DatabaseSettings, usize) {
+    let test_db = TestDb::empty().await;
+    let settings = db_settings(&test_db.url);
+    let all = db::migrate(&test_db.url, &settings).await.unwrap();
+    let from_it = all.iter().filter(|m| m.as_str() >= version).count();
+    db::revert_last(&test_db.url, &settings, from_it)
+        .await
+        .unwrap();
+    (test_db, settings, from_it)
+}
+
 /// Migrations 12 and 13: a signal stored before them had its sections in TOAST; after them it is
 /// whole in its row, unchanged, and so is every signal stored later.
 #[actix_web::test]
 async fn signals_are_kept_whole_in_their_rows() {
-    let test_db = TestDb::empty().await;
-    let settings = db_settings(&test_db.url);
-    let all = db::migrate(&test_db.url, &settings).await.unwrap();
-    // Back to before migration 12 (and the ones after it).
-    let since_12 = all
-        .iter()
-        .filter(|m| m.as_str() >= "20261203000012")
-        .count();
-    db::revert_last(&test_db.url, &settings, since_12)
-        .await
-        .unwrap();
+    let (test_db, settings, since_12) = migrated_to_before("20261203000012").await;
     let sql = test_db.sql().await;
     insert_wide_signal(&sql, "before").await;
     assert!(toast_chunks(&sql).await > 0, "the sections went to TOAST");
@@ -118,16 +122,7 @@ async fn signals_are_kept_whole_in_their_rows() {
 /// keeps the first, logged as an update.
 #[actix_web::test]
 async fn case_keys_stored_before_are_composed() {
-    let test_db = TestDb::empty().await;
-    let settings = db_settings(&test_db.url);
-    let all = db::migrate(&test_db.url, &settings).await.unwrap();
-    let since_17 = all
-        .iter()
-        .filter(|m| m.as_str() >= "20261205000017")
-        .count();
-    db::revert_last(&test_db.url, &settings, since_17)
-        .await
-        .unwrap();
+    let (test_db, settings, since_17) = migrated_to_before("20261205000017").await;
     let sql = test_db.sql().await;
     sql.execute(
         "INSERT INTO signals (id, slug, title, score, category, category_key, tags, tag_keys, published_at)
