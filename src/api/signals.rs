@@ -120,6 +120,7 @@ impl Write for Create<'_> {
             ("Cache-Control" = String),
         ), example = json!(examples::signal())),
         (status = 304, description = "Not modified: the ETag in If-None-Match is current"),
+        (status = 400, response = responses::BadRequest),
         (status = 401, response = responses::Unauthorized),
         (status = 404, response = responses::NotFound),
         (status = 503, response = responses::Unavailable),
@@ -265,6 +266,7 @@ pub async fn patch_signal(
     params(SignalPath, IfMatch),
     responses(
         (status = 204, description = "Deleted"),
+        (status = 400, response = responses::BadRequest),
         (status = 401, response = responses::Unauthorized),
         (status = 403, response = responses::Forbidden),
         (status = 404, response = responses::NotFound),
