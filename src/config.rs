@@ -150,12 +150,14 @@ pub struct ServeSettings {
     pub rate_limit_write: RateLimit,
 
     /// The base of every absolute URL the service writes (e.g. https://signals.example.com);
-    /// unset, links are relative.
+    /// unset, a trusted proxy's X-Forwarded-Proto and X-Forwarded-Host (or Host) are the base
+    /// of the links of the requests it passes on, and other requests' links are relative.
     #[arg(long, env = "SIGNALS_PUBLIC_URL")]
     pub public_url: Option<PublicUrl>,
 
-    /// Comma-separated addresses or CIDR ranges of proxies whose X-Forwarded-For
-    /// headers are believed (for the client address of rate limits); empty believes none.
+    /// Comma-separated addresses or CIDR ranges of proxies whose X-Forwarded-* headers are
+    /// believed (X-Forwarded-For for the client address of rate limits; X-Forwarded-Proto and
+    /// X-Forwarded-Host or Host for links, without SIGNALS_PUBLIC_URL); empty believes none.
     #[arg(long, env = "SIGNALS_TRUSTED_PROXIES", value_delimiter = ',')]
     pub trusted_proxies: Vec<Cidr>,
 

@@ -17,7 +17,7 @@ use utoipa_swagger_ui::{Config, SwaggerUi};
 use crate::api::limits::{limit, Limiter, FLUSH_EVERY};
 use crate::api::middleware::{bounded_head, head_as_get, observe, Metrics};
 use crate::api::system::OpenApiJson;
-use crate::api::PublicBase;
+use crate::api::Links;
 use crate::api::{self, AppState, RouteTable};
 use crate::config::{DatabaseSettings, ServeSettings};
 use crate::db::{self, schema::server_secrets, Plans, PoolFactory, PoolRegistry};
@@ -279,9 +279,10 @@ async fn build(
         .collect::<Result<Vec<_>, _>>()?;
     let client_timeout = Duration::from_millis(settings.client_timeout_ms);
     let body_timeout = web::Data::new(crate::api::BodyTimeout(client_timeout));
-    let public_url = web::Data::new(PublicBase(
-        settings.public_url.as_ref().map(|u| u.0.clone()),
-    ));
+    let links = web::Data::new(Links {
+        public: settings.public_url.as_ref().map(|u| u.0.clone()),
+        proxies: settings.trusted_proxies.clone(),
+    });
 
     // Expired idempotency records are deleted by the service itself, at start and then hourly.
     let janitor = pools.pool(1, Plans::Reused);
@@ -360,7 +361,7 @@ async fn build(
             .app_data(openapi_json.clone())
             .app_data(metrics.clone())
             .app_data(limiter.clone())
-            .app_data(public_url.clone())
+            .app_data(links.clone())
             .app_data(body_timeout.clone())
             .app_data(hub.clone())
             .app_data(webhooks.clone())

@@ -4,7 +4,7 @@
 //! Both are made from the same rows and the same article HTML (`web::html`, everything from a
 //! signal escaped). Item ids are `urn:uuid:<id>` and never change; an item's modification time
 //! is the signal's `updated_at`, which moves only when a write changes the signal. Links are on
-//! `SIGNALS_PUBLIC_URL` (relative without it); the self link is the URL that was asked for.
+//! the base [`Links`] gives (relative without one); the self link is the URL that was asked for.
 //! Validators: a strong `ETag` from the items' versions, and `Last-Modified` from the change
 //! log, whose newest time moves forward with every change (a deletion included), so neither
 //! answers 304 for a feed that changed. `Last-Modified` is left out while the newest change is
@@ -26,7 +26,7 @@ use super::auth::Reader;
 use super::cache::{Cached, Lookup};
 use super::conditions::{IfModifiedSince, IfNoneMatch, ReadAfter};
 use super::problem::{responses, ApiError};
-use super::{cache_control, version_etag, AppState, PublicBase};
+use super::{cache_control, version_etag, AppState, Links, PublicBase};
 use crate::db::{self, changes, lists};
 use crate::domain::query::{parameters, FeedQuery, FEED_PARAMS};
 use crate::domain::signal::Signal;
@@ -191,13 +191,18 @@ async fn feed(
         Format::Json => ("json", JSON_FEED),
         Format::Atom => ("atom", ATOM),
     };
-    let key = format!("f:{kind}:{}", req.query_string());
+    let base = Links::of(&req);
+    let key = format!(
+        "f:{kind}:{}|{}",
+        base.0.as_deref().unwrap_or(""),
+        req.query_string()
+    );
     let made = match state.cache.lookup(key, read_after.needed()).await {
         Lookup::Hit(hit) => hit,
         Lookup::Miss(fill) => {
             let (made, replayed) = state
                 .read(fill.needs(read_after.needed()), async |route| {
-                    make(&req, route.list_pool, &query, format, kind).await
+                    make(&req, &base, route.list_pool, &query, format, kind).await
                 })
                 .await?;
             fill.keep(made.clone(), replayed);
@@ -241,6 +246,7 @@ async fn feed(
 /// A feed's document, its ETag and its newest change.
 async fn make(
     req: &HttpRequest,
+    base: &PublicBase,
     pool: &crate::db::PgPool,
     query: &FeedQuery,
     format: Format,
@@ -257,10 +263,6 @@ async fn make(
         .chain(newest_change)
         .max()
         .unwrap_or(DateTime::UNIX_EPOCH);
-    let base = req
-        .app_data::<web::Data<PublicBase>>()
-        .map(|b| b.get_ref())
-        .unwrap_or(&PublicBase(None));
     let asked = match req.query_string() {
         "" => req.path().to_owned(),
         q => format!("{}?{q}", req.path()),
@@ -309,7 +311,8 @@ async fn make(
 /// The newest signals that match the filters (as for the list; newest first, `limit` of them),
 /// as a [JSON Feed 1.1](https://jsonfeed.org/version/1.1) for feed readers. Each item's `id` is
 /// `urn:uuid:<signal id>` and never changes; `url` is the signal's page on
-/// `SIGNALS_PUBLIC_URL`; `content_html` is the meta line, the summary, the lede and the titled
+/// `SIGNALS_PUBLIC_URL` (without it, on the scheme and host a trusted proxy forwarded, or
+/// relative); `content_html` is the meta line, the summary, the lede and the titled
 /// sections as escaped HTML; `tags` are the signal's tags; `date_modified` changes only when
 /// the signal does. `_signals` carries the score, category and slug. The `feed_url` is the URL
 /// asked for. `ETag` and `Last-Modified` answer `If-None-Match` and `If-Modified-Since` with 304.

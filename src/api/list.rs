@@ -11,7 +11,7 @@ use super::auth::Reader;
 use super::cache::{Cached, Lookup};
 use super::conditions::{IfNoneMatch, ReadAfter};
 use super::problem::{responses, ApiError};
-use super::{version_etag, AppState, PublicBase};
+use super::{version_etag, AppState, Links};
 use crate::db::{lists, signal_json::SignalJson};
 use crate::domain::examples;
 use crate::domain::query::{parameters, ListQuery, LIST_PARAMS};
@@ -76,7 +76,7 @@ impl IntoParams for ListQuery {
     params(ListQuery, IfNoneMatch, ReadAfter),
     responses(
         (status = 200, description = "A page of signals", body = SignalPage, headers(
-            ("Link" = String, description = "`<next page URL>; rel=\"next\"` when there is a next page"),
+            ("Link" = String, description = "`<next page URL>; rel=\"next\"` when there is a next page: on `SIGNALS_PUBLIC_URL`, or else on the scheme and host a trusted proxy forwarded (`X-Forwarded-Proto`, `X-Forwarded-Host` or `Host`), or else relative to the request"),
             ("ETag" = String, description = "Strong validator of the page"),
             ("Cache-Control" = String),
         ), example = json!({"items": [examples::signal()], "next_cursor": null})),
@@ -99,13 +99,16 @@ pub async fn list_signals(
     let after = query
         .after(&state.cursor_key)
         .map_err(ApiError::parameter)?;
-    // First pages are what most clients ask for, again and again: they are cached.
+    let base = Links::of(&req);
+    // First pages are what most clients ask for, again and again: they are cached, apart for
+    // each base of their links.
+    let key = format!(
+        "l:{}|{}",
+        base.0.as_deref().unwrap_or(""),
+        req.query_string()
+    );
     let fill = match after.is_none() {
-        true => match state
-            .cache
-            .lookup(format!("l:{}", req.query_string()), read_after.needed())
-            .await
-        {
+        true => match state.cache.lookup(key, read_after.needed()).await {
             Lookup::Hit(hit) => return Ok(hit.respond(&held, state.public_read)),
             Lookup::Miss(fill) => Some(fill),
         },
@@ -152,7 +155,7 @@ pub async fn list_signals(
     );
     let link = next_cursor
         .as_ref()
-        .map(|cursor| format!("<{}>; rel=\"next\"", next_url(&req, cursor)));
+        .map(|cursor| format!("<{}>; rel=\"next\"", base.link(&next_query(&req, cursor))));
     let body = actix_web::web::Bytes::from(page_json(
         &rows,
         query.fields.as_deref(),
@@ -211,14 +214,4 @@ pub fn next_query(req: &HttpRequest, cursor: &str) -> String {
     }
     query.append_pair("cursor", cursor);
     format!("{}?{}", req.path(), query.finish())
-}
-
-/// The absolute URL of the next page, on SIGNALS_PUBLIC_URL, or relative: never from the
-/// request's Host or X-Forwarded-*, which a client can set (and a shared cache would keep).
-fn next_url(req: &HttpRequest, cursor: &str) -> String {
-    let path = next_query(req, cursor);
-    match req.app_data::<web::Data<PublicBase>>() {
-        Some(base) => base.link(&path),
-        None => path,
-    }
 }

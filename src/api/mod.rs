@@ -37,7 +37,7 @@ use problem::ApiError;
 /// How long a client may take to send a body (`SIGNALS_CLIENT_TIMEOUT_MS`).
 pub struct BodyTimeout(pub Duration);
 
-/// The base of absolute URLs (`SIGNALS_PUBLIC_URL`); `None`: links are relative.
+/// The base of one response's absolute URLs (see [`Links`]); `None`: its links are relative.
 pub struct PublicBase(pub Option<String>);
 
 impl PublicBase {
@@ -48,6 +48,63 @@ impl PublicBase {
             None => path_and_query.to_owned(),
         }
     }
+}
+
+/// Where the service's links point: on `SIGNALS_PUBLIC_URL` when it is set; else, for a
+/// request a trusted proxy (`SIGNALS_TRUSTED_PROXIES`) passed on, on the scheme and host it
+/// forwarded (`X-Forwarded-Proto`, `X-Forwarded-Host` or `Host`); else nowhere: the links are
+/// relative. A client's own `Host` and `X-Forwarded-*` are never believed.
+pub struct Links {
+    pub public: Option<String>,
+    pub proxies: Vec<crate::config::Cidr>,
+}
+
+impl Links {
+    /// The base of the links of a response to `req`.
+    pub fn base(&self, req: &HttpRequest) -> PublicBase {
+        if let Some(public) = &self.public {
+            return PublicBase(Some(public.clone()));
+        }
+        let trusted = req
+            .peer_addr()
+            .is_some_and(|peer| self.proxies.iter().any(|c| c.contains(peer.ip())));
+        if !trusted {
+            return PublicBase(None);
+        }
+        // The first value: what the proxy nearest the client was asked for.
+        let first = |name: &str| {
+            req.headers()
+                .get(name)
+                .and_then(|v| v.to_str().ok())
+                .and_then(|v| v.split(',').next())
+                .map(str::trim)
+                .filter(|v| !v.is_empty())
+        };
+        let scheme = match first("x-forwarded-proto") {
+            Some(proto) if proto.eq_ignore_ascii_case("https") => "https",
+            _ => "http",
+        };
+        let host = first("x-forwarded-host").or_else(|| first("host"));
+        PublicBase(host.and_then(|host| origin(scheme, host)))
+    }
+
+    /// The base of links for `req`: [`Links::base`], or none when the service has no [`Links`].
+    pub fn of(req: &HttpRequest) -> PublicBase {
+        req.app_data::<web::Data<Links>>()
+            .map_or(PublicBase(None), |links| links.base(req))
+    }
+}
+
+/// `scheme://host[:port]` when `host` is a host and an optional port and nothing else (no
+/// user, path or space a forwarded header could carry), with the host as URLs write it.
+fn origin(scheme: &str, host: &str) -> Option<String> {
+    let url = url::Url::parse(&format!("{scheme}://{host}/")).ok()?;
+    let bare = url.username().is_empty()
+        && url.password().is_none()
+        && url.path() == "/"
+        && url.query().is_none()
+        && url.fragment().is_none();
+    bare.then(|| url[..url::Position::AfterPort].to_owned())
 }
 
 /// This worker's connections to one replica.

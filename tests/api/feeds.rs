@@ -188,6 +188,45 @@ async fn both_feeds_parse_and_hold_the_newest_matching_signals_as_stored() {
 }
 
 #[actix_web::test]
+async fn without_a_public_url_feed_links_are_on_the_host_a_trusted_proxy_forwarded_or_relative() {
+    let app = TestApp::spawn_with(|serve, _| {
+        serve.trusted_proxies = vec!["127.0.0.1".parse().unwrap()];
+    })
+    .await;
+    let key = app.key(Scope::Write).await;
+    app.create(&key, &signal(json!({"slug": "chips-up"}))).await;
+    let path = "/v1/feed.json?limit=5";
+    // The same feed through the proxy for two hosts (the cache keeps each apart), then with no
+    // X-Forwarded-Host, when the Host the proxy passed on is the host.
+    for (forwarded, base) in [
+        (Some("feeds.example.org"), "https://feeds.example.org"),
+        (Some("mirror.example.net"), "https://mirror.example.net"),
+        (None, ""),
+    ] {
+        let mut req = app.get(path).insert_header(("X-Forwarded-Proto", "https"));
+        if let Some(host) = forwarded {
+            req = req.insert_header(("X-Forwarded-Host", host));
+        }
+        let mut res = req.send().await.unwrap();
+        assert_eq!(res.status(), 200);
+        let raw: Value = serde_json::from_slice(&res.body().await.unwrap()).unwrap();
+        match forwarded {
+            Some(_) => {
+                assert_eq!(raw["feed_url"], format!("{base}{path}"));
+                assert_eq!(raw["home_page_url"], format!("{base}/"));
+                assert_eq!(raw["items"][0]["url"], format!("{base}/s/chips-up"));
+            }
+            // The test client's Host: the address it connected to.
+            None => {
+                let url = raw["items"][0]["url"].as_str().unwrap();
+                assert!(url.starts_with("https://127.0.0.1:"), "{url}");
+                assert!(url.ends_with("/s/chips-up"), "{url}");
+            }
+        }
+    }
+}
+
+#[actix_web::test]
 async fn feeds_hold_fifty_by_default_at_most_a_hundred_and_take_only_the_lists_filters() {
     let app = public_app().await;
     let key = app.key(Scope::Write).await;

@@ -604,6 +604,93 @@ async fn the_next_link_is_on_the_public_url_and_never_on_the_requests_host() {
 }
 
 #[actix_web::test]
+async fn behind_a_trusted_proxy_links_are_on_the_scheme_and_host_it_forwarded() {
+    let app = TestApp::spawn_with(|serve, _| {
+        serve.trusted_proxies = vec!["127.0.0.1".parse().unwrap()];
+    })
+    .await;
+    seed(&app).await;
+    let link = |headers: &'static [(&'static str, &'static str)]| {
+        let mut req = app.get("/v1/signals?limit=2");
+        for (name, value) in headers {
+            req = req.insert_header((*name, *value));
+        }
+        async move {
+            let res = req.send().await.unwrap();
+            assert_eq!(res.status(), 200);
+            header(&res, "link").unwrap()
+        }
+    };
+    // Each answer is the first page, which the cache keeps: apart for each base.
+    for (headers, base) in [
+        (
+            &[
+                ("X-Forwarded-Proto", "https"),
+                ("X-Forwarded-Host", "signals.example.org"),
+            ][..],
+            "https://signals.example.org",
+        ),
+        (
+            &[
+                ("X-Forwarded-Proto", "HTTPS, http"),
+                ("X-Forwarded-Host", "Other.Example:8443, inner.example"),
+            ][..],
+            "https://other.example:8443",
+        ),
+        (
+            &[("Host", "reader.example:8080")][..],
+            "http://reader.example:8080",
+        ),
+        (
+            &[
+                ("X-Forwarded-Proto", "gopher"),
+                ("X-Forwarded-Host", "[::1]:9000"),
+            ][..],
+            "http://[::1]:9000",
+        ),
+        // A forwarded host that is more than a host: no base, the link stays relative.
+        (
+            &[
+                ("X-Forwarded-Host", "evil.example/phish"),
+                ("Host", "ok.example"),
+            ][..],
+            "",
+        ),
+        (&[("X-Forwarded-Host", "user@evil.example")][..], ""),
+        (
+            &[
+                ("X-Forwarded-Proto", "https"),
+                ("X-Forwarded-Host", "signals.example.org"),
+            ][..],
+            "https://signals.example.org",
+        ),
+    ] {
+        let link = link(headers).await;
+        let expected = format!("<{base}/v1/signals?limit=2&cursor=");
+        assert!(link.starts_with(&expected), "{headers:?}: {link}");
+    }
+
+    // SIGNALS_PUBLIC_URL, when set, is the base whatever a proxy forwards.
+    let app = TestApp::spawn_with(|serve, _| {
+        serve.trusted_proxies = vec!["127.0.0.1".parse().unwrap()];
+        serve.public_url = Some("https://signals.example.com".parse().unwrap());
+    })
+    .await;
+    seed(&app).await;
+    let res = app
+        .get("/v1/signals?limit=2")
+        .insert_header(("X-Forwarded-Host", "signals.example.org"))
+        .send()
+        .await
+        .unwrap();
+    let link = header(&res, "link").unwrap();
+    assert!(
+        link.starts_with("<https://signals.example.com/v1/signals?limit=2&cursor="),
+        "{link}"
+    );
+}
+
+#[actix_web::test]
 async fn a_search_that_matches_many_ranks_the_newest_thousand_and_pages_through_exactly_them() {
     let looks = ranks_the_newest_thousand(0, 0).await;
     assert_eq!(looks, (0, 0), "no first look among the newest signals");
