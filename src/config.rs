@@ -189,9 +189,11 @@ pub struct ServeSettings {
     #[arg(long, env = "SIGNALS_SEARCH_HORIZON", default_value_t = 40_000)]
     pub search_horizon: u32,
 
-    /// Whether webhook URLs may be http (not only https).
-    #[arg(long, env = "SIGNALS_WEBHOOK_ALLOW_HTTP", default_value_t = false, action = clap::ArgAction::Set)]
-    pub webhook_allow_http: bool,
+    /// Whether webhook URLs may be http (not only https); unset, as
+    /// SIGNALS_WEBHOOK_ALLOW_PRIVATE (a receiver on the service's own network, as in a test,
+    /// is usually plain http).
+    #[arg(long, env = "SIGNALS_WEBHOOK_ALLOW_HTTP", action = clap::ArgAction::Set)]
+    pub webhook_allow_http: Option<bool>,
 
     /// Whether deliveries may go to loopback, private, link-local and unique-local addresses
     /// (refused by default, whatever a name resolves to).

@@ -251,7 +251,9 @@ async fn build(
         pools.pool(2, Plans::Reused),
         crate::live::webhooks::Settings {
             allow_private: settings.webhook_allow_private,
-            allow_http: settings.webhook_allow_http,
+            allow_http: settings
+                .webhook_allow_http
+                .unwrap_or(settings.webhook_allow_private),
             timeout: Duration::from_millis(settings.webhook_timeout_ms),
             retries: settings.webhook_retries.iter().map(|s| s.0).collect(),
             sealer: Arc::new(sealer),

@@ -25,15 +25,27 @@ pub const EVENTS: [&str; 3] = ["signal.created", "signal.updated", "signal.delet
 pub const URL_MAX: usize = 2_048;
 pub const CATEGORIES_MAX: usize = 50;
 
-/// An absolute https URL of a host name (the last label starts with a letter), an optional
-/// port, and a path and query of visible ASCII characters (no fragment: it is never sent).
-/// Addresses are not accepted: a name is checked each time it is resolved (see
-/// `live::outbound`), which an address in a URL would bypass. `http` passes the parser too,
-/// and the API takes it only when the service allows it (`SIGNALS_WEBHOOK_ALLOW_HTTP`), so the
-/// schema says https.
+/// An absolute https URL of a host: a name (the last label starts with a letter), an IPv4
+/// address in dotted decimal or an IPv6 address in brackets; an optional port, and a path and
+/// query of visible ASCII characters (no fragment: it is never sent). A name and an address
+/// alike are checked at every connection (see `live::outbound`): a name for each address it
+/// resolves to. `http` passes the parser too, and the API takes it only when the service
+/// allows it (`SIGNALS_WEBHOOK_ALLOW_HTTP`), so the schema says https.
 pub const URL_PATTERN: &str = concat!(
-    r"^[Hh][Tt][Tt][Pp][Ss]://",
+    r"^[Hh][Tt][Tt][Pp][Ss]://(",
     r"([A-Za-z0-9]([A-Za-z0-9-]*[A-Za-z0-9])?\.)*[A-Za-z]([A-Za-z0-9-]*[A-Za-z0-9])?",
+    r"|((25[0-5]|2[0-4][0-9]|1[0-9]{2}|[1-9]?[0-9])\.){3}(25[0-5]|2[0-4][0-9]|1[0-9]{2}|[1-9]?[0-9])",
+    r"|\[(",
+    r"([0-9A-Fa-f]{1,4}:){7}[0-9A-Fa-f]{1,4}",
+    r"|([0-9A-Fa-f]{1,4}:){1,7}:",
+    r"|([0-9A-Fa-f]{1,4}:){1,6}:[0-9A-Fa-f]{1,4}",
+    r"|([0-9A-Fa-f]{1,4}:){1,5}(:[0-9A-Fa-f]{1,4}){1,2}",
+    r"|([0-9A-Fa-f]{1,4}:){1,4}(:[0-9A-Fa-f]{1,4}){1,3}",
+    r"|([0-9A-Fa-f]{1,4}:){1,3}(:[0-9A-Fa-f]{1,4}){1,4}",
+    r"|([0-9A-Fa-f]{1,4}:){1,2}(:[0-9A-Fa-f]{1,4}){1,5}",
+    r"|[0-9A-Fa-f]{1,4}:(:[0-9A-Fa-f]{1,4}){1,6}",
+    r"|:((:[0-9A-Fa-f]{1,4}){1,7}|:)",
+    r")\])",
     r"(:(6553[0-5]|655[0-2][0-9]|65[0-4][0-9]{2}|6[0-4][0-9]{3}|[1-5][0-9]{4}|[0-9]{1,4}))?",
     r"([/?][!-\x22\x24-~]*)?$"
 );
@@ -240,11 +252,13 @@ impl PartialSchema for WebhookInput {
                     .max_length(Some(URL_MAX))
                     .pattern(Some(URL_PATTERN))
                     .description(Some(
-                        "Where deliveries are POSTed: `https` with a host name (`http` only \
-                         when the service runs with `SIGNALS_WEBHOOK_ALLOW_HTTP=true`). The name \
-                         is resolved at every connection, and addresses that are loopback, \
-                         private, link-local, unique-local (or IPv6 forms of those) are refused \
-                         unless `SIGNALS_WEBHOOK_ALLOW_PRIVATE=true`.",
+                        "Where deliveries are POSTed: `https` with a host name or an IP address \
+                         (`http` only when the service allows it: `SIGNALS_WEBHOOK_ALLOW_HTTP`, \
+                         by default as `SIGNALS_WEBHOOK_ALLOW_PRIVATE`). A name is resolved at \
+                         every connection, and addresses (resolved or written in the URL) that \
+                         are loopback, private, link-local, unique-local (or IPv6 forms of those) \
+                         are refused there, the delivery failing with `error` `address`, unless \
+                         `SIGNALS_WEBHOOK_ALLOW_PRIVATE=true`.",
                     )),
             )
             .required("url")
@@ -396,15 +410,25 @@ mod tests {
             "https://localhost:8080/hook",
             "http://localhost/",
             "https://a.example.com",
+            "https://[::1]/",
+            "https://127.0.0.1/",
+            "http://127.0.0.1:9000/hook",
+            "https://203.0.113.5/x?y=1",
+            "https://[2001:db8::8:800:200c:417a]:8443/",
+            "https://[fe80::1]/",
         ] {
             assert!(WebhookInput::parse(&json!({ "url": url })).is_ok(), "{url}");
         }
         for url in [
             "https://a.example.com/#frag",
             "https://user:pw@a.example.com/",
-            "https://[::1]/",
-            "https://127.0.0.1/",
             "https://2130706433/",
+            "https://127.0.0.256/",
+            "https://1.2.3/",
+            "https://[::1/",
+            "https://[1:2:3:4:5:6:7:8:9]/",
+            "https://[::ffff:127.0.0.1]/",
+            "https://::1/",
             "https:///x",
         ] {
             assert!(

@@ -227,15 +227,21 @@ impl Outbound {
     }
 }
 
-/// Whether a URL may be requested at all: its scheme, and its address when it has one (an
-/// address in a URL is connected to without resolving, so it is checked here).
-pub fn check_url(url: &str, allow_private: bool, allow_http: bool) -> Result<(), Failure> {
+/// Whether a URL's scheme may be requested: https, and http when allowed.
+pub fn check_scheme(url: &str, allow_http: bool) -> Result<url::Url, Failure> {
     let parsed = url::Url::parse(url).map_err(|_| Failure::Address)?;
     match parsed.scheme() {
-        "https" => {}
-        "http" if allow_http => {}
-        _ => return Err(Failure::Address),
+        "https" => Ok(parsed),
+        "http" if allow_http => Ok(parsed),
+        _ => Err(Failure::Address),
     }
+}
+
+/// Whether a URL may be requested at all, checked before each connection: its scheme, and its
+/// address when it has one (an address in a URL is connected to without resolving, so it is
+/// checked here; a name is checked for each address it resolves to).
+pub fn check_url(url: &str, allow_private: bool, allow_http: bool) -> Result<(), Failure> {
+    let parsed = check_scheme(url, allow_http)?;
     let literal = match parsed.host() {
         Some(url::Host::Ipv4(ip)) => Some(IpAddr::V4(ip)),
         Some(url::Host::Ipv6(ip)) => Some(IpAddr::V6(ip)),

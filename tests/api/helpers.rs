@@ -275,7 +275,7 @@ pub fn serve_settings() -> ServeSettings {
         replica_max_lag_ms: 1000,
         // Receivers in the tests listen on 127.0.0.1 over plain HTTP; tests of the refusals
         // turn these off.
-        webhook_allow_http: true,
+        webhook_allow_http: None,
         webhook_allow_private: true,
         webhook_timeout_ms: 2000,
         webhook_retries: vec![signals::config::Span(Duration::from_secs(1)); 3],

@@ -545,27 +545,19 @@ async fn after_a_rotation_both_secrets_sign_for_a_day() {
 
 #[actix_web::test]
 async fn deliveries_never_reach_the_services_own_network_unless_allowed() {
-    let app = TestApp::spawn_with(|serve, _| {
-        serve.webhook_allow_private = false;
-        serve.webhook_allow_http = false;
-    })
-    .await;
+    // SIGNALS_WEBHOOK_ALLOW_HTTP unset: as SIGNALS_WEBHOOK_ALLOW_PRIVATE, here false.
+    let app = TestApp::spawn_with(|serve, _| serve.webhook_allow_private = false).await;
     let (writer, admin) = (app.key(Scope::Write).await, app.key(Scope::Admin).await);
-    for url in [
-        "http://hooks.example.com/",
-        "https://127.0.0.1/hook",
-        "https://169.254.169.254/latest/meta-data",
-        "https://10.0.0.8/hook",
-    ] {
-        let mut res = app
-            .request(Method::POST, "/v1/webhooks", &admin)
-            .send_json(&json!({ "url": url }))
-            .await
-            .unwrap();
-        let problem = assert_problem(&mut res, 422).await;
-        assert_eq!(problem["errors"][0]["field"], "url", "{url}");
-    }
-    // A name is checked when it is resolved, at every connection: localhost is loopback.
+    let mut res = app
+        .request(Method::POST, "/v1/webhooks", &admin)
+        .send_json(&json!({ "url": "http://hooks.example.com/" }))
+        .await
+        .unwrap();
+    let problem = assert_problem(&mut res, 422).await;
+    assert_eq!(problem["errors"][0]["field"], "url");
+    // An address is checked at every connection, as a name is for each address it resolves
+    // to: written in the URL (loopback, the cloud metadata address, private, IPv6 loopback)
+    // or resolved (localhost is loopback). Every delivery fails with `address`.
     let receiver = Receiver::start();
     let port = receiver
         .url
@@ -576,28 +568,54 @@ async fn deliveries_never_reach_the_services_own_network_unless_allowed() {
         .next()
         .unwrap()
         .to_owned();
-    let created = subscribe(
-        &app,
-        &admin,
-        json!({"url": format!("https://localhost:{port}/hook")}),
-    )
-    .await;
-    app.create(&writer, &signal(json!({}))).await;
-    let started = Instant::now();
-    let mut error = Value::Null;
-    while started.elapsed() < WAIT {
-        let page = attempts(&app, &admin, created["id"].as_str().unwrap(), "").await;
-        error = page["items"][0]["error"].clone();
-        if !error.is_null() {
-            break;
-        }
-        actix_web::rt::time::sleep(Duration::from_millis(100)).await;
+    let mut ids = Vec::new();
+    for url in [
+        format!("https://127.0.0.1:{port}/hook"),
+        "https://169.254.169.254/latest/meta-data".to_owned(),
+        "https://10.0.0.8/hook".to_owned(),
+        format!("https://[::1]:{port}/hook"),
+        format!("https://localhost:{port}/hook"),
+    ] {
+        let created = subscribe(&app, &admin, json!({ "url": url })).await;
+        ids.push((url, created["id"].as_str().unwrap().to_owned()));
     }
-    assert_eq!(error, "address");
+    app.create(&writer, &signal(json!({}))).await;
+    for (url, id) in &ids {
+        let started = Instant::now();
+        let mut error = Value::Null;
+        while started.elapsed() < WAIT {
+            let page = attempts(&app, &admin, id, "").await;
+            error = page["items"][0]["error"].clone();
+            if !error.is_null() {
+                break;
+            }
+            actix_web::rt::time::sleep(Duration::from_millis(100)).await;
+        }
+        assert_eq!(error, "address", "{url}");
+    }
     assert!(
         receiver.received().is_empty(),
         "nothing reached the receiver"
     );
+}
+
+#[actix_web::test]
+async fn with_private_addresses_allowed_a_receiver_at_a_plain_http_address_gets_deliveries() {
+    // SIGNALS_WEBHOOK_ALLOW_PRIVATE=true and SIGNALS_WEBHOOK_ALLOW_HTTP unset: http is allowed.
+    let app = TestApp::spawn().await;
+    let (writer, admin) = (app.key(Scope::Write).await, app.key(Scope::Admin).await);
+    let receiver = Receiver::start();
+    let url = receiver.url.replace("localhost", "127.0.0.1");
+    assert!(url.starts_with("http://127.0.0.1:"), "{url}");
+    subscribe(&app, &admin, json!({ "url": url })).await;
+    let created = app
+        .create(&writer, &signal(json!({"slug": "to-an-address"})))
+        .await;
+    let got = receiver.wait_for(1, WAIT).await;
+    assert_eq!(got.len(), 1, "one delivery to {url}");
+    let body: Value = serde_json::from_slice(&got[0].body).unwrap();
+    assert_eq!(body["type"], "signal.created");
+    assert_eq!(body["data"]["id"], created["id"]);
 }
 
 #[actix_web::test]
