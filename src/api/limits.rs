@@ -100,7 +100,35 @@ struct Count {
     unsent: u32,
 }
 
+/// What a decision does with its subject's count.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Counting {
+    /// Only looks.
+    No,
+    /// Counts the request if it is admitted, unless the admissions the shared count does not
+    /// know of reached the burst: then it asks to confirm with the shared count first.
+    Yes,
+    /// Counts the request if it is admitted: the shared count was just asked. Other requests
+    /// may have reached the burst again meanwhile; this one is counted all the same (it would
+    /// otherwise be admitted without being counted).
+    Confirmed,
+}
+
 impl Count {
+    /// Whether one more request is admitted under `quota`, counted as `counting` says, and
+    /// whether the shared count must be asked first (nothing was counted then); with the
+    /// requests used before this one.
+    fn admit(&mut self, quota: Quota, counting: Counting) -> (bool, bool, u32) {
+        let used = self.shared + self.pending;
+        let allowed = used < quota.quota;
+        // Past a burst that the shared count does not know of, confirm with it first.
+        let confirm = allowed && counting == Counting::Yes && self.pending >= quota.burst;
+        if allowed && counting != Counting::No && !confirm {
+            self.pending += 1;
+        }
+        (allowed, confirm, used)
+    }
+
     /// Counts what is pending as known here, to be sent later: what an instance does when the
     /// shared counts cannot be reached.
     fn keep_unsent(&mut self, admitted: u32) {
@@ -218,24 +246,20 @@ impl Limiter {
         self.read.is_some() || self.write.is_some()
     }
 
-    /// Counts one request of `subject` if it is under the limit (`count`), or only looks.
+    /// Counts one request of `subject` if it is under the limit (as `counting` says), or only
+    /// looks.
     fn decide(
         &self,
         class: Class,
         quota: Quota,
         subject: &Subject,
-        count: bool,
+        counting: Counting,
     ) -> (Decision, bool) {
         let (window, reset) = window_now(quota);
         let mut counts = self.counts.lock().unwrap_or_else(|e| e.into_inner());
-        let c = current(&mut counts, class, subject, window);
-        let used = c.shared + c.pending;
-        let allowed = used < quota.quota;
-        // Past a burst that the shared count does not know of, confirm with it first.
-        let confirm = allowed && count && c.pending >= quota.burst;
-        if allowed && count && !confirm {
-            c.pending += 1;
-        }
+        let (allowed, confirm, used) =
+            current(&mut counts, class, subject, window).admit(quota, counting);
+        let count = counting != Counting::No && !confirm;
         let decision = Decision {
             class,
             quota,
@@ -267,7 +291,7 @@ impl Limiter {
 
     /// Admits one request of `subject` or not.
     async fn check(&self, class: Class, quota: Quota, subject: &Subject) -> Decision {
-        let (decision, confirm) = self.decide(class, quota, subject, true);
+        let (decision, confirm) = self.decide(class, quota, subject, Counting::Yes);
         if !confirm {
             return decision;
         }
@@ -281,7 +305,7 @@ impl Limiter {
                 c.keep_unsent(admitted);
             }
         }
-        self.decide(class, quota, subject, true).0
+        self.decide(class, quota, subject, Counting::Confirmed).0
     }
 
     /// Adds every pending count to the shared counts and reads back the totals. When the
@@ -426,7 +450,7 @@ pub async fn limit(
             // Keys from an address that keeps failing to authenticate are not looked up.
             let failing = address.map(|ip| {
                 limiter
-                    .decide(class, quota, &Subject::Failures(ip), false)
+                    .decide(class, quota, &Subject::Failures(ip), Counting::No)
                     .0
             });
             // A key over its quota is refused before it is looked up too: only that key (its
@@ -452,7 +476,7 @@ pub async fn limit(
                     (_, _, Some(ip)) => limiter.check(class, quota, &Subject::Address(ip)).await,
                     (_, _, None) => {
                         limiter
-                            .decide(class, quota, &Subject::Key(String::new()), true)
+                            .decide(class, quota, &Subject::Key(String::new()), Counting::Yes)
                             .0
                     }
                 },
@@ -502,6 +526,31 @@ fn bearer_prefix(value: &[u8]) -> Option<String> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn an_admission_after_asking_the_shared_count_is_counted_even_past_the_burst_again() {
+        let quota = Quota {
+            quota: 5,
+            window_s: 60,
+            burst: 1,
+        };
+        let mut c = Count::default();
+        assert_eq!(c.admit(quota, Counting::Yes), (true, false, 0));
+        // The burst is reached: this request asks the shared count first, uncounted.
+        assert_eq!(c.admit(quota, Counting::Yes), (true, true, 1));
+        assert_eq!(c.pending, 1);
+        // Meanwhile (the flush moved `pending` to `shared`) another request was counted...
+        c.shared += std::mem::take(&mut c.pending);
+        assert_eq!(c.admit(quota, Counting::Yes), (true, false, 1));
+        // ...so the burst is reached again when the first comes back: it is counted anyway.
+        assert_eq!(c.admit(quota, Counting::Confirmed), (true, false, 2));
+        assert_eq!((c.shared, c.pending), (1, 2));
+        // Looking counts nothing; over the quota nothing is admitted or counted.
+        assert_eq!(c.admit(quota, Counting::No), (true, false, 3));
+        c.pending = 4;
+        assert_eq!(c.admit(quota, Counting::Confirmed), (false, false, 5));
+        assert_eq!(c.pending, 4);
+    }
 
     fn cidrs(list: &[&str]) -> Vec<Cidr> {
         list.iter().map(|c| c.parse().unwrap()).collect()
