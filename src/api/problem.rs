@@ -317,11 +317,12 @@ pub mod responses {
     use utoipa::ToResponse;
 
     macro_rules! problem_response {
-        ($name:ident, $description:literal, $status:literal, $kind:literal, $title:literal, $detail:literal) => {
+        ($name:ident, $description:literal, $status:literal, $kind:literal, $title:literal, $detail:literal $(, headers($($headers:tt)*))?) => {
             #[derive(ToResponse)]
             #[response(
                 description = $description,
                 content_type = "application/problem+json",
+                $(headers($($headers)*),)?
                 example = json!({"type": $kind, "title": $title, "status": $status, "detail": $detail})
             )]
             pub struct $name(#[allow(dead_code)] Problem);
@@ -342,7 +343,11 @@ pub mod responses {
         401,
         "/problems/unauthorized",
         "Authentication required",
-        "this request needs an API key: Authorization: Bearer <key>"
+        "this request needs an API key: Authorization: Bearer <key>",
+        headers((
+            "WWW-Authenticate" = String,
+            description = "`Bearer realm=\"signals\"`"
+        ))
     );
     problem_response!(
         Forbidden,
@@ -422,7 +427,8 @@ pub mod responses {
         429,
         "/problems/rate-limited",
         "Too many requests",
-        "too many read requests: the limit allows more in 17 s"
+        "too many read requests: the limit allows more in 17 s",
+        headers(("Retry-After" = u32, description = "Seconds until the limit's window ends"))
     );
     problem_response!(
         Unavailable,
@@ -430,7 +436,11 @@ pub mod responses {
         503,
         "/problems/unavailable",
         "Service unavailable",
-        "the database is unavailable"
+        "the database is unavailable",
+        headers((
+            "Retry-After" = u32,
+            description = "Seconds to wait before trying again"
+        ))
     );
 
     /// Well-formed but invalid: every bad field at once.
