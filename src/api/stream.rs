@@ -153,10 +153,12 @@ pub async fn stream_signals(
             HeaderValue::from_static("identity"),
         ))
         .insert_header(("x-accel-buffering", "no"));
-    // A HEAD gets the headers alone: the HTTP layer would otherwise go on polling a body that
-    // never ends, and hold the connection.
+    // A HEAD gets the headers alone, those of a stream (chunked, no length), from a stream
+    // that ends at once: the HTTP layer would otherwise go on polling a body that never ends,
+    // and hold the connection.
     if super::middleware::original_method(&req) == actix_web::http::Method::HEAD {
-        return Ok(response.finish());
+        let ended = futures_util::stream::empty::<Result<Bytes, actix_web::Error>>();
+        return Ok(response.streaming(ended));
     }
     let body = futures_util::stream::unfold(feed, |mut feed| async move {
         feed.next()

@@ -270,6 +270,12 @@ async fn a_head_of_the_stream_answers_its_headers_and_ends() {
             header(&res, "content-type").as_deref(),
             Some("text/event-stream")
         );
+        // The same headers as GET's (whose body does not end): no length, chunked.
+        assert_eq!(header(&res, "content-length"), None);
+        assert_eq!(
+            header(&res, "transfer-encoding").as_deref(),
+            Some("chunked")
+        );
     }
     // The connection serves the next request.
     assert_eq!(app.get("/healthz").send().await.unwrap().status(), 200);
