@@ -16,6 +16,10 @@
 //! are refused before their key is looked up: a flood of made-up keys costs no lookup per
 //! request, and naming another key's public prefix uses up nothing of that key's quota.
 //! Addresses are counted by host for IPv4 and by /64 for IPv6 (what one client commonly holds).
+//!
+//! `GET /healthz` is not limited ([`UNLIMITED`]): a liveness probe must not wait for the shared
+//! count's database nor be refused because its address also sends other requests, and its
+//! answer costs no more than a 429 would.
 
 use std::collections::HashMap;
 use std::net::IpAddr;
@@ -35,6 +39,9 @@ use crate::config::{Cidr, Quota, RateLimit};
 use crate::db::limits::{self as counts, Admitted};
 use crate::db::PgPool;
 use crate::domain::key;
+
+/// Paths the limiter lets through uncounted (and whose answers carry no RateLimit fields).
+pub const UNLIMITED: [&str; 1] = ["/healthz"];
 
 pub const RATELIMIT_POLICY: HeaderName = HeaderName::from_static("ratelimit-policy");
 pub const RATELIMIT: HeaderName = HeaderName::from_static("ratelimit");
@@ -430,8 +437,8 @@ pub fn client_address(
     )
 }
 
-/// The middleware: limits every request, and counts a failed authentication against its
-/// address.
+/// The middleware: limits every request but those of [`UNLIMITED`], and counts a failed
+/// authentication against its address.
 pub async fn limit(
     req: ServiceRequest,
     next: Next<impl MessageBody + 'static>,
@@ -439,6 +446,9 @@ pub async fn limit(
     let Some(limiter) = req.app_data::<web::Data<Arc<Limiter>>>().cloned() else {
         return next.call(req).await.map(|r| r.map_into_boxed_body());
     };
+    if UNLIMITED.contains(&req.path()) {
+        return next.call(req).await.map(|r| r.map_into_boxed_body());
+    }
     let class = Class::of(req.method());
     let Some(quota) = limiter.quota(class) else {
         return next.call(req).await.map(|r| r.map_into_boxed_body());

@@ -321,8 +321,8 @@ fn add_body_timeouts(api: &mut OpenApi) {
     }
 }
 
-/// Every operation is rate-limited (`api::limits`): each may answer 429, and every response
-/// carries the RateLimit fields while a limit is configured.
+/// Every operation but those of [`limits::UNLIMITED`] is rate-limited: each may answer 429,
+/// and every response carries the RateLimit fields while a limit is configured.
 fn add_rate_limits(api: &mut OpenApi) {
     use utoipa::openapi::header::HeaderBuilder;
     use utoipa::openapi::schema::{ObjectBuilder, Type};
@@ -360,7 +360,8 @@ fn add_rate_limits(api: &mut OpenApi) {
             }
         }
     }
-    for item in api.paths.paths.values_mut() {
+    for (path, item) in api.paths.paths.iter_mut() {
+        let limited = !limits::UNLIMITED.contains(&path.as_str());
         for op in [
             &mut item.get,
             &mut item.post,
@@ -371,16 +372,19 @@ fn add_rate_limits(api: &mut OpenApi) {
         .into_iter()
         .flatten()
         {
-            for response in op.responses.responses.values_mut() {
-                if let RefOr::T(response) = response {
-                    add_fields(&mut response.headers);
-                }
-            }
-            for (status, name) in [
-                ("429", "TooManyRequests"),
+            let mut statuses = vec![
                 // Every request's head is bounded (`middleware::bounded_head`).
                 ("431", "HeadersTooLarge"),
-            ] {
+            ];
+            if limited {
+                for response in op.responses.responses.values_mut() {
+                    if let RefOr::T(response) = response {
+                        add_fields(&mut response.headers);
+                    }
+                }
+                statuses.push(("429", "TooManyRequests"));
+            }
+            for (status, name) in statuses {
                 op.responses
                     .responses
                     .insert(status.to_owned(), RefOr::Ref(Ref::from_response_name(name)));

@@ -14,7 +14,7 @@ pub struct OpenApiJson(pub Arc<String>);
 
 /// Liveness
 ///
-/// 200 while the process runs; never touches the database.
+/// 200 while the process runs; never touches the database, and is not rate-limited.
 #[utoipa::path(
     operation_id = "healthz",
     tag = "operations",

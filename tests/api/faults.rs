@@ -605,8 +605,8 @@ async fn rate_limit_counts_made_while_postgres_is_down_reach_it_when_it_is_back(
     let before = counted().await;
     own.cluster.pause().unwrap();
     for _ in 0..20 {
-        // /healthz needs no database, and counts as a read.
-        assert_eq!(own.get("/healthz").await.status(), 200);
+        // /openapi.json needs no database, and counts as a read.
+        assert_eq!(own.get("/openapi.json").await.status(), 200);
     }
     own.cluster.resume().unwrap();
     let started = Instant::now();

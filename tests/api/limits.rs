@@ -52,12 +52,29 @@ async fn reads_over_the_limit_get_429_with_retry_after_and_the_ratelimit_fields(
 }
 
 #[actix_web::test]
+async fn the_liveness_probe_is_not_limited() {
+    let app = TestApp::spawn_with(|serve, _| serve.rate_limit_read = limit("2/60s:1")).await;
+    for _ in 0..2 {
+        assert_eq!(app.get("/openapi.json").send().await.unwrap().status(), 200);
+    }
+    let mut res = app.get("/openapi.json").send().await.unwrap();
+    assert_problem(&mut res, 429).await;
+    // The address is over its limit; /healthz answers all the same, uncounted.
+    for _ in 0..5 {
+        let res = app.get("/healthz").send().await.unwrap();
+        assert_eq!(res.status(), 200);
+        assert!(header(&res, "ratelimit").is_none());
+        assert!(header(&res, "ratelimit-policy").is_none());
+    }
+}
+
+#[actix_web::test]
 async fn a_key_has_a_limit_of_its_own_apart_from_its_address() {
     let app = TestApp::spawn_with(|serve, _| serve.rate_limit_read = limit("3/60s:1")).await;
     for _ in 0..3 {
-        assert_eq!(app.get("/healthz").send().await.unwrap().status(), 200);
+        assert_eq!(app.get("/openapi.json").send().await.unwrap().status(), 200);
     }
-    assert_eq!(app.get("/healthz").send().await.unwrap().status(), 429);
+    assert_eq!(app.get("/openapi.json").send().await.unwrap().status(), 429);
     let (a, b) = (app.key(Scope::Read).await, app.key(Scope::Read).await);
     for key in [&a, &b] {
         for _ in 0..3 {
@@ -88,9 +105,9 @@ async fn two_instances_on_one_database_enforce_one_limit() {
     let mut admitted = 0;
     for i in 0..60 {
         let url = if i % 2 == 0 {
-            app.url("/healthz")
+            app.url("/openapi.json")
         } else {
-            other.url("/healthz")
+            other.url("/openapi.json")
         };
         let res = app.client.get(url).send().await.unwrap();
         match res.status().as_u16() {
@@ -143,7 +160,7 @@ async fn forwarded_addresses_count_only_from_trusted_proxies() {
     .await;
     let statuses = |app: &TestApp| {
         let app_client = app.client.clone();
-        let url = app.url("/healthz");
+        let url = app.url("/openapi.json");
         async move {
             let mut out = Vec::new();
             for i in 0..4 {
@@ -217,7 +234,7 @@ async fn a_forwarded_header_is_not_believed_even_from_a_trusted_proxy() {
     let mut statuses = Vec::new();
     for i in 0..4 {
         let res = app
-            .get("/healthz")
+            .get("/openapi.json")
             .insert_header(("X-Forwarded-For", "203.0.113.5"))
             .insert_header(("Forwarded", format!("for=192.0.2.{i}")))
             .send()
