@@ -48,7 +48,7 @@ run() { # run NAME LIMIT: one measured wrk run against a fresh service with that
   BENCH_IDS_FILE="$WORK/ids.txt" wrk -t"$THREADS" -c"$CONNECTIONS" -d"${WARMUP}s" -s bench/random_id.lua "http://127.0.0.1:$PORT/" >/dev/null
   BENCH_IDS_FILE="$WORK/ids.txt" wrk -t"$THREADS" -c"$CONNECTIONS" -d"${DURATION}s" --latency -s bench/random_id.lua \
     "http://127.0.0.1:$PORT/" > "$WORK/$1.txt"
-  curl -fsI "http://127.0.0.1:$PORT/healthz" | grep -i '^ratelimit' >> "$WORK/$1.fields" || true
+  curl -fsI "http://127.0.0.1:$PORT/openapi.json" | grep -i '^ratelimit' >> "$WORK/$1.fields" || true
   kill "$server"; wait "$server" 2>/dev/null || true
   python3 bench/report.py wrk "$WORK/$1.txt"
 }
