@@ -192,11 +192,7 @@ async fn feed(
         Format::Atom => ("atom", ATOM),
     };
     let base = Links::of(&req);
-    let key = format!(
-        "f:{kind}:{}|{}",
-        base.0.as_deref().unwrap_or(""),
-        req.query_string()
-    );
+    let key = format!("f:{kind}:{}|{}", base.as_str(), req.query_string());
     let made = match state.cache.lookup(key, read_after.needed()).await {
         Lookup::Hit(hit) => hit,
         Lookup::Miss(fill) => {
@@ -277,10 +273,7 @@ async fn make(
     };
     let etag = version_etag(
         &versions,
-        &format!(
-            "{kind}|{}|{asked}|{updated_in_body}",
-            base.0.as_deref().unwrap_or("")
-        ),
+        &format!("{kind}|{}|{asked}|{updated_in_body}", base.as_str()),
     );
     let feed = Feed {
         signals,

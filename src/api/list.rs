@@ -102,11 +102,7 @@ pub async fn list_signals(
     let base = Links::of(&req);
     // First pages are what most clients ask for, again and again: they are cached, apart for
     // each base of their links.
-    let key = format!(
-        "l:{}|{}",
-        base.0.as_deref().unwrap_or(""),
-        req.query_string()
-    );
+    let key = format!("l:{}|{}", base.as_str(), req.query_string());
     let fill = match after.is_none() {
         true => match state.cache.lookup(key, read_after.needed()).await {
             Lookup::Hit(hit) => return Ok(hit.respond(&held, state.public_read)),

@@ -41,6 +41,12 @@ pub struct BodyTimeout(pub Duration);
 pub struct PublicBase(pub Option<String>);
 
 impl PublicBase {
+    /// The base as text, empty for relative links: what tells apart the cached answers and
+    /// the versions of documents whose links differ.
+    pub fn as_str(&self) -> &str {
+        self.0.as_deref().unwrap_or("")
+    }
+
     /// `path_and_query` (starting with `/`) as the service writes it in a link.
     pub fn link(&self, path_and_query: &str) -> String {
         match &self.0 {
