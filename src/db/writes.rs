@@ -11,7 +11,7 @@ use super::rows::SignalRow;
 use super::schema::signals;
 use crate::domain::input::SignalInput;
 use crate::domain::query::{case_key, OnConflict};
-use crate::domain::signal::{slug_from_title, SignalRef};
+use crate::domain::signal::{path_id, slug_from_title, SignalRef};
 
 async fn find_slug_for_update(
     conn: &mut AsyncPgConnection,
@@ -121,9 +121,9 @@ fn derived_slug(base: &str, attempt: u32) -> String {
         1..NUMBERED_TRIES => format!("{base}-{}", attempt + 1),
         _ => {
             let slug = format!("{base}-{}", &Uuid::now_v7().simple().to_string()[20..]);
-            match Uuid::try_parse(&slug) {
-                Ok(_) => format!("{slug}-signal"),
-                Err(_) => slug,
+            match path_id(&slug) {
+                Some(_) => format!("{slug}-signal"),
+                None => slug,
             }
         }
     }
@@ -487,7 +487,7 @@ mod tests {
         assert_eq!(base, "01234567-89ab-cdef-0123");
         for attempt in 0..10 {
             let slug = derived_slug(&base, attempt);
-            assert!(Uuid::try_parse(&slug).is_err(), "{slug}");
+            assert!(path_id(&slug).is_none(), "{slug}");
             assert!(slug.starts_with(&base), "{slug}");
         }
     }

@@ -89,9 +89,10 @@ pub const SOURCE_URL_PATTERN: &str = concat!(
     r"([/?#][!-~]*)?$"
 );
 /// What `check_slug` accepts: words of lowercase letters and digits joined by single hyphens,
-/// neither a UUID (either spelling) nor the name of another resource under `/v1/signals/`.
+/// neither an id (`path_id`: a hyphenated UUID) nor the name of another resource under
+/// `/v1/signals/`.
 pub const SLUG_PATTERN: &str = concat!(
-    r"^(?!(batch|stream)$)(?![0-9a-f]{32}$)",
+    r"^(?!(batch|stream)$)",
     r"(?![0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$)",
     r"[a-z0-9]+(-[a-z0-9]+)*$"
 );

@@ -135,14 +135,24 @@ pub enum SignalRef {
 }
 
 impl SignalRef {
-    /// Slugs can never be UUID-shaped, so the text decides which one it is; `None` when it is
-    /// neither an id nor a well-formed slug (so nothing can exist under it).
+    /// Slugs can never be ids ([`path_id`]), so the text decides which one it is; `None` when
+    /// it is neither an id nor a well-formed slug (so nothing can exist under it).
     pub fn parse(s: &str) -> Option<SignalRef> {
-        match Uuid::try_parse(s) {
-            Ok(id) => Some(SignalRef::Id(id)),
-            Err(_) => check_slug(s).ok().map(|()| SignalRef::Slug(s.to_owned())),
+        match path_id(s) {
+            Some(id) => Some(SignalRef::Id(id)),
+            None => check_slug(s).ok().map(|()| SignalRef::Slug(s.to_owned())),
         }
     }
+}
+
+/// The id a path names: a UUID spelled as the service writes ids, five groups of hex digits
+/// joined by hyphens (`8-4-4-4-12`, either case). No other spelling of a UUID names a signal,
+/// so 32 hex digits in a row (an MD5 digest, say) are a slug like any other.
+pub fn path_id(s: &str) -> Option<Uuid> {
+    const HYPHENATED: usize = 36;
+    (s.len() == HYPHENATED)
+        .then(|| Uuid::try_parse(s).ok())
+        .flatten()
 }
 
 /// RFC 7396 JSON Merge Patch.
@@ -170,7 +180,7 @@ pub const SLUG_MAX: usize = 120;
 /// so `/v1/signals/{id_or_slug}` never shadows them (and they never shadow a signal).
 pub const RESERVED_SLUGS: [&str; 2] = ["batch", "stream"];
 
-/// `^[a-z0-9]+(-[a-z0-9]+)*$`, 1–120 characters, not shaped like a UUID and not reserved
+/// `^[a-z0-9]+(-[a-z0-9]+)*$`, 1–120 characters, not an id ([`path_id`]) and not reserved
 /// (so `/v1/signals/{id_or_slug}` can never be ambiguous).
 pub fn check_slug(s: &str) -> Result<(), String> {
     if s.is_empty() || s.len() > SLUG_MAX {
@@ -187,8 +197,8 @@ pub fn check_slug(s: &str) -> Result<(), String> {
             "must be lowercase letters and digits in words joined by single hyphens".into(),
         );
     }
-    if uuid::Uuid::try_parse(s).is_ok() {
-        return Err("must not be a UUID".into());
+    if path_id(s).is_some() {
+        return Err("must not be a UUID (it would name an id)".into());
     }
     if RESERVED_SLUGS.contains(&s) {
         return Err(format!(
@@ -215,7 +225,7 @@ pub fn slug_from_title(title: &str) -> String {
         }
     }
     let slug = slug.trim_end_matches('-');
-    if slug.is_empty() || uuid::Uuid::try_parse(slug).is_ok() {
+    if slug.is_empty() || path_id(slug).is_some() {
         "signal".to_owned()
     } else if RESERVED_SLUGS.contains(&slug) {
         format!("{slug}-signal")
@@ -263,12 +273,25 @@ mod tests {
             "A",
             "a_b",
             "01968a4e-1c40-7cc3-9a51-4b1f0e6e2d10",
+            "01968A4E-1C40-7CC3-9A51-4B1F0E6E2D10",
             "batch",
             "stream",
         ] {
             assert!(check_slug(bad).is_err(), "{bad}");
         }
         assert!(check_slug(&"a".repeat(121)).is_err());
+        // Other spellings of a UUID are not ids in a path: an MD5 digest is a slug.
+        let digest = "9e107d9d372bb6826bd81d3542a419d6";
+        assert!(check_slug(digest).is_ok());
+        assert_eq!(
+            SignalRef::parse(digest),
+            Some(SignalRef::Slug(digest.into()))
+        );
+        let id = "01968a4e-1c40-7cc3-9a51-4b1f0e6e2d10";
+        assert_eq!(
+            SignalRef::parse(&id.to_uppercase()),
+            Some(SignalRef::Id(id.parse().unwrap()))
+        );
     }
 
     #[test]

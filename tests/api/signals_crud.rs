@@ -45,6 +45,43 @@ async fn creating_the_seed_signal_returns_it_with_location_and_etag() {
 }
 
 #[actix_web::test]
+async fn a_slug_of_32_hex_digits_is_a_slug_and_only_a_hyphenated_uuid_is_an_id() {
+    let app = TestApp::spawn().await;
+    let key = app.key(Scope::Write).await;
+    // What a script that names its signals by an MD5 digest sends.
+    let digest = "9e107d9d372bb6826bd81d3542a419d6";
+    let created = app.create(&key, &signal(json!({"slug": digest}))).await;
+    assert_eq!(created["slug"], digest);
+    let mut res = app
+        .get(&format!("/v1/signals/{digest}"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), 200);
+    assert_eq!(json_body(&mut res).await["id"], created["id"]);
+    // The id, hyphenated as the service writes it (or in capitals), names the signal.
+    let id = created["id"].as_str().unwrap();
+    for path in [id.to_owned(), id.to_uppercase()] {
+        let res = app
+            .get(&format!("/v1/signals/{path}"))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(res.status(), 200, "{path}");
+    }
+    // A hyphenated UUID cannot be a slug: the path would name an id.
+    let mut res = app
+        .request(Method::POST, "/v1/signals", &key)
+        .send_json(&signal(
+            json!({"slug": "01968a4e-1c40-7cc3-9a51-4b1f0e6e2d10"}),
+        ))
+        .await
+        .unwrap();
+    let problem = assert_problem(&mut res, 422).await;
+    assert_eq!(problem["errors"][0]["field"], "slug");
+}
+
+#[actix_web::test]
 async fn a_fresh_etag_in_if_none_match_gives_304() {
     let app = TestApp::spawn().await;
     let key = app.key(Scope::Write).await;
