@@ -173,7 +173,7 @@ test("scrolling loads the next pages with no duplicate and no layout shift", asy
 
 test("a signal posted through the API is announced on an open feed within 2 s", async () => {
   const context = await browser.newContext();
-  const page = await open(context, "/?min_score=9");
+  const page = await open(context, "/?min_score=9&since=2020-01-01T00:00:00Z");
   await page.waitForFunction(() => document.getElementById("feed").dataset.stream);
   // Let the stream connect.
   await page.waitForTimeout(500);
@@ -183,6 +183,8 @@ test("a signal posted through the API is announced on an open feed within 2 s", 
   console.log(`announced after ${Date.now() - started} ms`);
   // One that does not match the page's filters is not counted.
   await post("/v1/signals", { title: "Too low to show", score: 2, category: "Policy" });
+  // Nor one older than the page's times (the stream has no time filters: the page checks them).
+  await post("/v1/signals", { title: "Too old to show", score: 9, category: "Policy", published_at: "2019-05-06T18:02:00Z" });
   await page.waitForTimeout(500);
   assert.equal(await page.locator("#live button").innerText(), "1 new signal");
   await page.locator("#live button").click();

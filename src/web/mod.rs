@@ -363,6 +363,7 @@ pub async fn reader_feed(
          <button type=\"button\">New signals</button></p>",
     );
     // Live updates with the page's filters (the stream has no text search).
+    let (query_since, query_until) = (query.filter.since, query.filter.until);
     let stream = match query.filter.q {
         Some(_) => String::new(),
         None => {
@@ -378,7 +379,14 @@ pub async fn reader_feed(
             } else {
                 format!("?{params}")
             };
-            format!(" data-stream=\"/v1/signals/stream{}\"", escape(&query))
+            // The stream has no time filters: the page counts only new signals in its times.
+            let mut attributes = format!(" data-stream=\"/v1/signals/stream{}\"", escape(&query));
+            for (name, time) in [("since", query_since), ("until", query_until)] {
+                if let Some(time) = time {
+                    let _ = write!(attributes, " data-{name}=\"{}\"", time.to_rfc3339());
+                }
+            }
+            attributes
         }
     };
     let _ = write!(main, "<ol class=\"feed\" id=\"feed\"{stream}>");

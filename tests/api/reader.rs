@@ -115,6 +115,14 @@ async fn filters_and_the_more_link_page_through_the_list() {
     assert_eq!(odd.matches("<li data-id=").count(), 6);
     assert!(odd.contains("<option value=\"Odd\" selected>"), "{odd}");
     assert!(odd.contains("data-stream=\"/v1/signals/stream?category=odd&amp;min_score=5\""));
+    // The stream has no time filters: the page's times go along for the script to apply.
+    let (_, _, timed) = page(&app, "/?min_score=5&since=2026-01-01T00:00:00Z").await;
+    assert!(
+        timed.contains(
+            "data-stream=\"/v1/signals/stream?min_score=5\" data-since=\"2026-01-01T00:00:00+00:00\""
+        ),
+        "{timed}"
+    );
     let (_, _, searched) = page(&app, "/?q=deepseek").await;
     assert!(
         !searched.contains("data-stream"),

@@ -73,7 +73,11 @@
     const button = notice.querySelector("button");
     let fresh = 0;
     const source = new EventSource(stream);
-    source.addEventListener("signal.created", () => {
+    const since = feed.dataset.since ? Date.parse(feed.dataset.since) : -Infinity;
+    const until = feed.dataset.until ? Date.parse(feed.dataset.until) : Infinity;
+    source.addEventListener("signal.created", (event) => {
+      const at = Date.parse(JSON.parse(event.data).published_at);
+      if (!(at >= since && at < until)) return;
       fresh += 1;
       button.textContent = fresh === 1 ? "1 new signal" : `${fresh} new signals`;
       notice.hidden = false;
