@@ -235,7 +235,7 @@ pub struct Page {
 
 /// One page in keyset order (`limit + 1` rows are read to know whether more follow). Sorted by
 /// relevance, a text search ranks at most [`SEARCH_CANDIDATES`] matches: the newest ones, as
-/// the first page finds them (its window goes on in the cursor).
+/// the first page finds them (its window goes on in the cursor); the older ones follow by time.
 pub async fn list(
     conn: &mut AsyncPgConnection,
     filter: &ListFilter,
@@ -245,6 +245,10 @@ pub async fn list(
     horizon: &Horizon,
     plan: Plan,
 ) -> diesel::QueryResult<Page> {
+    if let (Sort::Relevance, Some(&After::Published(t, id))) = (sort, after) {
+        let (rows, next) = older_matches(conn, filter, (t, id), limit, plan).await?;
+        return Ok(Page { rows, next });
+    }
     let (window, mut rows) = match searched_in_one_statement(filter, sort, after) {
         Some(q) => first_search_page(conn, q, filter, limit, horizon).await?,
         None => {
@@ -267,7 +271,39 @@ pub async fn list(
         }
         false => None,
     };
+    // The ranked window used up, the page goes on with the older matches.
+    if let (Sort::Relevance, Some(oldest), None) = (sort, window, &next) {
+        let room = limit - rows.len() as i64;
+        let (older, next) = older_matches(conn, filter, oldest, room, plan).await?;
+        rows.extend(older);
+        return Ok(Page { rows, next });
+    }
     Ok(Page { rows, next })
+}
+
+/// Up to `room` matches of a search sorted by relevance that are older than its window of
+/// ranked matches, newest first, from below `from` (the window's oldest, or the last of them a
+/// page listed), and where they go on. So paging a search lists every match once: the newest
+/// [`SEARCH_CANDIDATES`] by relevance, then the rest by time.
+async fn older_matches(
+    conn: &mut AsyncPgConnection,
+    filter: &ListFilter,
+    from: Window,
+    room: i64,
+    plan: Plan,
+) -> diesel::QueryResult<(Vec<SignalJson>, Option<After>)> {
+    let after = After::Published(from.0, from.1);
+    let mut rows: Vec<SignalJson> =
+        list_query(filter, Sort::PublishedDesc, Some(&after), None, room, plan)
+            .load(conn)
+            .await?;
+    let more = rows.len() as i64 > room;
+    rows.truncate(room as usize);
+    let next = more.then(|| {
+        rows.last()
+            .map_or(after, |r| After::Published(r.published_at, r.id))
+    });
+    Ok((rows, next))
 }
 
 /// The text query of a page that [`first_search_page`] finds: the first page of a text search

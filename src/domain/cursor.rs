@@ -44,6 +44,8 @@ impl ListQuery {
             }
             (Sort::ScoreDesc | Sort::ScoreAsc, Key::Score(s, t, id)) => After::Score(s, t, id),
             (Sort::Relevance, Key::Relevance(r, t, id)) => After::Relevance(r, t, id, None),
+            // Past the ranked window of a search, its older matches go on by time.
+            (Sort::Relevance, Key::Published(t, id)) => After::Published(t, id),
             (Sort::Relevance, Key::RelevanceIn(r, t, id, wt, wid)) => {
                 After::Relevance(r, t, id, Some((wt, wid)))
             }

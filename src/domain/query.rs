@@ -139,7 +139,8 @@ impl Sort {
 
 /// The oldest signal a text search ranks (its `published_at` and `id`): a search that matches
 /// many signals ranks the newest [`SEARCH_CANDIDATES`] of them, and the pages after the first
-/// go on among the same ones (and a match written meanwhile that ranks after the pages read).
+/// go on among the same ones (and a match written meanwhile that ranks after the pages read),
+/// then with the older matches by time.
 pub type Window = (DateTime<Utc>, Uuid);
 
 /// How many matches of a text search are ranked, newest first (see `q`).
@@ -306,10 +307,10 @@ pub const LIST_PARAMS: &[Param] = &[
          over title, tags, summary, body and sections (the first 120,000 characters of their \
          bodies); title and tags weigh most. Sorted by \
          relevance, a search that matches more than 1,000 signals (with the other filters) \
-         ranks the newest 1,000 of them: relevance order is exact among those, the older \
-         matches are not listed, and the pages after the first go on among the same ones (a \
-         match written meanwhile is listed if it ranks after the pages already read), so \
-         paging stays exact. Sorted by time or score, every match is listed.",
+         ranks the newest 1,000 of them: relevance order is exact among those, and the pages \
+         after the first go on among the same ones (a match written meanwhile is listed if it \
+         ranks after the pages already read); then the older matches follow, newest first. \
+         So paging lists every match once, sorted by time or score as well.",
     ),
     param(
         "sort",
@@ -340,8 +341,7 @@ pub const LIST_PARAMS: &[Param] = &[
     param(
         "include_total",
         Kind::Bool,
-        "`true` adds `total`, the count of all matching signals (sorted by relevance, a \
-         search lists at most 1,000 of them: see `q`).",
+        "`true` adds `total`, the count of all matching signals.",
     ),
 ];
 

@@ -25,17 +25,22 @@ async fn seed(app: &TestApp) -> Vec<Value> {
 
 /// Follows `next_cursor` from `first` to the end, checking the Link header on the way.
 async fn walk(app: &TestApp, first: &str) -> Vec<Value> {
-    let mut items = Vec::new();
+    pages_of(app, first).await.concat()
+}
+
+/// The items of each page from `first` to the end, as [`walk`] follows them.
+async fn pages_of(app: &TestApp, first: &str) -> Vec<Vec<Value>> {
+    let mut pages = Vec::new();
     let mut path = first.to_owned();
     for _ in 0..100 {
         let mut res = app.get(&path).send().await.unwrap();
         let link = header(&res, "link");
         let page = json_body(&mut res).await;
         assert_eq!(res.status(), 200, "{page}");
-        items.extend(page["items"].as_array().unwrap().iter().cloned());
+        pages.push(page["items"].as_array().unwrap().clone());
         let Some(cursor) = page["next_cursor"].as_str() else {
             assert!(link.is_none());
-            return items;
+            return pages;
         };
         let link = link.expect("a Link header when there is a next page");
         let url = link
@@ -691,7 +696,7 @@ async fn behind_a_trusted_proxy_links_are_on_the_scheme_and_host_it_forwarded() 
 }
 
 #[actix_web::test]
-async fn a_search_that_matches_many_ranks_the_newest_thousand_and_pages_through_exactly_them() {
+async fn a_search_that_matches_many_ranks_the_newest_thousand_then_lists_the_older_ones_by_time() {
     let looks = ranks_the_newest_thousand(0, 0).await;
     assert_eq!(looks, (0, 0), "no first look among the newest signals");
 }
@@ -763,23 +768,43 @@ async fn ranks_the_newest_thousand(horizon: u32, others: usize) -> (u64, u64) {
         .iter()
         .map(|s| s["slug"].as_str().unwrap()[1..].parse().unwrap())
         .collect();
-    assert_eq!(slugs.len(), 1000, "the newest 1,000 matches are ranked");
+    assert_eq!(slugs.len(), 1100, "every match is listed");
     assert_eq!(
         slugs.iter().collect::<HashSet<_>>().len(),
-        1000,
+        1100,
         "none twice"
     );
+    // The newest 1,000 matches are ranked; the oldest 100 follow them, newest first.
     assert!(
-        slugs.iter().all(|i| *i >= 100),
+        slugs[..1000].iter().all(|i| *i >= 100),
         "the oldest 100 are not ranked"
     );
+    assert_eq!(slugs[1000..], (0..100).rev().collect::<Vec<_>>());
     // Best first: the 100 with the word in their title, newest first among equals.
     assert!(
         slugs[..100].iter().all(|i| i % 10 == 0),
         "{:?}",
         &slugs[..100]
     );
-    assert!(slugs[100..].iter().all(|i| i % 10 != 0));
+    assert!(slugs[100..1000].iter().all(|i| i % 10 != 0));
+    // The page where the ranked ones end goes on with the older ones, and `total` counts
+    // exactly what the pages list.
+    let mut res = app
+        .get("/v1/signals?q=chips&limit=30&include_total=true")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(json_body(&mut res).await["total"], 1100);
+    let pages = pages_of(&app, "/v1/signals?q=chips&limit=30").await;
+    let sizes: Vec<usize> = pages.iter().map(Vec::len).collect();
+    assert_eq!(sizes, [vec![30; 36], vec![20]].concat());
+    let listed: Vec<Value> = pages.concat();
+    assert_eq!(listed, ranked);
+    // The same with a filter on the signals themselves (the window is found before the page).
+    assert_eq!(
+        walk(&app, "/v1/signals?q=chips&min_score=1&limit=100").await,
+        ranked
+    );
     // By time, a search lists every match.
     let by_time = walk(&app, "/v1/signals?q=chips&sort=-published_at&limit=100").await;
     assert_eq!(by_time.len(), 1100);
@@ -792,9 +817,13 @@ async fn ranks_the_newest_thousand(horizon: u32, others: usize) -> (u64, u64) {
         .unwrap();
     assert_eq!(res.status(), 200);
     let ranked = walk(&app, "/v1/signals?q=chips&limit=100").await;
-    let slugs: HashSet<&str> = ranked.iter().map(|s| s["slug"].as_str().unwrap()).collect();
-    assert_eq!(slugs.len(), 1000);
+    let slugs: HashSet<&str> = ranked[..1000]
+        .iter()
+        .map(|s| s["slug"].as_str().unwrap())
+        .collect();
+    assert_eq!((slugs.len(), ranked.len()), (1000, 1100));
     assert!(slugs.contains("m5") && !slugs.contains("m100"));
+    assert_eq!(ranked[1000]["slug"], "m100");
     // With a time range the window is the newest 1,000 matches within it (m{i} is at minute i).
     let number = |s: &Value| s["slug"].as_str().unwrap()[1..].parse::<usize>().unwrap();
     let since = walk(
@@ -802,15 +831,23 @@ async fn ranks_the_newest_thousand(horizon: u32, others: usize) -> (u64, u64) {
         "/v1/signals?q=chips&since=2026-01-01T00:40:00Z&limit=100",
     )
     .await;
-    assert_eq!(since.len(), 1000);
-    assert!(since.iter().all(|s| number(s) == 5 || number(s) >= 101));
+    assert_eq!(since.len(), 1061);
+    assert!(since[..1000]
+        .iter()
+        .all(|s| number(s) == 5 || number(s) >= 101));
+    let older: Vec<usize> = since[1000..].iter().map(number).collect();
+    assert_eq!(older, (40..=100).rev().collect::<Vec<_>>());
     let until = walk(
         &app,
         "/v1/signals?q=chips&until=2026-01-01T17:00:00Z&limit=100",
     )
     .await;
-    assert_eq!(until.len(), 1000);
-    assert!(until.iter().all(|s| (20..1020).contains(&number(s))));
+    assert_eq!(until.len(), 1019);
+    assert!(until[..1000]
+        .iter()
+        .all(|s| (20..1020).contains(&number(s))));
+    let older: Vec<usize> = until[1000..].iter().map(number).collect();
+    assert_eq!(older, (0..20).rev().filter(|i| *i != 5).collect::<Vec<_>>());
     let metrics = app.metrics().await;
     let looks = |outcome: &str| {
         let series = format!("signals_search_first_looks_total{{outcome=\"{outcome}\"}}");
