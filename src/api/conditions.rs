@@ -254,7 +254,7 @@ impl IntoParams for SignalPath {
             .parameter_in(ParameterIn::Path)
             .required(Required::True)
             .description(Some(
-                "The signal's id (a UUID, hyphenated as the service writes it) or its slug; anything else names no signal (404).",
+                "The signal's id (a UUID, as the service writes it) or its slug; 32 hex digits without hyphens are a slug, not an id. Anything else names no signal (404).",
             ))
             .schema(Some(
                 ObjectBuilder::new()

@@ -245,11 +245,11 @@ pub async fn list(
     horizon: &Horizon,
     plan: Plan,
 ) -> diesel::QueryResult<Page> {
-    if let (Sort::Relevance, Some(&After::Published(t, id))) = (sort, after) {
-        let (rows, next) = older_matches(conn, filter, (t, id), limit, plan).await?;
+    if let Some(from) = past_window(sort, after) {
+        let (rows, next) = older_matches(conn, filter, from, limit, plan).await?;
         return Ok(Page { rows, next });
     }
-    let (window, mut rows) = match searched_in_one_statement(filter, sort, after) {
+    let (window, rows) = match searched_in_one_statement(filter, sort, after) {
         Some(q) => first_search_page(conn, q, filter, limit, horizon).await?,
         None => {
             let window = match (after, sort, &filter.q) {
@@ -263,14 +263,11 @@ pub async fn list(
             (window, rows)
         }
     };
-    let next = match rows.len() as i64 > limit {
-        true => {
-            rows.truncate(limit as usize);
-            rows.last()
-                .map(|r| After::of(sort, r.id, r.score, r.published_at, r.rank, window))
-        }
-        false => None,
-    };
+    let (mut rows, more) = page_of(rows, limit);
+    let next = more
+        .then(|| rows.last())
+        .flatten()
+        .map(|r| After::of(sort, r.id, r.score, r.published_at, r.rank, window));
     // The ranked window used up, the page goes on with the older matches.
     if let (Sort::Relevance, Some(oldest), None) = (sort, window, &next) {
         let room = limit - rows.len() as i64;
@@ -279,6 +276,26 @@ pub async fn list(
         return Ok(Page { rows, next });
     }
     Ok(Page { rows, next })
+}
+
+/// The page of rows read with one more than `limit` (to know whether more follow), and whether
+/// more do.
+fn page_of(mut rows: Vec<SignalJson>, limit: i64) -> (Vec<SignalJson>, bool) {
+    let more = rows.len() as i64 > limit;
+    rows.truncate(limit as usize);
+    (rows, more)
+}
+
+/// Where a page of a search sorted by relevance reads on among the matches older than its
+/// ranked window: its cursor is a position in time ([`older_matches`]). The ranked matches are
+/// those at or after the window's oldest, `(published_at, id) >= window`; the older ones those
+/// before it, `(published_at, id) < window` (`After::Published`): no match is in both or
+/// neither.
+fn past_window(sort: Sort, after: Option<&After>) -> Option<Window> {
+    match (sort, after) {
+        (Sort::Relevance, Some(&After::Published(t, id))) => Some((t, id)),
+        _ => None,
+    }
 }
 
 /// Up to `room` matches of a search sorted by relevance that are older than its window of
@@ -293,12 +310,10 @@ async fn older_matches(
     plan: Plan,
 ) -> diesel::QueryResult<(Vec<SignalJson>, Option<After>)> {
     let after = After::Published(from.0, from.1);
-    let mut rows: Vec<SignalJson> =
-        list_query(filter, Sort::PublishedDesc, Some(&after), None, room, plan)
-            .load(conn)
-            .await?;
-    let more = rows.len() as i64 > room;
-    rows.truncate(room as usize);
+    let rows = list_query(filter, Sort::PublishedDesc, Some(&after), None, room, plan)
+        .load(conn)
+        .await?;
+    let (rows, more) = page_of(rows, room);
     let next = more.then(|| {
         rows.last()
             .map_or(after, |r| After::Published(r.published_at, r.id))
@@ -586,6 +601,10 @@ pub fn list_sql(
     limit: i64,
     plan: Plan,
 ) -> String {
+    let sort = match past_window(sort, after) {
+        Some(_) => Sort::PublishedDesc,
+        None => sort,
+    };
     match searched_in_one_statement(filter, sort, after) {
         Some(q) => sql_text(&first_page_query(q, filter, None, limit)),
         None => sql_text(&list_query(filter, sort, after, window, limit, plan)),
@@ -604,6 +623,8 @@ fn list_query<'a>(
     plan: Plan,
 ) -> ListQuery<'a> {
     let q = filter.q.as_deref();
+    // Ranked only when sorted by rank (a page by time or score leaves it 0).
+    let ranked = q.filter(|_| sort == Sort::Relevance);
     let window = window.filter(|_| sort == Sort::Relevance);
     let matches = match sort == Sort::Relevance && text_alone(filter) {
         true => Matches::Page {
@@ -615,7 +636,7 @@ fn list_query<'a>(
     };
     let mut query = filtered(
         signals::table
-            .select(signal_json::ranked_columns(rank(q)))
+            .select(signal_json::ranked_columns(rank(ranked)))
             .into_boxed::<Pg>(),
         filter,
         matches,

@@ -89,7 +89,7 @@ pub const SOURCE_URL_PATTERN: &str = concat!(
     r"([/?#][!-~]*)?$"
 );
 /// What `check_slug` accepts: words of lowercase letters and digits joined by single hyphens,
-/// neither an id (`path_id`: a hyphenated UUID) nor the name of another resource under
+/// neither an id (`path_id`: a UUID with hyphens) nor the name of another resource under
 /// `/v1/signals/`.
 pub const SLUG_PATTERN: &str = concat!(
     r"^(?!(batch|stream)$)",

@@ -306,11 +306,11 @@ pub const LIST_PARAMS: &[Param] = &[
         "Full-text search in web-search syntax (words, \"quoted phrases\", -exclusions, `or`) \
          over title, tags, summary, body and sections (the first 120,000 characters of their \
          bodies); title and tags weigh most. Sorted by \
-         relevance, a search that matches more than 1,000 signals (with the other filters) \
-         ranks the newest 1,000 of them: relevance order is exact among those, and the pages \
-         after the first go on among the same ones (a match written meanwhile is listed if it \
-         ranks after the pages already read); then the older matches follow, newest first. \
-         So paging lists every match once, sorted by time or score as well.",
+         relevance, a search ranks its newest 1,000 matches (with the other filters; all of \
+         them when there are fewer): relevance order is exact among those, and the pages after \
+         the first go on among the same ones (a match written meanwhile is listed if it ranks \
+         after the pages already read). The older matches follow them, newest first, so the \
+         pages list every match once, whatever the sort.",
     ),
     param(
         "sort",

@@ -145,12 +145,13 @@ impl SignalRef {
     }
 }
 
-/// The id a path names: a UUID spelled as the service writes ids, five groups of hex digits
-/// joined by hyphens (`8-4-4-4-12`, either case). No other spelling of a UUID names a signal,
-/// so 32 hex digits in a row (an MD5 digest, say) are a slug like any other.
+/// The id a path names: a UUID as the service writes ids (`8-4-4-4-12` hex digits), or in
+/// braces or as `urn:uuid:` (which no slug can be), in either case. 32 hex digits in a row are
+/// not an id: they are a slug like any other (an MD5 digest, say), so a slug never shadows an
+/// id and an id never shadows a slug.
 pub fn path_id(s: &str) -> Option<Uuid> {
-    const HYPHENATED: usize = 36;
-    (s.len() == HYPHENATED)
+    const DIGITS_ALONE: usize = 32;
+    (s.len() != DIGITS_ALONE)
         .then(|| Uuid::try_parse(s).ok())
         .flatten()
 }
@@ -280,7 +281,7 @@ mod tests {
             assert!(check_slug(bad).is_err(), "{bad}");
         }
         assert!(check_slug(&"a".repeat(121)).is_err());
-        // Other spellings of a UUID are not ids in a path: an MD5 digest is a slug.
+        // 32 hex digits are not an id in a path: an MD5 digest is a slug; other spellings are ids.
         let digest = "9e107d9d372bb6826bd81d3542a419d6";
         assert!(check_slug(digest).is_ok());
         assert_eq!(
@@ -288,10 +289,18 @@ mod tests {
             Some(SignalRef::Slug(digest.into()))
         );
         let id = "01968a4e-1c40-7cc3-9a51-4b1f0e6e2d10";
-        assert_eq!(
-            SignalRef::parse(&id.to_uppercase()),
-            Some(SignalRef::Id(id.parse().unwrap()))
-        );
+        for spelling in [
+            id.to_owned(),
+            id.to_uppercase(),
+            format!("{{{id}}}"),
+            format!("urn:uuid:{id}"),
+        ] {
+            assert_eq!(
+                SignalRef::parse(&spelling),
+                Some(SignalRef::Id(id.parse().unwrap())),
+                "{spelling}"
+            );
+        }
     }
 
     #[test]

@@ -59,9 +59,9 @@ async fn a_slug_of_32_hex_digits_is_a_slug_and_only_a_hyphenated_uuid_is_an_id()
         .unwrap();
     assert_eq!(res.status(), 200);
     assert_eq!(json_body(&mut res).await["id"], created["id"]);
-    // The id, hyphenated as the service writes it (or in capitals), names the signal.
+    // The id as the service writes it (or in capitals, or as a URN) names the signal.
     let id = created["id"].as_str().unwrap();
-    for path in [id.to_owned(), id.to_uppercase()] {
+    for path in [id.to_owned(), id.to_uppercase(), format!("urn:uuid:{id}")] {
         let res = app
             .get(&format!("/v1/signals/{path}"))
             .send()
