@@ -372,6 +372,12 @@ impl Cidr {
             _ => false,
         }
     }
+
+    /// Whether `ip` is one of the trusted proxies (`SIGNALS_TRUSTED_PROXIES`), whose
+    /// `X-Forwarded-*` headers are believed: for client addresses and for links alike.
+    pub fn trusts(proxies: &[Cidr], ip: std::net::IpAddr) -> bool {
+        proxies.iter().any(|c| c.contains(ip))
+    }
 }
 
 impl std::str::FromStr for Cidr {

@@ -413,7 +413,7 @@ pub fn client_address(
     headers: &header::HeaderMap,
     proxies: &[Cidr],
 ) -> Option<IpAddr> {
-    let trusted = |ip: IpAddr| proxies.iter().any(|c| c.contains(ip));
+    let trusted = |ip: IpAddr| Cidr::trusts(proxies, ip);
     if !trusted(peer) {
         return Some(peer);
     }
@@ -443,14 +443,12 @@ pub async fn limit(
     req: ServiceRequest,
     next: Next<impl MessageBody + 'static>,
 ) -> Result<ServiceResponse<BoxBody>, Error> {
-    let Some(limiter) = req.app_data::<web::Data<Arc<Limiter>>>().cloned() else {
-        return next.call(req).await.map(|r| r.map_into_boxed_body());
-    };
-    if UNLIMITED.contains(&req.path()) {
-        return next.call(req).await.map(|r| r.map_into_boxed_body());
-    }
     let class = Class::of(req.method());
-    let Some(quota) = limiter.quota(class) else {
+    let limited = req
+        .app_data::<web::Data<Arc<Limiter>>>()
+        .filter(|_| !UNLIMITED.contains(&req.path()))
+        .and_then(|limiter| Some((limiter.clone(), limiter.quota(class)?)));
+    let Some((limiter, quota)) = limited else {
         return next.call(req).await.map(|r| r.map_into_boxed_body());
     };
     let address = limiter.client_address(&req).map(counted_as);

@@ -73,7 +73,7 @@ impl Links {
         }
         let trusted = req
             .peer_addr()
-            .is_some_and(|peer| self.proxies.iter().any(|c| c.contains(peer.ip())));
+            .is_some_and(|peer| crate::config::Cidr::trusts(&self.proxies, peer.ip()));
         if !trusted {
             return PublicBase(None);
         }

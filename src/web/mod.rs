@@ -363,7 +363,6 @@ pub async fn reader_feed(
          <button type=\"button\">New signals</button></p>",
     );
     // Live updates with the page's filters (the stream has no text search).
-    let (query_since, query_until) = (query.filter.since, query.filter.until);
     let stream = match query.filter.q {
         Some(_) => String::new(),
         None => {
@@ -374,14 +373,14 @@ pub async fn reader_feed(
                 }
             }
             let params = params.finish();
-            let query = if params.is_empty() {
+            let params = if params.is_empty() {
                 String::new()
             } else {
                 format!("?{params}")
             };
             // The stream has no time filters: the page counts only new signals in its times.
-            let mut attributes = format!(" data-stream=\"/v1/signals/stream{}\"", escape(&query));
-            for (name, time) in [("since", query_since), ("until", query_until)] {
+            let mut attributes = format!(" data-stream=\"/v1/signals/stream{}\"", escape(&params));
+            for (name, time) in [("since", query.filter.since), ("until", query.filter.until)] {
                 if let Some(time) = time {
                     let _ = write!(attributes, " data-{name}=\"{}\"", time.to_rfc3339());
                 }
