@@ -39,7 +39,13 @@ pub struct DatabaseSettings {
     /// holds at most three times this many plus one a worker (a pool connects when used). Default:
     /// twice the CPU cores (at least 4). Few connections serve best when the database is CPU
     /// bound: on 2 cores, 4 gave more throughput than 8, and 8 more than 16 or 32.
-    #[arg(long, env = "SIGNALS_DB_POOL_SIZE", default_value_t = default_pool_size(), global = true)]
+    #[arg(
+        long = "db-pool-size",
+        visible_alias = "pool-size",
+        env = "SIGNALS_DB_POOL_SIZE",
+        default_value_t = default_pool_size(),
+        global = true
+    )]
     pub pool_size: usize,
 
     /// How long a request waits for a free connection (and for a new one to open) before it is

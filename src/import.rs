@@ -302,18 +302,25 @@ fn refused(e: BatchError, lines: &[usize]) -> Fatal {
     }
 }
 
-/// The slugs a batch names or derives (from the title of a signal without one): two batches
-/// that share one are written one after the other, in order, so which signal gets a slug and
-/// which a suffixed one is the file's order, not a race ("Foo Bar", "Foo: Bar" and an explicit
-/// `foo-bar` all want `foo-bar`).
+/// The slugs a batch names or may derive (from the title of a signal without one: the title's
+/// own and its numbered forms, `-2` to `-4`): two batches that share one are written one after
+/// the other, in order, so which signal gets a slug and which a suffixed one is the file's
+/// order, not a race ("Foo Bar", "Foo: Bar" and an explicit `foo-bar` all want `foo-bar`; a
+/// "Foo" whose `foo` is taken and an explicit `foo-2` both want `foo-2`).
 fn names(items: &[SignalInput]) -> HashSet<String> {
-    items
-        .iter()
-        .map(|item| match &item.slug {
-            Some(slug) => slug.clone(),
-            None => crate::domain::signal::slug_from_title(&item.title),
-        })
-        .collect()
+    let mut names = HashSet::new();
+    for item in items {
+        match &item.slug {
+            Some(slug) => {
+                names.insert(slug.clone());
+            }
+            None => {
+                let base = crate::domain::signal::slug_from_title(&item.title);
+                names.extend(crate::db::writes::numbered_slugs(&base));
+            }
+        }
+    }
+    names
 }
 
 /// A progress bar on a terminal, a plain line per batch otherwise.
@@ -351,5 +358,38 @@ impl Progress {
             self.update(bytes, totals, started);
             bar.finish();
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn item(fields: serde_json::Value) -> SignalInput {
+        let mut value = serde_json::json!({
+            "title": "Foo",
+            "score": 7,
+            "category": "Industry",
+            "published_at": "2026-05-06T18:02:00Z",
+            "summary": "A summary.",
+        });
+        value
+            .as_object_mut()
+            .unwrap()
+            .extend(fields.as_object().unwrap().clone());
+        SignalInput::parse(&value).unwrap()
+    }
+
+    #[test]
+    fn batches_that_may_want_one_slug_are_not_written_at_once() {
+        let titled = names(&[item(serde_json::json!({}))]);
+        // "Foo" gets `foo`, or `foo-2` to `-4` when that is taken: each such slug given
+        // explicitly in another batch contends with it.
+        for slug in ["foo", "foo-2", "foo-4"] {
+            let named = names(&[item(serde_json::json!({ "slug": slug }))]);
+            assert!(!titled.is_disjoint(&named), "{slug}");
+        }
+        let other = names(&[item(serde_json::json!({ "slug": "foo-bar" }))]);
+        assert!(titled.is_disjoint(&other));
     }
 }

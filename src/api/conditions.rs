@@ -22,16 +22,31 @@ enum Tags {
     List(Vec<String>),
 }
 
-/// The tags of header `name`; `None` when absent. Read leniently, as HTTP caches do: a value
-/// that is not a list of entity tags names none, so it matches no version (`If-Match`: 412;
-/// `If-None-Match`: the full answer).
+/// The tags of header `name`, from every line of it (a list may be split over several, as
+/// HTTP allows); `None` when absent. Read leniently, as HTTP caches do: a value that is not a
+/// list of entity tags names none, so it matches no version (`If-Match`: 412; `If-None-Match`:
+/// the full answer). `*` is any version only as the whole value.
 fn tags(req: &HttpRequest, name: &HeaderName) -> Option<Tags> {
-    let value = req.headers().get(name)?;
-    let value = String::from_utf8_lossy(value.as_bytes());
-    Some(match value.trim() {
-        "*" => Tags::Any,
-        list => Tags::List(list.split(',').map(|t| t.trim().to_owned()).collect()),
-    })
+    let lines: Vec<String> = req
+        .headers()
+        .get_all(name)
+        .map(|v| String::from_utf8_lossy(v.as_bytes()).into_owned())
+        .collect();
+    if lines.is_empty() {
+        return None;
+    }
+    if let [only] = lines.as_slice() {
+        if only.trim() == "*" {
+            return Some(Tags::Any);
+        }
+    }
+    Some(Tags::List(
+        lines
+            .iter()
+            .flat_map(|line| line.split(','))
+            .map(|t| t.trim().to_owned())
+            .collect(),
+    ))
 }
 
 fn header_param(name: &str, description: &str) -> Parameter {
@@ -288,5 +303,21 @@ mod tests {
         for stale in ["W/\"a\"", "\"b\"", "", "a", "null"] {
             assert!(if_match(stale).check("\"a\"").is_err(), "{stale:?}");
         }
+    }
+
+    #[test]
+    fn a_list_split_over_several_header_lines_is_read_whole() {
+        let lines = |values: &[&str]| {
+            let mut req = TestRequest::default();
+            for v in values {
+                req = req.append_header((header::IF_MATCH, *v));
+            }
+            IfMatch(tags(&req.to_http_request(), &header::IF_MATCH))
+        };
+        assert!(lines(&["\"old\"", "\"a\""]).check("\"a\"").is_ok());
+        assert!(lines(&["\"old\", \"b\"", "\"a\""]).check("\"a\"").is_ok());
+        assert!(lines(&["\"old\"", "\"b\""]).check("\"a\"").is_err());
+        // `*` is a whole value, not one tag of a list.
+        assert!(lines(&["\"old\"", "*"]).check("\"a\"").is_err());
     }
 }

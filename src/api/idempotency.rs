@@ -129,6 +129,11 @@ pub async fn once(
             let Some(idem) = idempotency else {
                 return Ok((write.write(conn).await?, false));
             };
+            // A request done before is replayed without the lock, so retries that come
+            // together after it get its answer, not the in-flight 409 of one another.
+            if let Some(stored) = records::find(conn, key_id, &idem.key).await? {
+                return replay(stored, idem);
+            }
             if !records::try_lock(conn, key_id, &idem.key).await? {
                 return Err(ApiError::Conflict {
                     detail: "a request with this Idempotency-Key is still in flight; retry later"
@@ -139,14 +144,9 @@ pub async fn once(
                     )],
                 });
             }
+            // Done by a request that held the lock until just now.
             if let Some(stored) = records::find(conn, key_id, &idem.key).await? {
-                if stored.fingerprint != idem.fingerprint {
-                    return Err(ApiError::Validation(vec![FieldError::new(
-                        "Idempotency-Key",
-                        "was used for a request with another body; use a new key for a new request",
-                    )]));
-                }
-                return Ok((from_stored(stored), true));
+                return replay(stored, idem);
             }
             let reply = write.write(conn).await?;
             records::store(conn, key_id, &idem.key, &to_stored(&reply, idem)).await?;
@@ -154,6 +154,18 @@ pub async fn once(
         })
         .await?;
     Ok(response(reply, replayed))
+}
+
+/// The stored answer again, for a retry of the same request; 422 for another request that
+/// reuses the key.
+fn replay(stored: StoredResponse, idem: &Idempotency) -> Result<(Reply, bool), ApiError> {
+    if stored.fingerprint != idem.fingerprint {
+        return Err(ApiError::Validation(vec![FieldError::new(
+            "Idempotency-Key",
+            "was used for a request with another body; use a new key for a new request",
+        )]));
+    }
+    Ok((from_stored(stored), true))
 }
 
 fn to_stored(reply: &Reply, idem: &Idempotency) -> StoredResponse {

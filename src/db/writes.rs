@@ -129,6 +129,12 @@ fn derived_slug(base: &str, attempt: u32) -> String {
     }
 }
 
+/// The slugs a draft without one may get before a random suffix: the title's own (`base`), then
+/// `-2` to `-4`, which a draft with one of them as its own slug contends for too.
+pub(crate) fn numbered_slugs(base: &str) -> impl Iterator<Item = String> + '_ {
+    (0..NUMBERED_TRIES).map(move |a| derived_slug(base, a))
+}
+
 /// Whether writing `draft` over `current` would change nothing a client can read.
 fn unchanged(current: &SignalRow, draft: &SignalInput) -> bool {
     draft.slug.as_ref().is_none_or(|s| *s == current.slug)
@@ -320,7 +326,7 @@ pub async fn write_batch(
     // The numbered tries the database has already, so the earliest items get the lowest free
     // numbers, as writing them in turn would give them.
     let tries: HashSet<String> = (derived.iter())
-        .flat_map(|(_, base, _)| (0..NUMBERED_TRIES).map(|a| derived_slug(base, a)))
+        .flat_map(|(_, base, _)| numbered_slugs(base))
         .collect();
     if !tries.is_empty() {
         let tries: Vec<String> = tries.into_iter().collect();

@@ -1103,16 +1103,44 @@ mod tests {
     }
 
     #[test]
-    fn every_parameter_is_documented_with_a_schema() {
+    fn every_parameter_is_documented_with_a_schema_and_an_example_it_takes() {
         for table in [
             LIST_PARAMS,
+            PAGE_PARAMS,
             STREAM_PARAMS,
             FEED_PARAMS,
             CATEGORY_PARAMS,
             TAG_PARAMS,
         ] {
-            for p in parameters(table) {
-                assert!(p.schema.is_some() && p.description.is_some(), "{}", p.name);
+            for param in table {
+                let name = param.name;
+                assert!(!param.description.trim().is_empty(), "{name}");
+                let documented = serde_json::to_value(param.parameter()).unwrap();
+                let schema = &documented["schema"];
+                // Repeatable: a list of at most as many as the parser takes; else one value.
+                match param.max_values {
+                    1 => assert_ne!(schema["type"], "array", "{name}: {schema}"),
+                    max => {
+                        assert_eq!(schema["type"], "array", "{name}: {schema}");
+                        assert_eq!(schema["maxItems"], max, "{name}: {schema}");
+                    }
+                }
+                // The example the spec shows is one the parser takes, each value of a list.
+                let Some(example) = param.example() else {
+                    continue;
+                };
+                let values = match example {
+                    Value::Array(items) => items,
+                    one => vec![one],
+                };
+                assert!(values.len() <= param.max_values, "{name}");
+                for value in values {
+                    let text = match value {
+                        Value::String(s) => s,
+                        other => other.to_string(),
+                    };
+                    assert!(param.parse(&text).is_ok(), "{name}={text}");
+                }
             }
         }
     }

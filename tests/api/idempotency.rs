@@ -111,9 +111,22 @@ async fn many_concurrent_requests_with_one_key_create_exactly_one_signal() {
     assert_eq!(created, 1, "exactly one request did the write");
     assert_eq!(bodies.len(), 1, "every replay is the first response");
     assert_eq!(signal_count(&app).await, 1);
-    // Once the first is done, a retry is a replay.
+    // Once the first is done, a retry is a replay, and so is every one of many that come
+    // together (none is told another is in flight: a replay takes no lock).
     let res = post(&app, "/v1/signals", &key, "same-for-all", &body).await;
     assert_eq!(header(&res, "idempotent-replayed").as_deref(), Some("true"));
+    let retries = (0..24).map(|_| {
+        app.request(Method::POST, "/v1/signals", &key)
+            .insert_header(("Idempotency-Key", "same-for-all"))
+            .send_json(&body)
+    });
+    for res in futures_util::future::join_all(retries).await {
+        let mut res = res.unwrap();
+        assert_eq!(res.status(), 201, "{:?}", res.body().await);
+        assert_eq!(header(&res, "idempotent-replayed").as_deref(), Some("true"));
+        assert!(bodies.contains(&res.body().await.unwrap()));
+    }
+    assert_eq!(signal_count(&app).await, 1);
 }
 
 #[actix_web::test]
