@@ -78,6 +78,9 @@ pub enum ApiError {
     Validation(Vec<FieldError>),
     #[error("the database is unavailable")]
     Unavailable(String),
+    /// The service is at a capacity it keeps on purpose (e.g. `SIGNALS_MAX_STREAMS`): why.
+    #[error("{0}")]
+    Busy(String),
     /// Over a rate limit: retry after this many seconds.
     #[error("too many {class} requests: the limit allows more in {retry_after} s")]
     RateLimited {
@@ -175,7 +178,7 @@ impl ApiError {
                 "/problems/rate-limited",
                 "Too many requests",
             ),
-            Unavailable(_) => (
+            Unavailable(_) | Busy(_) => (
                 StatusCode::SERVICE_UNAVAILABLE,
                 "/problems/unavailable",
                 "Service unavailable",
@@ -263,6 +266,9 @@ impl ResponseError for ApiError {
             }
             ApiError::Unavailable(_) => {
                 headers.insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
+            }
+            ApiError::Busy(_) => {
+                headers.insert(header::RETRY_AFTER, HeaderValue::from_static("5"));
             }
             ApiError::RateLimited { retry_after, .. } => {
                 headers.insert(header::RETRY_AFTER, HeaderValue::from(*retry_after));

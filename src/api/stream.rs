@@ -30,8 +30,10 @@ use crate::domain::query::{
 use crate::domain::FieldError;
 use crate::live::{self, Event, Hub, StreamSlot};
 
-/// A comment line at least this often keeps idle connections (and proxies) from closing.
-pub const KEEP_ALIVE: Duration = Duration::from_secs(15);
+/// A comment line this long after the last thing sent keeps idle connections (and proxies)
+/// from closing: well inside the 15 s the contract promises, as the line is written a moment
+/// after it is due.
+pub const KEEP_ALIVE: Duration = Duration::from_secs(10);
 
 impl IntoParams for StreamQuery {
     fn into_params(_: impl Fn() -> Option<ParameterIn>) -> Vec<Parameter> {
@@ -65,7 +67,7 @@ impl IntoParams for StreamQuery {
 /// (`{"id", "slug"}` for a deletion). With `Last-Event-ID` (or `last_event_id`) every matching
 /// change after that position comes first, none twice, then live ones; a position the log no
 /// longer keeps (`SIGNALS_EVENTS_RETENTION`) is 410, and one past the newest change resumes from
-/// the newest (what comes next is sent). A comment line comes at least every 15 s.
+/// the newest (what comes next is sent). A comment line comes at least every 15 s (10 s after the last thing sent).
 /// A subscriber that falls more than 1,024 changes behind is cut off: it reconnects with
 /// `Last-Event-ID` and resumes. Changes committed on any instance reach every instance.
 #[utoipa::path(
@@ -102,9 +104,9 @@ pub async fn stream_signals(
         })?),
         None => query.last_event_id,
     };
-    let slot = hub
-        .open_stream()
-        .ok_or_else(|| ApiError::Unavailable("all stream slots are taken".into()))?;
+    let slot = hub.open_stream().ok_or_else(|| {
+        ApiError::Busy("every stream slot of this instance is taken; retry later".into())
+    })?;
     // Subscribed before the log is read, so nothing falls between the replay and live.
     let rx = hub.subscribe();
     // The replay may come from a replica that has every change sent out before the

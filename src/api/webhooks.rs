@@ -172,19 +172,23 @@ impl IntoParams for DeliveryQuery {
     }
 }
 
-/// 422 unless this service may deliver to the URL's scheme. Its address, written in it or
-/// resolved from its name, is checked at every connection, as what a name resolves to can
-/// change (a refused one fails the delivery with `address`), so any URL of the schema's
-/// pattern is taken.
-fn check_deliverable(hooks: &Webhooks, input: &WebhookInput) -> Result<(), ApiError> {
+/// 422 unless this service may deliver to the URL: its scheme, and where it leads now (an
+/// address written in it, or every address its name resolves to, of the service's own network
+/// is refused unless `SIGNALS_WEBHOOK_ALLOW_PRIVATE=true`). The address is checked again at
+/// every connection, as what a name resolves to can change (a refused one fails the delivery
+/// with `address`).
+async fn check_deliverable(hooks: &Webhooks, input: &WebhookInput) -> Result<(), ApiError> {
     let settings = hooks.settings();
+    let refused = |message: &str| ApiError::Validation(vec![FieldError::new("url", message)]);
     outbound::check_scheme(&input.url, settings.allow_http)
-        .map(drop)
+        .map_err(|_| refused("must be https (http needs SIGNALS_WEBHOOK_ALLOW_HTTP=true)"))?;
+    outbound::check_destination(&input.url, settings.allow_private, settings.allow_http)
+        .await
         .map_err(|_| {
-            ApiError::Validation(vec![FieldError::new(
-                "url",
-                "must be https (http needs SIGNALS_WEBHOOK_ALLOW_HTTP=true)",
-            )])
+            refused(
+                "leads to a loopback, private, link-local or otherwise local address \
+                 (allowed only with SIGNALS_WEBHOOK_ALLOW_PRIVATE=true)",
+            )
         })
 }
 
@@ -225,7 +229,7 @@ pub async fn create_webhook(
 ) -> Result<HttpResponse, ApiError> {
     let body = read_json(&req, payload, BODY_LIMIT, JSON).await?;
     let input = WebhookInput::parse(&body).map_err(ApiError::Validation)?;
-    check_deliverable(&hooks, &input)?;
+    check_deliverable(&hooks, &input).await?;
     let id = Uuid::now_v7();
     let (secret, key) = webhook::new_secret();
     let mut conn = db::conn(hooks.pool()).await?;
@@ -345,7 +349,7 @@ pub async fn patch_webhook(
             let input = patch
                 .apply(&current.input())
                 .map_err(ApiError::Validation)?;
-            check_deliverable(&hooks, &input)?;
+            check_deliverable(&hooks, &input).await?;
             stored::update(conn, id, &input)
                 .await?
                 .ok_or_else(gone_astray)

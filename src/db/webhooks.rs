@@ -275,6 +275,9 @@ pub struct Claimed {
     pub attempts: i32,
     #[diesel(sql_type = Timestamptz)]
     pub lease_until: DateTime<Utc>,
+    /// When the change was fanned out to this subscription.
+    #[diesel(sql_type = Timestamptz)]
+    pub created_at: DateTime<Utc>,
     #[diesel(sql_type = Text)]
     pub event_type: String,
     #[diesel(sql_type = Bytea)]
@@ -316,7 +319,7 @@ pub async fn claim(
          FROM locked, webhook_messages m \
          WHERE d.id = locked.id AND m.position = d.position \
          RETURNING d.id, d.webhook_id, d.position, d.attempts + 1 AS attempts, d.lease_until, \
-         m.event_type, \
+         d.created_at, m.event_type, \
          m.payload",
     )
     .bind::<Array<SqlUuid>, _>(busy)

@@ -32,21 +32,8 @@ pub const CATEGORIES_MAX: usize = 50;
 /// resolves to. `http` passes the parser too, and the API takes it only when the service
 /// allows it (`SIGNALS_WEBHOOK_ALLOW_HTTP`), so the schema says https.
 pub const URL_PATTERN: &str = concat!(
-    r"^[Hh][Tt][Tt][Pp][Ss]://(",
-    r"([A-Za-z0-9]([A-Za-z0-9-]*[A-Za-z0-9])?\.)*[A-Za-z]([A-Za-z0-9-]*[A-Za-z0-9])?",
-    r"|((25[0-5]|2[0-4][0-9]|1[0-9]{2}|[1-9]?[0-9])\.){3}(25[0-5]|2[0-4][0-9]|1[0-9]{2}|[1-9]?[0-9])",
-    r"|\[(",
-    r"([0-9A-Fa-f]{1,4}:){7}[0-9A-Fa-f]{1,4}",
-    r"|([0-9A-Fa-f]{1,4}:){1,7}:",
-    r"|([0-9A-Fa-f]{1,4}:){1,6}:[0-9A-Fa-f]{1,4}",
-    r"|([0-9A-Fa-f]{1,4}:){1,5}(:[0-9A-Fa-f]{1,4}){1,2}",
-    r"|([0-9A-Fa-f]{1,4}:){1,4}(:[0-9A-Fa-f]{1,4}){1,3}",
-    r"|([0-9A-Fa-f]{1,4}:){1,3}(:[0-9A-Fa-f]{1,4}){1,4}",
-    r"|([0-9A-Fa-f]{1,4}:){1,2}(:[0-9A-Fa-f]{1,4}){1,5}",
-    r"|[0-9A-Fa-f]{1,4}:(:[0-9A-Fa-f]{1,4}){1,6}",
-    r"|:((:[0-9A-Fa-f]{1,4}){1,7}|:)",
-    r")\])",
-    r"(:(6553[0-5]|655[0-2][0-9]|65[0-4][0-9]{2}|6[0-4][0-9]{3}|[1-5][0-9]{4}|[0-9]{1,4}))?",
+    r"^[Hh][Tt][Tt][Pp][Ss]://",
+    url_host_and_port!(),
     r"([/?][!-\x22\x24-~]*)?$"
 );
 
@@ -158,8 +145,9 @@ fn url(p: &mut Parser) -> Option<String> {
         Some(Value::String(s)) if URL_REGEX.is_match(s) => return Some(s.clone()),
         Some(_) => p.error(
             "url",
-            "must be an absolute https URL with a host name (not an address), of visible \
-             ASCII characters, without a fragment",
+            "must be an absolute https URL of a host name, an IPv4 address or an IPv6 \
+             address in brackets, of visible ASCII characters, without credentials or a \
+             fragment",
         ),
     }
     None
@@ -254,11 +242,13 @@ impl PartialSchema for WebhookInput {
                     .description(Some(
                         "Where deliveries are POSTed: `https` with a host name or an IP address \
                          (`http` only when the service allows it: `SIGNALS_WEBHOOK_ALLOW_HTTP`, \
-                         by default as `SIGNALS_WEBHOOK_ALLOW_PRIVATE`). A name is resolved at \
-                         every connection, and addresses (resolved or written in the URL) that \
-                         are loopback, private, link-local, unique-local (or IPv6 forms of those) \
-                         are refused there, the delivery failing with `error` `address`, unless \
-                         `SIGNALS_WEBHOOK_ALLOW_PRIVATE=true`.",
+                         by default as `SIGNALS_WEBHOOK_ALLOW_PRIVATE`). Unless \
+                         `SIGNALS_WEBHOOK_ALLOW_PRIVATE=true`, a URL that leads to a loopback, \
+                         private, link-local or unique-local address (or an IPv6 form of one) is \
+                         refused (422): an address written in it, or a name every address of \
+                         which is such (`localhost`); a name that does not resolve yet is taken. \
+                         The name is resolved again at every connection and such addresses are \
+                         refused there too, the delivery failing with `error` `address`.",
                     )),
             )
             .required("url")

@@ -90,6 +90,15 @@ impl std::fmt::Display for Refused {
 
 impl StdError for Refused {}
 
+/// The addresses of `found` a request may go to: all of them when private ones are allowed,
+/// else those not [`forbidden`]. A name none of whose addresses is left is refused.
+fn allowed(found: impl IntoIterator<Item = SocketAddr>, allow_private: bool) -> Vec<SocketAddr> {
+    found
+        .into_iter()
+        .filter(|a| allow_private || !forbidden(a.ip()))
+        .collect()
+}
+
 /// Resolves names with the system resolver, keeping only the addresses allowed.
 struct GuardedResolver {
     allow_private: bool,
@@ -102,11 +111,8 @@ impl Resolve for GuardedResolver {
         port: u16,
     ) -> LocalBoxFuture<'a, Result<Vec<SocketAddr>, Box<dyn StdError>>> {
         Box::pin(async move {
-            let found: Vec<SocketAddr> = tokio::net::lookup_host((host, port)).await?.collect();
-            let allowed: Vec<SocketAddr> = found
-                .into_iter()
-                .filter(|a| self.allow_private || !forbidden(a.ip()))
-                .collect();
+            let found = tokio::net::lookup_host((host, port)).await?;
+            let allowed = allowed(found, self.allow_private);
             if allowed.is_empty() {
                 return Err(Box::new(Refused(host.to_owned())) as Box<dyn StdError>);
             }
@@ -240,7 +246,7 @@ pub fn check_scheme(url: &str, allow_http: bool) -> Result<url::Url, Failure> {
 /// Whether a URL may be requested at all, checked before each connection: its scheme, and its
 /// address when it has one (an address in a URL is connected to without resolving, so it is
 /// checked here; a name is checked for each address it resolves to).
-pub fn check_url(url: &str, allow_private: bool, allow_http: bool) -> Result<(), Failure> {
+pub fn check_url(url: &str, allow_private: bool, allow_http: bool) -> Result<url::Url, Failure> {
     let parsed = check_scheme(url, allow_http)?;
     let literal = match parsed.host() {
         Some(url::Host::Ipv4(ip)) => Some(IpAddr::V4(ip)),
@@ -251,7 +257,39 @@ pub fn check_url(url: &str, allow_private: bool, allow_http: bool) -> Result<(),
     if literal.is_some_and(|ip| !allow_private && forbidden(ip)) {
         return Err(Failure::Address);
     }
-    Ok(())
+    Ok(parsed)
+}
+
+/// How long [`check_destination`] waits for a name to resolve.
+const RESOLVE_LIMIT: Duration = Duration::from_secs(2);
+
+/// Whether a subscription may be made to a URL (after its scheme passed [`check_scheme`]):
+/// [`check_url`], and for a name, what it resolves to now: a name whose every address is
+/// refused (`localhost`, a name of the service's own network) is `Address`. A name that does
+/// not resolve now (or not within 2 s) is taken: it may come to, and each connection checks
+/// its addresses again whatever they are by then (DNS rebinding).
+pub async fn check_destination(
+    url: &str,
+    allow_private: bool,
+    allow_http: bool,
+) -> Result<(), Failure> {
+    let parsed = check_url(url, allow_private, allow_http)?;
+    let (Some(url::Host::Domain(name)), false) = (parsed.host(), allow_private) else {
+        return Ok(());
+    };
+    let port = parsed.port_or_known_default().unwrap_or(443);
+    let lookup = tokio::net::lookup_host((name.to_owned(), port));
+    let resolved = tokio::time::timeout(RESOLVE_LIMIT, lookup).await;
+    match resolved {
+        Ok(Ok(found)) => {
+            let found: Vec<SocketAddr> = found.collect();
+            match !found.is_empty() && allowed(found, false).is_empty() {
+                true => Err(Failure::Address),
+                false => Ok(()),
+            }
+        }
+        _ => Ok(()),
+    }
 }
 
 fn classify(e: &SendRequestError) -> Failure {
@@ -334,5 +372,24 @@ mod tests {
         assert_eq!(strict("https://2130706433/"), Err(Failure::Address));
         assert!(strict("https://example.com/hook").is_ok());
         assert!(check_url("http://127.0.0.1:9/", true, true).is_ok());
+    }
+
+    #[actix_web::test]
+    async fn a_subscription_is_refused_where_a_url_leads_to_the_services_own_network() {
+        let strict = |url| check_destination(url, false, false);
+        for url in [
+            "https://127.0.0.1/",
+            "https://[::1]:8443/",
+            "https://169.254.169.254/latest",
+            "https://localhost/hook",
+            "https://LOCALHOST:9/",
+        ] {
+            assert_eq!(strict(url).await, Err(Failure::Address), "{url}");
+            assert!(check_destination(url, true, false).await.is_ok(), "{url}");
+        }
+        // A public address; a name that does not resolve (yet): checked at each connection.
+        assert!(strict("https://8.8.8.8/hook").await.is_ok());
+        assert!(strict("https://hooks.signals.invalid/").await.is_ok());
+        assert_eq!(strict("http://8.8.8.8/").await, Err(Failure::Address));
     }
 }

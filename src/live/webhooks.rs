@@ -363,6 +363,12 @@ impl Webhooks {
         keys
     }
 
+    /// How long a delivery is retried in all: the sum of `SIGNALS_WEBHOOK_RETRIES`.
+    fn retry_span(&self) -> chrono::Duration {
+        let total: Duration = self.settings.retries.iter().sum();
+        chrono::Duration::from_std(total).unwrap_or(chrono::Duration::MAX)
+    }
+
     /// What an attempt's result means for its delivery.
     fn outcome(
         &self,
@@ -402,6 +408,13 @@ impl Webhooks {
                     a.next_attempt_at = Some(attempted_at);
                     a.gone = true;
                     outcomes.gone.fetch_add(1, Ordering::Relaxed);
+                } else if attempted_at - delivery.created_at > self.retry_span() {
+                    // Undelivered for as long as the retries last in all (about three days),
+                    // this delivery is given up, whether it was tried now or waited behind an
+                    // unreachable receiver with the one that was: a receiver away for good
+                    // does not keep its backlog pending, one delivery's schedule after another.
+                    a.state = "failed";
+                    outcomes.failed.fetch_add(1, Ordering::Relaxed);
                 } else if let Some(next) = postponed_to {
                     // Not attempted: it keeps its attempt count and waits.
                     a.state = "pending";

@@ -555,9 +555,6 @@ async fn deliveries_never_reach_the_services_own_network_unless_allowed() {
         .unwrap();
     let problem = assert_problem(&mut res, 422).await;
     assert_eq!(problem["errors"][0]["field"], "url");
-    // An address is checked at every connection, as a name is for each address it resolves
-    // to: written in the URL (loopback, the cloud metadata address, private, IPv6 loopback)
-    // or resolved (localhost is loopback). Every delivery fails with `address`.
     let receiver = Receiver::start();
     let port = receiver
         .url
@@ -568,16 +565,61 @@ async fn deliveries_never_reach_the_services_own_network_unless_allowed() {
         .next()
         .unwrap()
         .to_owned();
-    let mut ids = Vec::new();
-    for url in [
+    let local = [
         format!("https://127.0.0.1:{port}/hook"),
         "https://169.254.169.254/latest/meta-data".to_owned(),
         "https://10.0.0.8/hook".to_owned(),
         format!("https://[::1]:{port}/hook"),
         format!("https://localhost:{port}/hook"),
-    ] {
-        let created = subscribe(&app, &admin, json!({ "url": url })).await;
-        ids.push((url, created["id"].as_str().unwrap().to_owned()));
+    ];
+    // Refused when subscribed to (an address written in the URL, or a name that resolves only
+    // to such addresses: localhost), and when a subscription is changed to lead there.
+    let public = subscribe(&app, &admin, json!({ "url": "https://8.8.8.8/hook" })).await;
+    let public_id = public["id"].as_str().unwrap();
+    for url in &local {
+        let mut res = app
+            .request(Method::POST, "/v1/webhooks", &admin)
+            .send_json(&json!({ "url": url }))
+            .await
+            .unwrap();
+        let problem = assert_problem(&mut res, 422).await;
+        assert_eq!(problem["errors"][0]["field"], "url", "{url}");
+        let message = problem["errors"][0]["message"].as_str().unwrap();
+        assert!(
+            message.contains("SIGNALS_WEBHOOK_ALLOW_PRIVATE"),
+            "{message}"
+        );
+        let mut res = app
+            .request(Method::PATCH, &format!("/v1/webhooks/{public_id}"), &admin)
+            .send_json(&json!({ "url": url }))
+            .await
+            .unwrap();
+        assert_problem(&mut res, 422).await;
+    }
+    let mut res = app
+        .request(Method::DELETE, &format!("/v1/webhooks/{public_id}"), &admin)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), 204, "{:?}", res.body().await);
+    // Checked again at every connection: a subscription whose name comes to lead there (DNS
+    // rebinding; here its stored URL changed under it) fails each delivery with `address`.
+    let mut ids = Vec::new();
+    let mut conn = signals::db::conn(&app.pool).await.unwrap();
+    for (i, url) in local.iter().enumerate() {
+        let name = format!("https://hook-{i}.signals.invalid/hook");
+        let created = subscribe(&app, &admin, json!({ "url": name })).await;
+        let id = created["id"].as_str().unwrap().to_owned();
+        let moved = diesel_async::RunQueryDsl::execute(
+            diesel::sql_query("UPDATE webhooks SET url = $1 WHERE id = $2::uuid")
+                .bind::<diesel::sql_types::Text, _>(url)
+                .bind::<diesel::sql_types::Text, _>(&id),
+            &mut conn,
+        )
+        .await
+        .unwrap();
+        assert_eq!(moved, 1);
+        ids.push((url, id));
     }
     app.create(&writer, &signal(json!({}))).await;
     for (url, id) in &ids {
@@ -907,4 +949,59 @@ async fn killed_while_the_receiver_is_down_the_service_delivers_every_change_aft
         assert_no_secrets(&dir.join(log), &secrets);
     }
     let _ = std::fs::remove_dir_all(dir);
+}
+
+/// Behind a receiver that cannot be reached only the oldest delivery is tried; the rest wait
+/// with it. Each is still given up once undelivered for as long as the retries last in all
+/// (`SIGNALS_WEBHOOK_RETRIES`, 3 s here; about three days by default), not one delivery's whole
+/// schedule after another's (before, the third of three waited for two schedules to end).
+#[actix_web::test]
+async fn a_backlog_behind_an_unreachable_receiver_is_given_up_when_the_retries_end() {
+    let app = TestApp::spawn().await;
+    let (writer, admin) = (app.key(Scope::Write).await, app.key(Scope::Admin).await);
+    // A port nothing listens on.
+    let port = TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    subscribe(
+        &app,
+        &admin,
+        json!({ "url": format!("http://127.0.0.1:{port}/hook") }),
+    )
+    .await;
+    let started = Instant::now();
+    for i in 0..3 {
+        app.create(&writer, &signal(json!({ "slug": format!("s{i}") })))
+            .await;
+    }
+    let sql = app.db.sql().await;
+    let states = || async {
+        sql.query(
+            "SELECT state, attempts FROM webhook_deliveries ORDER BY position",
+            &[],
+        )
+        .await
+        .unwrap()
+        .iter()
+        .map(|r| (r.get::<_, String>(0), r.get::<_, i32>(1)))
+        .collect::<Vec<_>>()
+    };
+    let mut now = states().await;
+    while started.elapsed() < Duration::from_secs(8)
+        && !(now.len() == 3 && now.iter().all(|(state, _)| state == "failed"))
+    {
+        actix_web::rt::time::sleep(Duration::from_millis(100)).await;
+        now = states().await;
+    }
+    assert!(
+        now.len() == 3 && now.iter().all(|(state, _)| state == "failed"),
+        "after {:?}: {now:?}",
+        started.elapsed()
+    );
+    // The first was tried (an attempt and its retries, as many as fit in the 3 s); the others
+    // waited behind it, tried less.
+    assert!(now[0].1 >= 3, "{now:?}");
+    assert!(now[1..].iter().all(|(_, n)| *n < now[0].1), "{now:?}");
 }
