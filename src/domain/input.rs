@@ -80,12 +80,11 @@ pub const SOURCE_URL_MAX: usize = 2_048;
 pub const SCORE_MIN: i16 = 0;
 pub const SCORE_MAX: i16 = 10;
 
-/// An absolute http(s) URL of plain host names (the last label starts with a letter), an
+/// An absolute http(s) URL of a host name, an IPv4 address or an IPv6 address in brackets, an
 /// optional port and a path, query and fragment of visible ASCII characters.
 pub const SOURCE_URL_PATTERN: &str = concat!(
     r"^[Hh][Tt][Tt][Pp][Ss]?://",
-    r"([A-Za-z0-9]([A-Za-z0-9-]*[A-Za-z0-9])?\.)*[A-Za-z]([A-Za-z0-9-]*[A-Za-z0-9])?",
-    r"(:(6553[0-5]|655[0-2][0-9]|65[0-4][0-9]{2}|6[0-4][0-9]{3}|[1-5][0-9]{4}|[0-9]{1,4}))?",
+    url_host_and_port!(),
     r"([/?#][!-~]*)?$"
 );
 /// What `check_slug` accepts: words of lowercase letters and digits joined by single hyphens,
@@ -641,7 +640,8 @@ fn check_url(s: &str) -> Result<(), String> {
     }
     if !SOURCE_URL_REGEX.is_match(s) {
         return Err(
-            "must be an absolute http or https URL with a host name, of visible ASCII characters"
+            "must be an absolute http or https URL of a host name, an IPv4 address or an IPv6 \
+             address in brackets, of visible ASCII characters"
                 .into(),
         );
     }
@@ -985,6 +985,8 @@ mod tests {
             "https://example.com/story",
             "HTTP://Example.COM:8080/a?b=c#d",
             "http://localhost",
+            "http://203.0.113.7/story",
+            "https://[2001:db8::1]:8443/x",
         ] {
             v["source_url"] = json!(good);
             assert_eq!(
@@ -1003,6 +1005,9 @@ mod tests {
             "https://exa mple.com",
             "https://example.com/a b",
             "https://1.2.3.4.5",
+            "https://1.2.3.256/",
+            "https://[1:2:3:4:5:6:7:8:9]/",
+            "https://::1/",
             "https://example.com:99999",
             " https://example.com",
             "https://example.com/\u{7}",
@@ -1024,6 +1029,9 @@ mod tests {
             "http://a",
             "https://a-b.c-d.example:0/",
             "http://x.y/%zz?<>\\",
+            "http://255.255.255.255:65535/",
+            "http://[::]/",
+            "https://[fe80::1:2]/#x",
         ] {
             assert!(check_url(s).is_ok(), "{s}");
             let u = url::Url::parse(s).unwrap();

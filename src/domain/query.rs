@@ -654,6 +654,22 @@ fn fields(value: &str) -> Result<Vec<String>, String> {
 
 /// The name-value pairs of a query string (`application/x-www-form-urlencoded`), refusing any
 /// that is not UTF-8 once decoded (a lenient decoder would turn it into other text).
+/// The pairs of `query_string` whose names are in `table`, as sent: what a web page reads of a
+/// link that may carry names it does not know (`utm_source`, `fbclid`), which it ignores.
+pub fn known_pairs(query_string: &str, table: &[Param]) -> String {
+    query_string
+        .split('&')
+        .filter(|pair| {
+            let name = pair.split_once('=').map_or(*pair, |(name, _)| name);
+            let name = percent_encoding::percent_decode_str(&name.replace('+', " "))
+                .decode_utf8_lossy()
+                .into_owned();
+            table.iter().any(|p| p.name == name)
+        })
+        .collect::<Vec<_>>()
+        .join("&")
+}
+
 fn decoded_pairs(query_string: &str) -> Result<Vec<(String, String)>, FieldError> {
     let decode = |s: &str| {
         let plus = s.replace('+', " ");

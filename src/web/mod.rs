@@ -23,7 +23,7 @@ use crate::api::conditions::{IfNoneMatch, ReadAfter};
 use crate::api::problem::{responses, ApiError};
 use crate::api::{cache_control, etag_of, AppState};
 use crate::db::{self, lists, lookups};
-use crate::domain::query::{case_key, parameters, ListQuery, PAGE_PARAMS};
+use crate::domain::query::{case_key, known_pairs, parameters, ListQuery, PAGE_PARAMS};
 use crate::domain::signal::{Signal, SignalRef};
 use html::{escape, escape_into};
 
@@ -255,7 +255,8 @@ fn given(req: &HttpRequest, name: &str) -> String {
 /// threshold, categories with their counts, a tag and a search box; the filters are the
 /// list's query parameters, so a link shares the view. The "More signals" link carries the
 /// list's cursor. With JavaScript, choosing a filter applies it, more signals load at the end
-/// of the page and new ones are announced live from the stream.
+/// of the page and new ones are announced live from the stream. Query parameters the page does
+/// not know (a shared link's `utm_source`) are ignored; a known one with a bad value is 400.
 #[utoipa::path(
     operation_id = "reader_feed",
     tag = "reader",
@@ -280,9 +281,11 @@ pub async fn reader_feed(
 ) -> Result<HttpResponse, PageError> {
     reader?;
     let needed = read_after.needed();
-    let query = ListQuery::parse_page(req.query_string()).map_err(ApiError::parameter)?;
+    // A page ignores the names it does not know (a shared link's `utm_source`).
+    let known = known_pairs(req.query_string(), PAGE_PARAMS);
+    let query = ListQuery::parse_page(&known).map_err(ApiError::parameter)?;
     // The filters given, for the links to the stream and the feeds.
-    let filters = filters_given(req.query_string());
+    let filters = filters_given(&known);
     let after = query
         .after(&state.cursor_key)
         .map_err(ApiError::parameter)?;
@@ -472,7 +475,7 @@ impl IntoParams for SlugPath {
         (status = 200, description = "The signal's page", content_type = "text/html", body = String,
             headers(("ETag" = String), ("Cache-Control" = String), ("Content-Security-Policy" = String))),
         (status = 304, description = "Not modified: the ETag in If-None-Match is current"),
-        (status = 400, description = "A query parameter was sent (the page takes none)", content_type = "text/html", body = String),
+        (status = 400, description = "A malformed request (the page takes no query parameters; any sent, as a shared link's `utm_source`, are ignored)", content_type = "text/html", body = String),
         (status = 401, description = "Reads need a key here (`SIGNALS_PUBLIC_READ=false`)", content_type = "text/html", body = String),
         (status = 404, description = "No signal has this slug (a page says so)", content_type = "text/html", body = String),
         (status = 503, description = "The database did not answer in time", content_type = "text/html", body = String),
@@ -489,9 +492,6 @@ pub async fn reader_signal(
 ) -> Result<HttpResponse, PageError> {
     reader?;
     let needed = read_after.needed();
-    if let Some((name, _)) = form_urlencoded::parse(req.query_string().as_bytes()).next() {
-        return Err(ApiError::bad_parameter(&name, "is not a parameter of this page").into());
-    }
     let not_found = || ApiError::NotFound("There is no signal at this address.".into());
     let slug = req.match_info().get("slug").unwrap_or_default();
     let signal_ref = SignalRef::parse(slug).ok_or_else(not_found)?;

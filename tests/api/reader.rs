@@ -113,6 +113,16 @@ async fn filters_and_the_more_link_page_through_the_list() {
     );
     let (_, _, odd) = page(&app, "/?category=odd&min_score=5").await;
     assert_eq!(odd.matches("<li data-id=").count(), 6);
+    // A shared link's names the page does not know are ignored, and left out of its links.
+    let (status, _, shared) =
+        page(&app, "/?utm_source=news&category=odd&fbclid=x&min_score=5").await;
+    assert_eq!(status, 200, "{shared}");
+    assert_eq!(shared.matches("<li data-id=").count(), 6);
+    assert!(shared.contains("data-stream=\"/v1/signals/stream?category=odd&amp;min_score=5\""));
+    assert!(
+        !shared.contains("utm_source") && !shared.contains("fbclid"),
+        "{shared}"
+    );
     assert!(odd.contains("<option value=\"Odd\" selected>"), "{odd}");
     assert!(odd.contains("data-stream=\"/v1/signals/stream?category=odd&amp;min_score=5\""));
     // The stream has no time filters: the page's times go along for the script to apply.
@@ -135,7 +145,11 @@ async fn a_signal_page_reads_without_script_and_mistakes_get_pages_of_their_own(
     let app = TestApp::spawn().await;
     let key = app.key(Scope::Write).await;
     let seed = app.create(&key, &signal(json!({"slug": "seed"}))).await;
-    for path in ["/s/seed", &format!("/s/{}", seed["id"].as_str().unwrap())] {
+    for path in [
+        "/s/seed",
+        &format!("/s/{}", seed["id"].as_str().unwrap()),
+        "/s/seed?utm_source=news",
+    ] {
         let (status, _, body) = page(&app, path).await;
         assert_eq!(status, 200, "{path}");
         assert!(body.contains("Back to feed"));
@@ -151,8 +165,7 @@ async fn a_signal_page_reads_without_script_and_mistakes_get_pages_of_their_own(
         ("/s/no-such-signal", 404),
         ("/s/Not%20A%20Slug", 404),
         ("/?min_score=11", 400),
-        ("/?colour=red", 400),
-        ("/s/seed?x=1", 400),
+        ("/?min_score=11&utm_source=x", 400),
     ] {
         let (got, res, body) = page(&app, path).await;
         assert_eq!(got, status, "{path}");
