@@ -44,6 +44,7 @@ use crate::api::problem::{responses, Problem};
             responses::HeadersTooLarge,
             responses::TooManyRequests,
             responses::Unavailable,
+            responses::StreamsBusy,
         )
     ),
     modifiers(&BearerScheme)

@@ -202,12 +202,17 @@ fn page_json(
 
 /// The path and query of the next page: the same query with the new cursor.
 pub fn next_query(req: &HttpRequest, cursor: &str) -> String {
+    next_query_of(req.path(), req.query_string(), cursor)
+}
+
+/// [`next_query`] of `path` with `query_string` (the parameters a page read).
+pub fn next_query_of(path: &str, query_string: &str, cursor: &str) -> String {
     let mut query = form_urlencoded::Serializer::new(String::new());
-    for (k, v) in form_urlencoded::parse(req.query_string().as_bytes()) {
+    for (k, v) in form_urlencoded::parse(query_string.as_bytes()) {
         if k != "cursor" {
             query.append_pair(&k, &v);
         }
     }
     query.append_pair("cursor", cursor);
-    format!("{}?{}", req.path(), query.finish())
+    format!("{path}?{}", query.finish())
 }

@@ -449,6 +449,20 @@ pub mod responses {
         ))
     );
 
+    problem_response!(
+        StreamsBusy,
+        "Every stream slot of this instance is taken (`SIGNALS_MAX_STREAMS`), or the database \
+         did not answer in time (`Retry-After`)",
+        503,
+        "/problems/unavailable",
+        "Service unavailable",
+        "every stream slot of this instance is taken; retry later",
+        headers((
+            "Retry-After" = u32,
+            description = "Seconds to wait before trying again"
+        ))
+    );
+
     /// Well-formed but invalid: every bad field at once.
     #[derive(ToResponse)]
     #[response(

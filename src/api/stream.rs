@@ -82,7 +82,7 @@ impl IntoParams for StreamQuery {
         (status = 400, response = responses::BadRequest),
         (status = 401, response = responses::Unauthorized),
         (status = 410, response = responses::Gone),
-        (status = 503, response = responses::Unavailable),
+        (status = 503, response = responses::StreamsBusy),
     ),
     security((), ("bearer" = []))
 )]

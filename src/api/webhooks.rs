@@ -177,12 +177,12 @@ impl IntoParams for DeliveryQuery {
 /// is refused unless `SIGNALS_WEBHOOK_ALLOW_PRIVATE=true`). The address is checked again at
 /// every connection, as what a name resolves to can change (a refused one fails the delivery
 /// with `address`).
-async fn check_deliverable(hooks: &Webhooks, input: &WebhookInput) -> Result<(), ApiError> {
+async fn check_deliverable(hooks: &Webhooks, url: &str) -> Result<(), ApiError> {
     let settings = hooks.settings();
     let refused = |message: &str| ApiError::Validation(vec![FieldError::new("url", message)]);
-    outbound::check_scheme(&input.url, settings.allow_http)
+    outbound::check_scheme(url, settings.allow_http)
         .map_err(|_| refused("must be https (http needs SIGNALS_WEBHOOK_ALLOW_HTTP=true)"))?;
-    outbound::check_destination(&input.url, settings.allow_private, settings.allow_http)
+    outbound::check_destination(url, settings.allow_private, settings.allow_http)
         .await
         .map_err(|_| {
             refused(
@@ -229,7 +229,7 @@ pub async fn create_webhook(
 ) -> Result<HttpResponse, ApiError> {
     let body = read_json(&req, payload, BODY_LIMIT, JSON).await?;
     let input = WebhookInput::parse(&body).map_err(ApiError::Validation)?;
-    check_deliverable(&hooks, &input).await?;
+    check_deliverable(&hooks, &input.url).await?;
     let id = Uuid::now_v7();
     let (secret, key) = webhook::new_secret();
     let mut conn = db::conn(hooks.pool()).await?;
@@ -338,6 +338,11 @@ pub async fn patch_webhook(
 ) -> Result<HttpResponse, ApiError> {
     let body = read_json(&req, payload, BODY_LIMIT, PATCH_TYPES).await?;
     let patch = WebhookPatch::parse(body).map_err(ApiError::Validation)?;
+    // A new URL is checked before the row is locked (it may be resolved, up to 2 s); a patch
+    // that leaves the URL alone is not refused for it.
+    if let Some(url) = patch.url() {
+        check_deliverable(&hooks, url).await?;
+    }
     let mut conn = db::conn(hooks.pool()).await?;
     // The row locked from read to write: a 410 that disables the subscription meanwhile is
     // either seen by the merge or applied after it, never overwritten with the old `enabled`.
@@ -349,7 +354,6 @@ pub async fn patch_webhook(
             let input = patch
                 .apply(&current.input())
                 .map_err(ApiError::Validation)?;
-            check_deliverable(&hooks, &input).await?;
             stored::update(conn, id, &input)
                 .await?
                 .ok_or_else(gone_astray)

@@ -652,8 +652,6 @@ fn fields(value: &str) -> Result<Vec<String>, String> {
     Ok(out)
 }
 
-/// The name-value pairs of a query string (`application/x-www-form-urlencoded`), refusing any
-/// that is not UTF-8 once decoded (a lenient decoder would turn it into other text).
 /// The pairs of `query_string` whose names are in `table`, as sent: what a web page reads of a
 /// link that may carry names it does not know (`utm_source`, `fbclid`), which it ignores.
 pub fn known_pairs(query_string: &str, table: &[Param]) -> String {
@@ -670,6 +668,8 @@ pub fn known_pairs(query_string: &str, table: &[Param]) -> String {
         .join("&")
 }
 
+/// The name-value pairs of a query string (`application/x-www-form-urlencoded`), refusing any
+/// that is not UTF-8 once decoded (a lenient decoder would turn it into other text).
 fn decoded_pairs(query_string: &str) -> Result<Vec<(String, String)>, FieldError> {
     let decode = |s: &str| {
         let plus = s.replace('+', " ");

@@ -186,6 +186,11 @@ fn events(p: &mut Parser) -> Vec<String> {
 pub struct WebhookPatch(Map<String, Value>);
 
 impl WebhookPatch {
+    /// The URL the patch sets, if it sets one.
+    pub fn url(&self) -> Option<&str> {
+        self.0.get("url").and_then(Value::as_str)
+    }
+
     pub fn parse(patch: Value) -> Result<WebhookPatch, Vec<FieldError>> {
         let Value::Object(fields) = patch else {
             return Err(vec![FieldError::new(

@@ -408,11 +408,14 @@ impl Webhooks {
                     a.next_attempt_at = Some(attempted_at);
                     a.gone = true;
                     outcomes.gone.fetch_add(1, Ordering::Relaxed);
-                } else if attempted_at - delivery.created_at > self.retry_span() {
-                    // Undelivered for as long as the retries last in all (about three days),
-                    // this delivery is given up, whether it was tried now or waited behind an
-                    // unreachable receiver with the one that was: a receiver away for good
-                    // does not keep its backlog pending, one delivery's schedule after another.
+                } else if postponed_to.is_none()
+                    && attempted_at - delivery.created_at > self.retry_span()
+                {
+                    // Tried and failed when its change is older than the retries last in all
+                    // (about three days): given up, whatever retries it has left (it waited
+                    // behind an unreachable receiver, or for its subscription to be enabled
+                    // again). A receiver away for good does not keep its backlog pending one
+                    // delivery's schedule after another; each gets one attempt, listed.
                     a.state = "failed";
                     outcomes.failed.fetch_add(1, Ordering::Relaxed);
                 } else if let Some(next) = postponed_to {

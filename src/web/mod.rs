@@ -400,7 +400,7 @@ pub async fn reader_feed(
         main.push_str("<p class=\"empty\">No signals match these filters.</p>");
     }
     if let Some(cursor) = more {
-        let next = crate::api::list::next_query(&req, &cursor);
+        let next = crate::api::list::next_query_of(req.path(), &known, &cursor);
         let _ = write!(
             main,
             "<nav class=\"more\" aria-label=\"More\"><a id=\"more\" rel=\"next\" href=\"{}\">\
@@ -475,7 +475,6 @@ impl IntoParams for SlugPath {
         (status = 200, description = "The signal's page", content_type = "text/html", body = String,
             headers(("ETag" = String), ("Cache-Control" = String), ("Content-Security-Policy" = String))),
         (status = 304, description = "Not modified: the ETag in If-None-Match is current"),
-        (status = 400, description = "A malformed request (the page takes no query parameters; any sent, as a shared link's `utm_source`, are ignored)", content_type = "text/html", body = String),
         (status = 401, description = "Reads need a key here (`SIGNALS_PUBLIC_READ=false`)", content_type = "text/html", body = String),
         (status = 404, description = "No signal has this slug (a page says so)", content_type = "text/html", body = String),
         (status = 503, description = "The database did not answer in time", content_type = "text/html", body = String),

@@ -123,6 +123,13 @@ async fn filters_and_the_more_link_page_through_the_list() {
         !shared.contains("utm_source") && !shared.contains("fbclid"),
         "{shared}"
     );
+    let (status, _, more) = page(&app, "/?utm_source=news&min_score=").await;
+    assert_eq!(status, 200, "{more}");
+    assert!(
+        more.contains("id=\"more\" rel=\"next\" href=\"/?min_score=&amp;cursor="),
+        "{more}"
+    );
+    assert!(!more.contains("utm_source"), "{more}");
     assert!(odd.contains("<option value=\"Odd\" selected>"), "{odd}");
     assert!(odd.contains("data-stream=\"/v1/signals/stream?category=odd&amp;min_score=5\""));
     // The stream has no time filters: the page's times go along for the script to apply.

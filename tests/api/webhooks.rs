@@ -951,12 +951,12 @@ async fn killed_while_the_receiver_is_down_the_service_delivers_every_change_aft
     let _ = std::fs::remove_dir_all(dir);
 }
 
-/// Behind a receiver that cannot be reached only the oldest delivery is tried; the rest wait
-/// with it. Each is still given up once undelivered for as long as the retries last in all
-/// (`SIGNALS_WEBHOOK_RETRIES`, 3 s here; about three days by default), not one delivery's whole
-/// schedule after another's (before, the third of three waited for two schedules to end).
+/// A delivery whose attempt fails when its change is older than the retries last in all
+/// (`SIGNALS_WEBHOOK_RETRIES`, 3 s here; about three days by default) is given up, whatever
+/// retries it has left: one that waited (behind an unreachable receiver, or for its
+/// subscription to be enabled again) gets one attempt more, not a whole schedule of its own.
 #[actix_web::test]
-async fn a_backlog_behind_an_unreachable_receiver_is_given_up_when_the_retries_end() {
+async fn a_delivery_older_than_the_retries_is_given_up_at_its_next_failed_attempt() {
     let app = TestApp::spawn().await;
     let (writer, admin) = (app.key(Scope::Write).await, app.key(Scope::Admin).await);
     // A port nothing listens on.
@@ -965,43 +965,43 @@ async fn a_backlog_behind_an_unreachable_receiver_is_given_up_when_the_retries_e
         .local_addr()
         .unwrap()
         .port();
-    subscribe(
+    let hook = subscribe(
         &app,
         &admin,
         json!({ "url": format!("http://127.0.0.1:{port}/hook") }),
     )
     .await;
-    let started = Instant::now();
-    for i in 0..3 {
-        app.create(&writer, &signal(json!({ "slug": format!("s{i}") })))
-            .await;
-    }
+    let id = hook["id"].as_str().unwrap();
+    app.create(&writer, &signal(json!({}))).await;
     let sql = app.db.sql().await;
-    let states = || async {
-        sql.query(
-            "SELECT state, attempts FROM webhook_deliveries ORDER BY position",
-            &[],
-        )
-        .await
-        .unwrap()
-        .iter()
-        .map(|r| (r.get::<_, String>(0), r.get::<_, i32>(1)))
-        .collect::<Vec<_>>()
+    // The delivery's state and attempts (none yet until the change is fanned out).
+    let state = || async {
+        let rows = sql
+            .query("SELECT state, attempts FROM webhook_deliveries", &[])
+            .await
+            .unwrap();
+        rows.first().map_or(("none".to_owned(), 0), |row| {
+            (row.get::<_, String>(0), row.get::<_, i32>(1))
+        })
     };
-    let mut now = states().await;
-    while started.elapsed() < Duration::from_secs(8)
-        && !(now.len() == 3 && now.iter().all(|(state, _)| state == "failed"))
-    {
-        actix_web::rt::time::sleep(Duration::from_millis(100)).await;
-        now = states().await;
+    // Its first attempt fails (retried in 1 s, with two retries more after that) ...
+    let started = Instant::now();
+    while state().await.1 < 1 {
+        assert!(started.elapsed() < WAIT, "never attempted");
+        actix_web::rt::time::sleep(Duration::from_millis(20)).await;
     }
-    assert!(
-        now.len() == 3 && now.iter().all(|(state, _)| state == "failed"),
-        "after {:?}: {now:?}",
-        started.elapsed()
-    );
-    // The first was tried (an attempt and its retries, as many as fit in the 3 s); the others
-    // waited behind it, tried less.
-    assert!(now[0].1 >= 3, "{now:?}");
-    assert!(now[1..].iter().all(|(_, n)| *n < now[0].1), "{now:?}");
+    assert_eq!(state().await, ("pending".to_owned(), 1));
+    // ... and its change is made an hour old, as if it had waited that long.
+    sql.batch_execute("UPDATE webhook_deliveries SET created_at = now() - interval '1 hour'")
+        .await
+        .unwrap();
+    let started = Instant::now();
+    while state().await.0 == "pending" && started.elapsed() < WAIT {
+        actix_web::rt::time::sleep(Duration::from_millis(50)).await;
+    }
+    // The next attempt fails and is the last (before, two more followed, three seconds on).
+    assert_eq!(state().await, ("failed".to_owned(), 2));
+    let page = attempts(&app, &admin, id, "").await;
+    assert_eq!(page["items"].as_array().unwrap().len(), 2, "{page}");
+    assert_eq!(page["items"][0]["error"], "connect", "{page}");
 }
