@@ -300,8 +300,13 @@ impl Cluster {
                 .batch_execute(&format!("CREATE DATABASE {DATABASE}"))
                 .await
             {
-                // A concurrent first start may have created it in between.
-                if e.code() != Some(&tokio_postgres::error::SqlState::DUPLICATE_DATABASE) {
+                // A concurrent first start may have created it in between (PostgreSQL says so
+                // with 42P04, or with 23505 when both ran CREATE DATABASE at once).
+                let raced = [
+                    &tokio_postgres::error::SqlState::DUPLICATE_DATABASE,
+                    &tokio_postgres::error::SqlState::UNIQUE_VIOLATION,
+                ];
+                if !e.code().is_some_and(|code| raced.contains(&code)) {
                     return Err(Fatal(format!("cannot create the database: {e}")));
                 }
             }
@@ -402,11 +407,25 @@ fn init(bin: &Path, data_dir: &Path, run_as: Option<(u32, u32)>) -> Result<(), F
             .map_err(|e| Fatal(format!("cannot run initdb: {e}")));
         outcome = match output {
             Ok(o) if o.status.success() => Ok(()),
-            Ok(o) => Err(Fatal(format!(
-                "initdb failed for {}: {}",
-                data_dir.display(),
-                String::from_utf8_lossy(&o.stderr).trim()
-            ))),
+            Ok(o) => {
+                let stderr = String::from_utf8_lossy(&o.stderr);
+                // Run as the postgres user (the service was started as root), initdb must be
+                // able to reach the folder: a home folder such as /root usually is closed to it.
+                let hint = match run_as.is_some() && stderr.contains("Permission denied") {
+                    true => format!(
+                        " (initdb runs as the postgres user, which must be able to enter {} \
+                         and every folder above it: set SIGNALS_DATA_DIR to a folder it can \
+                         reach, such as /var/lib/signals or one under /tmp)",
+                        parent.display()
+                    ),
+                    false => String::new(),
+                };
+                Err(Fatal(format!(
+                    "initdb failed for {}: {}{hint}",
+                    data_dir.display(),
+                    stderr.trim()
+                )))
+            }
             Err(e) => Err(e),
         };
         if outcome.is_ok() {

@@ -194,9 +194,20 @@ async fn with_harness<T: Send + 'static>(
     .map_err(|e| Fatal(format!("migration task failed: {e}")))?
 }
 
-/// Runs pending migrations; returns the versions applied.
+/// The advisory lock that makes processes migrating one database at once take turns (diesel's
+/// harness takes none: two would both apply a migration, and one fail).
+const MIGRATION_LOCK: i64 = 0x5349_474e_414c_5301;
+
+/// Runs pending migrations; returns the versions applied. Processes starting together on one
+/// database (a `serve` beside `signals keys create`, two instances upgraded at once) take turns:
+/// the first applies what is pending, the others find nothing left.
 pub async fn migrate(url: &str, settings: &DatabaseSettings) -> Result<Vec<String>, Fatal> {
     with_harness(url, settings, |conn| {
+        // Held by the session until the connection closes, after the migrations.
+        diesel::RunQueryDsl::execute(
+            diesel::sql_query(format!("SELECT pg_advisory_lock({MIGRATION_LOCK})")),
+            conn,
+        )?;
         let versions = conn.run_pending_migrations(MIGRATIONS)?;
         Ok(versions.iter().map(|v| v.to_string()).collect())
     })

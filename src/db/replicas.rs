@@ -12,7 +12,7 @@ use std::sync::atomic::{AtomicBool, AtomicI64, AtomicU64, AtomicUsize, Ordering}
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use diesel::sql_types::{Bool, Nullable, Text};
+use diesel::sql_types::{Bool, Double, Nullable, Text};
 use diesel::QueryableByName;
 use diesel_async::AsyncPgConnection;
 // The atomics below are read as `AtomicX::load(&..)`: this trait's blanket `load` would be picked
@@ -83,6 +83,9 @@ struct Standby {
     recovering: bool,
     #[diesel(sql_type = Nullable<Text>)]
     replayed: Option<String>,
+    /// How long ago the last transaction it replayed was committed on the primary, in ms.
+    #[diesel(sql_type = Nullable<Double>)]
+    replay_age_ms: Option<f64>,
 }
 
 #[derive(QueryableByName)]
@@ -175,8 +178,7 @@ impl Replicas {
     async fn watch(&self, index: usize, settings: DatabaseSettings, primary: PgPool) {
         let replica = &self.list[index];
         let mut conn: Option<AsyncPgConnection> = None;
-        // When it last had replayed everything the primary had written before a check.
-        let mut caught_up_at = Instant::now();
+        let mut primary_at = Samples::default();
         let mut every = tokio::time::interval(CHECK_EVERY);
         every.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         loop {
@@ -186,6 +188,9 @@ impl Replicas {
                 Ok(mut p) => primary_lsn(&mut p).await.ok(),
                 Err(_) => None,
             };
+            if let Some(target) = target {
+                primary_at.push(Instant::now(), target);
+            }
             if conn.is_none() {
                 conn = super::connect_once(&replica.url, &settings).await.ok();
             }
@@ -193,7 +198,9 @@ impl Replicas {
                 Some(c) => RunQueryDsl::get_result::<Standby>(
                     diesel::sql_query(
                         "SELECT pg_is_in_recovery() AS recovering, \
-                         pg_last_wal_replay_lsn()::text AS replayed",
+                         pg_last_wal_replay_lsn()::text AS replayed, \
+                         (extract(epoch FROM now() - pg_last_xact_replay_timestamp()) * 1000)\
+                         ::float8 AS replay_age_ms",
                     ),
                     c,
                 )
@@ -211,17 +218,24 @@ impl Replicas {
             };
             let replayed = state.replayed.as_deref().and_then(parse_lsn).unwrap_or(0);
             replica.replayed.store(replayed, Ordering::Relaxed);
-            if target.is_some_and(|t| replayed >= t) {
-                caught_up_at = Instant::now();
-            }
-            let lag = caught_up_at.elapsed();
+            let (lag, known) = primary_at.lag(replayed, Instant::now());
+            // Behind every position seen since this instance started: then its lag is at most
+            // the age of the last transaction it replayed (what the primary committed after
+            // that, it has not replayed), unknown without one.
+            let (lag, known) = match (known, state.replay_age_ms) {
+                (false, Some(age)) if age.is_finite() => {
+                    (lag.max(Duration::from_millis(age.max(0.0) as u64)), true)
+                }
+                other => (lag, other.0),
+            };
             replica.lag_ms.store(
                 lag.as_millis().min(i64::MAX as u128) as i64,
                 Ordering::Relaxed,
             );
             // Promoted (no longer a standby): its data may have gone another way than the
-            // primary's; it serves no reads until it is a standby again.
-            let healthy = state.recovering && lag <= self.max_lag;
+            // primary's; it serves no reads until it is a standby again. Nor does one whose lag
+            // is not known (behind everything seen, and nothing replayed since it started).
+            let healthy = state.recovering && known && lag <= self.max_lag;
             if replica.healthy.swap(healthy, Ordering::Relaxed) != healthy {
                 match healthy {
                     true => tracing::info!(replica = %replica.name, "replica: serving reads"),
@@ -233,6 +247,44 @@ impl Replicas {
                     ),
                 }
             }
+        }
+    }
+}
+
+/// The primary's WAL positions at this instance's recent checks, oldest first: a replica's lag
+/// is how long ago the newest of them it has replayed was the primary's. (Asking only whether
+/// it has replayed the position of the check just made says "behind" at every check while
+/// writes go on, however close it follows.)
+#[derive(Default)]
+struct Samples(std::collections::VecDeque<(Instant, u64)>);
+
+impl Samples {
+    /// Enough for far more than any lag a replica may serve with (at a check every 250 ms).
+    const KEPT: usize = 4096;
+
+    fn push(&mut self, at: Instant, lsn: u64) {
+        if self.0.len() == Self::KEPT {
+            self.0.pop_front();
+        }
+        self.0.push_back((at, lsn));
+    }
+
+    /// The lag of a replica that has replayed `replayed`, and whether it is known: not when the
+    /// replica is behind every position kept (then the lag is at least the one returned, the
+    /// age of the oldest), or when none is kept yet (then zero).
+    fn lag(&mut self, replayed: u64, now: Instant) -> (Duration, bool) {
+        match self.0.iter().rposition(|&(_, lsn)| lsn <= replayed) {
+            Some(newest) => {
+                // The older ones can never be the newest replayed again.
+                self.0.drain(..newest);
+                (now.duration_since(self.0[0].0), true)
+            }
+            None => (
+                self.0
+                    .front()
+                    .map_or(Duration::ZERO, |&(at, _)| now.duration_since(at)),
+                false,
+            ),
         }
     }
 }
@@ -253,6 +305,40 @@ fn display_name(url: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_replicas_lag_is_the_age_of_the_newest_primary_position_it_has_replayed() {
+        let start = Instant::now();
+        let at = |ms: u64| start + Duration::from_millis(ms);
+        let mut samples = Samples::default();
+        // Not known before a position of the primary's was seen.
+        assert_eq!(samples.lag(10, at(0)), (Duration::ZERO, false));
+        // Writes go on: the primary moves at every check, the replica a little behind.
+        for (i, lsn) in [100, 200, 300, 400].into_iter().enumerate() {
+            samples.push(at(250 * i as u64), lsn);
+        }
+        // It has replayed the position of 250 ms ago, not the latest: 250 ms behind, not
+        // "behind since it last replayed a latest position".
+        assert_eq!(
+            samples.lag(350, at(750)),
+            (Duration::from_millis(250), true)
+        );
+        assert_eq!(samples.lag(400, at(800)), (Duration::from_millis(50), true));
+        // A replica stalled before this instance's first check: its lag is not known, and at
+        // least the age of the oldest position kept.
+        let mut fresh = Samples::default();
+        fresh.push(at(0), 1000);
+        assert_eq!(fresh.lag(10, at(5)), (Duration::from_millis(5), false));
+        // One that stalls later: known, and growing.
+        let mut later = Samples::default();
+        later.push(at(0), 100);
+        later.push(at(250), 200);
+        later.push(at(500), 300);
+        assert_eq!(
+            later.lag(100, at(1500)),
+            (Duration::from_millis(1500), true)
+        );
+    }
 
     #[test]
     fn wal_positions_read_and_write_as_postgres_does() {

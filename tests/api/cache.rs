@@ -78,11 +78,16 @@ async fn a_writer_reads_its_write_at_once_through_the_cache() {
         .await
         .unwrap();
     assert_eq!(res.status(), 200);
-    app.create(&key, &signal(json!({"slug": "two"}))).await;
+    // Read at once after the PATCH alone (no other write in between to empty the cache).
     assert_eq!(
         get(&app.client, app.url("/v1/signals/one")).await["score"],
         6
     );
+    assert_eq!(
+        get(&app.client, app.url("/v1/signals")).await["items"][0]["score"],
+        6
+    );
+    app.create(&key, &signal(json!({"slug": "two"}))).await;
     let listed = get(&app.client, app.url("/v1/signals")).await;
     assert_eq!(listed["items"].as_array().unwrap().len(), 2);
     let categories = get(&app.client, app.url("/v1/categories")).await;

@@ -53,6 +53,36 @@ async fn migrations_run_up_down_and_up_again() {
         .is_empty());
 }
 
+/// Processes that start together on one new database (a `serve` beside `signals keys create`)
+/// each migrate it: they take turns, so every one succeeds and each migration is applied once.
+#[actix_web::test]
+async fn processes_migrating_one_database_at_once_take_turns() {
+    let test_db = TestDb::empty().await;
+    let settings = db_settings(&test_db.url);
+    let runs = (0..4).map(|_| db::migrate(&test_db.url, &settings));
+    let mut applied: Vec<String> = Vec::new();
+    for run in futures_util::future::join_all(runs).await {
+        applied.extend(run.expect("every process migrates"));
+    }
+    let all = db::migrate(&test_db.url, &settings).await.unwrap();
+    assert!(all.is_empty(), "nothing is left: {all:?}");
+    let versions: i64 = test_db
+        .sql()
+        .await
+        .query_one("SELECT count(*) FROM __diesel_schema_migrations", &[])
+        .await
+        .unwrap()
+        .get(0);
+    assert_eq!(
+        applied.len() as i64,
+        versions,
+        "each applied once: {applied:?}"
+    );
+    applied.sort();
+    applied.dedup();
+    assert_eq!(applied.len() as i64, versions);
+}
+
 /// How many chunks the TOAST table of `signals` holds.
 async fn toast_chunks(sql: &tokio_postgres::Client) -> i64 {
     let toast: String = sql
