@@ -414,8 +414,8 @@ fn init(bin: &Path, data_dir: &Path, run_as: Option<(u32, u32)>) -> Result<(), F
                 let hint = match run_as.is_some() && stderr.contains("Permission denied") {
                     true => format!(
                         " (initdb runs as the postgres user, which must be able to enter {} \
-                         and every folder above it: set SIGNALS_DATA_DIR to a folder it can \
-                         reach, such as /var/lib/signals or one under /tmp)",
+                         and every folder above it: set SIGNALS_DATA_DIR to a lasting folder \
+                         it can reach, such as /var/lib/signals)",
                         parent.display()
                     ),
                     false => String::new(),

@@ -203,7 +203,10 @@ const MIGRATION_LOCK: i64 = 0x5349_474e_414c_5301;
 /// the first applies what is pending, the others find nothing left.
 pub async fn migrate(url: &str, settings: &DatabaseSettings) -> Result<Vec<String>, Fatal> {
     with_harness(url, settings, |conn| {
-        // Held by the session until the connection closes, after the migrations.
+        // Held by the session until the connection closes, after the migrations. (A migration
+        // run outside a transaction that builds an index CONCURRENTLY would wait for the
+        // snapshot of a process waiting here: take this lock with pg_try_advisory_lock in a
+        // loop before adding one.)
         diesel::RunQueryDsl::execute(
             diesel::sql_query(format!("SELECT pg_advisory_lock({MIGRATION_LOCK})")),
             conn,

@@ -184,12 +184,17 @@ impl Replicas {
         loop {
             every.tick().await;
             // The primary's position first: a replica that has replayed it is caught up now.
+            // Timed before it is asked: the position is the primary's at that moment or later,
+            // so a lag measured from it is never too small.
             let target = match super::conn(&primary).await {
-                Ok(mut p) => primary_lsn(&mut p).await.ok(),
+                Ok(mut p) => {
+                    let asked = Instant::now();
+                    primary_lsn(&mut p).await.ok().map(|lsn| (asked, lsn))
+                }
                 Err(_) => None,
             };
-            if let Some(target) = target {
-                primary_at.push(Instant::now(), target);
+            if let Some((asked, lsn)) = target {
+                primary_at.push(asked, lsn);
             }
             if conn.is_none() {
                 conn = super::connect_once(&replica.url, &settings).await.ok();
