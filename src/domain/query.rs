@@ -653,38 +653,44 @@ fn fields(value: &str) -> Result<Vec<String>, String> {
 }
 
 /// The pairs of `query_string` whose names are in `table`, as sent: what a web page reads of a
-/// link that may carry names it does not know (`utm_source`, `fbclid`), which it ignores.
+/// link that may carry names it does not know (`utm_source`, `fbclid`), which it ignores. A
+/// name is decoded as [`decoded_pairs`] decodes it; one that is not UTF-8 is no known name.
 pub fn known_pairs(query_string: &str, table: &[Param]) -> String {
     query_string
         .split('&')
         .filter(|pair| {
-            let name = pair.split_once('=').map_or(*pair, |(name, _)| name);
-            let name = percent_encoding::percent_decode_str(&name.replace('+', " "))
-                .decode_utf8_lossy()
-                .into_owned();
-            table.iter().any(|p| p.name == name)
+            let (name, _) = split_pair(pair);
+            decode_component(name).is_ok_and(|name| table.iter().any(|p| p.name == name))
         })
         .collect::<Vec<_>>()
         .join("&")
 }
 
+/// A pair of a query string as its name and value, both still encoded (no `=`: no value).
+fn split_pair(pair: &str) -> (&str, &str) {
+    pair.split_once('=').unwrap_or((pair, ""))
+}
+
+/// A name or value of a query string decoded (`+` is a space), refused unless it is UTF-8 once
+/// decoded (a lenient decoder would turn it into other text).
+fn decode_component(s: &str) -> Result<String, std::str::Utf8Error> {
+    let plus = s.replace('+', " ");
+    percent_encoding::percent_decode_str(&plus)
+        .decode_utf8()
+        .map(|c| c.into_owned())
+}
+
 /// The name-value pairs of a query string (`application/x-www-form-urlencoded`), refusing any
-/// that is not UTF-8 once decoded (a lenient decoder would turn it into other text).
+/// that is not UTF-8 once decoded ([`decode_component`]).
 fn decoded_pairs(query_string: &str) -> Result<Vec<(String, String)>, FieldError> {
-    let decode = |s: &str| {
-        let plus = s.replace('+', " ");
-        percent_encoding::percent_decode_str(&plus)
-            .decode_utf8()
-            .map(|c| c.into_owned())
-    };
     let mut pairs = Vec::new();
     for pair in query_string.split('&').filter(|p| !p.is_empty()) {
-        let (name, value) = pair.split_once('=').unwrap_or((pair, ""));
-        let name = decode(name).map_err(|_| {
+        let (name, value) = split_pair(pair);
+        let name = decode_component(name).map_err(|_| {
             FieldError::new("", "a query parameter's name is not UTF-8 once decoded")
         })?;
-        let value =
-            decode(value).map_err(|_| FieldError::new(&name, "is not UTF-8 once decoded"))?;
+        let value = decode_component(value)
+            .map_err(|_| FieldError::new(&name, "is not UTF-8 once decoded"))?;
         pairs.push((name, value));
     }
     Ok(pairs)
