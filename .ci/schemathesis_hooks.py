@@ -8,7 +8,8 @@ check off these few generated values are left out (the README names them, with t
   real cursors; negative cases (malformed cursors) are kept and must be refused.
 - an `If-Match` in a positive case: a generated ETag names no version of the signal, so the
   answer is 412 by definition (declared in the spec). `*` and malformed values (400) stay in the
-  negative cases.
+  negative cases. Likewise `If-None-Match: *` on a write (PUT, PATCH, DELETE): the signal exists,
+  so it is 412 by definition (declared in the spec); other tags name no version and stay.
 - a case meant to be refused whose query holds a value the wire cannot carry as generated: a
   query string is text, so `true`, `5`, an object or null where the spec wants text, a single
   value where it wants a list, a list item that is not text, all reach the service as text (an
@@ -159,6 +160,11 @@ def filter_case(ctx, case):
         case.operation.path.startswith("/v1/webhooks")
         and isinstance(body.get("url"), str)
         and _leads_to_an_address(body["url"])
+    ):
+        return False
+    if (
+        case.method.upper() in ("PUT", "PATCH", "DELETE")
+        and str(headers.get("if-none-match", "")).strip() == "*"
     ):
         return False
     return not any(

@@ -370,8 +370,9 @@ async fn build(
             .wrap(from_fn(head_as_get))
             .wrap(from_fn(crate::api::middleware::after_writes))
             .wrap(Compress::default())
-            .wrap(from_fn(limit))
+            .wrap(from_fn(crate::api::middleware::encoded_validators))
             .wrap(from_fn(bounded_head))
+            .wrap(from_fn(limit))
             .wrap(cors(write_origins.clone()))
             .wrap(from_fn(observe))
             .into_utoipa_app()
@@ -452,6 +453,8 @@ fn cors(write_origins: Arc<Vec<String>>) -> Cors {
             header::LINK,
             header::LOCATION,
             header::RETRY_AFTER,
+            header::WWW_AUTHENTICATE,
+            header::ALLOW,
             crate::api::limits::RATELIMIT,
             crate::api::limits::RATELIMIT_POLICY,
             header::HeaderName::from_static("x-request-id"),

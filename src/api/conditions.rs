@@ -44,10 +44,39 @@ fn tags(req: &HttpRequest, name: &HeaderName) -> Option<Tags> {
         lines
             .iter()
             .flat_map(|line| line.split(','))
-            .map(|t| t.trim().to_owned())
+            .map(|t| unencoded(t.trim()))
             .collect(),
     ))
 }
+
+/// The entity tag of a content-coded representation: the identity one's with `.coding` added
+/// inside the quotes (`"abc"` → `"abc.gzip"`, `W/"abc"` → `W/"abc.gzip"`). The service's own
+/// tags never hold a `.` (base64url), so the coding can be read off again ([`unencoded`]).
+pub fn encoded_tag(tag: &str, coding: &str) -> Option<String> {
+    let inner = tag.strip_suffix('"')?;
+    Some(format!("{inner}.{coding}\""))
+}
+
+/// A tag a client sent, without the coding [`encoded_tag`] added: a version is the same
+/// version whichever coding the client got it in.
+fn unencoded(tag: &str) -> String {
+    match tag
+        .strip_suffix('"')
+        .and_then(|inner| inner.rsplit_once('.'))
+    {
+        Some((inner, coding)) if CODINGS.iter().any(|c| c.as_str() == coding) => {
+            format!("{inner}\"")
+        }
+        _ => tag.to_owned(),
+    }
+}
+
+/// The content codings the `Compress` middleware may apply besides identity (actix-web's
+/// `compress-gzip` feature), in its order of preference: those [`encoded_tag`] marks.
+pub const CODINGS: [header::ContentEncoding; 2] = [
+    header::ContentEncoding::Gzip,
+    header::ContentEncoding::Deflate,
+];
 
 fn header_param(name: &str, description: &str) -> Parameter {
     ParameterBuilder::new()
@@ -59,38 +88,61 @@ fn header_param(name: &str, description: &str) -> Parameter {
         .build()
 }
 
-/// `If-Match` of PUT, PATCH and DELETE: the change happens only if the current ETag is one of
-/// these (strong comparison).
-pub struct IfMatch(Option<Tags>);
+/// The preconditions of PUT, PATCH and DELETE, evaluated as RFC 9110 (13.2.2) orders them:
+/// `If-Match` (the change happens only if the current ETag is one of these, strong comparison),
+/// then `If-None-Match` (only if the current ETag is none of these, weak comparison; `*` never
+/// holds, as the signal exists).
+pub struct WriteConditions {
+    if_match: Option<Tags>,
+    if_none_match: IfNoneMatch,
+}
 
-impl IfMatch {
-    /// 412 unless the condition holds for the current `etag` (no header: it holds).
-    pub fn check(&self, etag: &str) -> Result<(), ApiError> {
-        match &self.0 {
-            None | Some(Tags::Any) => Ok(()),
-            Some(Tags::List(tags)) if tags.iter().any(|t| t == etag) => Ok(()),
-            Some(Tags::List(_)) => Err(ApiError::PreconditionFailed),
+impl WriteConditions {
+    fn of(req: &HttpRequest) -> WriteConditions {
+        WriteConditions {
+            if_match: tags(req, &header::IF_MATCH),
+            if_none_match: IfNoneMatch(tags(req, &header::IF_NONE_MATCH)),
         }
+    }
+
+    /// 412 unless the conditions hold for the current `etag` (no header: they hold).
+    pub fn check(&self, etag: &str) -> Result<(), ApiError> {
+        let matched = match &self.if_match {
+            None | Some(Tags::Any) => true,
+            Some(Tags::List(tags)) => tags.iter().any(|t| t == etag),
+        };
+        if !matched || self.if_none_match.holds(etag) {
+            return Err(ApiError::PreconditionFailed);
+        }
+        Ok(())
     }
 }
 
-impl FromRequest for IfMatch {
+impl FromRequest for WriteConditions {
     type Error = ApiError;
     type Future = Ready<Result<Self, ApiError>>;
 
     fn from_request(req: &HttpRequest, _: &mut Payload) -> Self::Future {
-        ready(Ok(IfMatch(tags(req, &header::IF_MATCH))))
+        ready(Ok(WriteConditions::of(req)))
     }
 }
 
-impl IntoParams for IfMatch {
+impl IntoParams for WriteConditions {
     fn into_params(_: impl Fn() -> Option<ParameterIn>) -> Vec<Parameter> {
-        vec![header_param(
-            "If-Match",
-            "Entity tags (`\"...\"`, comma-separated) or `*`: the change happens only if the \
-             signal's current ETag is one of them (strong comparison), else 412. An ETag that \
-             no longer matches, or never did, is 412.",
-        )]
+        vec![
+            header_param(
+                "If-Match",
+                "Entity tags (`\"...\"`, comma-separated) or `*`: the change happens only if \
+                 the signal's current ETag is one of them (strong comparison), else 412. An ETag \
+                 that no longer matches, or never did, is 412.",
+            ),
+            header_param(
+                "If-None-Match",
+                "Entity tags (comma-separated) or `*`: 412 when the signal's current ETag is one \
+                 of them (weak comparison), or for `*` (the signal exists: these methods never \
+                 create one); checked after `If-Match`.",
+            ),
+        ]
     }
 }
 
@@ -140,14 +192,19 @@ impl FromRequest for IfModifiedSince {
     type Future = Ready<Result<Self, ApiError>>;
 
     fn from_request(req: &HttpRequest, _: &mut Payload) -> Self::Future {
-        let since = req
-            .headers()
-            .get(header::IF_MODIFIED_SINCE)
-            .and_then(|v| v.to_str().ok())
-            .and_then(|v| chrono::DateTime::parse_from_rfc2822(v).ok())
-            .map(|t| t.with_timezone(&chrono::Utc));
-        ready(Ok(IfModifiedSince(since)))
+        ready(Ok(IfModifiedSince(if_modified_since(req.headers()))))
     }
+}
+
+/// The date of `If-Modified-Since`: any of HTTP's three date forms (RFC 9110, 5.6.7); none
+/// when the field is absent, not a date, or sent more than once (13.1.3).
+fn if_modified_since(headers: &header::HeaderMap) -> Option<chrono::DateTime<chrono::Utc>> {
+    let mut lines = headers.get_all(header::IF_MODIFIED_SINCE);
+    let (Some(line), None) = (lines.next(), lines.next()) else {
+        return None;
+    };
+    let date: header::HttpDate = line.to_str().ok()?.trim().parse().ok()?;
+    Some(std::time::SystemTime::from(date).into())
 }
 
 impl IntoParams for IfModifiedSince {
@@ -287,11 +344,11 @@ mod tests {
     use super::*;
     use actix_web::test::TestRequest;
 
-    fn if_match(value: &str) -> IfMatch {
+    fn if_match(value: &str) -> WriteConditions {
         let req = TestRequest::default()
             .insert_header((header::IF_MATCH, value))
             .to_http_request();
-        IfMatch(tags(&req, &header::IF_MATCH))
+        WriteConditions::of(&req)
     }
 
     #[test]
@@ -306,18 +363,58 @@ mod tests {
     }
 
     #[test]
+    fn if_none_match_of_a_write_holds_only_when_no_tag_is_current() {
+        let conditions = |headers: &[(header::HeaderName, &str)]| {
+            let mut req = TestRequest::default();
+            for (name, value) in headers {
+                req = req.append_header((name.clone(), *value));
+            }
+            WriteConditions::of(&req.to_http_request())
+        };
+        let none_match = |value| conditions(&[(header::IF_NONE_MATCH, value)]);
+        assert!(none_match("*").check("\"a\"").is_err());
+        assert!(none_match("\"a\"").check("\"a\"").is_err());
+        assert!(none_match("W/\"a\", \"b\"").check("\"a\"").is_err());
+        assert!(none_match("\"b\"").check("\"a\"").is_ok());
+        // Both: If-Match must hold and If-None-Match must not name the current version.
+        let both = |m, n| conditions(&[(header::IF_MATCH, m), (header::IF_NONE_MATCH, n)]);
+        assert!(both("\"a\"", "\"b\"").check("\"a\"").is_ok());
+        assert!(both("\"a\"", "\"a\"").check("\"a\"").is_err());
+        assert!(both("\"b\"", "\"c\"").check("\"a\"").is_err());
+    }
+
+    #[test]
     fn a_list_split_over_several_header_lines_is_read_whole() {
         let lines = |values: &[&str]| {
             let mut req = TestRequest::default();
             for v in values {
                 req = req.append_header((header::IF_MATCH, *v));
             }
-            IfMatch(tags(&req.to_http_request(), &header::IF_MATCH))
+            WriteConditions::of(&req.to_http_request())
         };
         assert!(lines(&["\"old\"", "\"a\""]).check("\"a\"").is_ok());
         assert!(lines(&["\"old\", \"b\"", "\"a\""]).check("\"a\"").is_ok());
         assert!(lines(&["\"old\"", "\"b\""]).check("\"a\"").is_err());
         // `*` is a whole value, not one tag of a list.
         assert!(lines(&["\"old\"", "*"]).check("\"a\"").is_err());
+    }
+
+    #[test]
+    fn if_modified_since_takes_the_three_http_date_forms_and_only_one_line() {
+        let since = |values: &[&str]| {
+            let mut headers = header::HeaderMap::new();
+            for v in values {
+                headers.append(header::IF_MODIFIED_SINCE, v.parse().unwrap());
+            }
+            if_modified_since(&headers).map(|t| t.to_rfc3339())
+        };
+        let expected = Some("1994-11-06T08:49:37+00:00".to_owned());
+        assert_eq!(since(&["Sun, 06 Nov 1994 08:49:37 GMT"]), expected);
+        assert_eq!(since(&["Sunday, 06-Nov-94 08:49:37 GMT"]), expected);
+        assert_eq!(since(&["Sun Nov  6 08:49:37 1994"]), expected);
+        assert_eq!(since(&["yesterday"]), None);
+        assert_eq!(since(&[]), None);
+        let line = "Sun, 06 Nov 1994 08:49:37 GMT";
+        assert_eq!(since(&[line, line]), None);
     }
 }

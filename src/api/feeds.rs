@@ -118,7 +118,7 @@ impl Feed<'_> {
     }
 
     fn atom(&self) -> Vec<u8> {
-        let e = html::escape;
+        let e = html::escape_xml;
         let mut out = String::with_capacity(4096 + self.signals.len() * 4096);
         out.push_str("<?xml version=\"1.0\" encoding=\"utf-8\"?>\n");
         out.push_str("<feed xmlns=\"http://www.w3.org/2005/Atom\" xml:lang=\"en\">");
@@ -259,9 +259,10 @@ async fn make(
         .chain(newest_change)
         .max()
         .unwrap_or(DateTime::UNIX_EPOCH);
+    let path = super::route_path(req);
     let asked = match req.query_string() {
-        "" => req.path().to_owned(),
-        q => format!("{}?{q}", req.path()),
+        "" => path,
+        q => format!("{path}?{q}"),
     };
     let versions: Vec<_> = signals.iter().map(|s| (s.id, s.updated_at)).collect();
     // The links are part of the representation: a new public URL is a new version. So is the

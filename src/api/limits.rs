@@ -418,23 +418,46 @@ pub fn client_address(
         return Some(peer);
     }
     // Only X-Forwarded-For, which proxies append to: a `Forwarded` header the client sent
-    // would pass a proxy that sets only X-Forwarded-For untouched, and be believed.
-    let mut hops: Vec<IpAddr> = Vec::new();
-    for value in headers.get_all(HeaderName::from_static("x-forwarded-for")) {
-        if let Ok(value) = value.to_str() {
-            hops.extend(
-                value
-                    .split(',')
-                    .filter_map(|v| v.trim().parse::<IpAddr>().ok()),
-            );
+    // would pass a proxy that sets only X-Forwarded-For untouched, and be believed. It is read
+    // from the nearest hop back: the first address not trusted is the client. An entry that is
+    // not an address (or a line that is not text) ends the walk there, at the nearest address
+    // known: what lies before it cannot be told apart from what a client wrote.
+    let mut nearest = peer;
+    let lines: Vec<&HeaderValue> = headers
+        .get_all(HeaderName::from_static("x-forwarded-for"))
+        .collect();
+    for line in lines.into_iter().rev() {
+        let Ok(line) = line.to_str() else {
+            return Some(nearest);
+        };
+        for entry in line.rsplit(',') {
+            let Some(ip) = hop_address(entry.trim()) else {
+                return Some(nearest);
+            };
+            if !trusted(ip) {
+                return Some(ip);
+            }
+            nearest = ip;
         }
     }
-    Some(
-        hops.into_iter()
-            .rev()
-            .find(|ip| !trusted(*ip))
-            .unwrap_or(peer),
-    )
+    Some(nearest)
+}
+
+/// One entry of X-Forwarded-For: an address, as some proxies write it with a port
+/// (`192.0.2.1:4711`, `[2001:db8::1]:4711`) or in brackets (`[2001:db8::1]`).
+fn hop_address(entry: &str) -> Option<IpAddr> {
+    entry
+        .parse::<IpAddr>()
+        .ok()
+        .or_else(|| entry.parse::<std::net::SocketAddr>().ok().map(|s| s.ip()))
+        .or_else(|| {
+            entry
+                .strip_prefix('[')?
+                .strip_suffix(']')?
+                .parse::<std::net::Ipv6Addr>()
+                .ok()
+                .map(IpAddr::V6)
+        })
 }
 
 /// The middleware: limits every request but those of [`UNLIMITED`], and counts a failed
@@ -476,8 +499,17 @@ pub async fn limit(
                     (Ok(Some(_)), Some(prefix), _) => {
                         limiter.check(class, quota, &Subject::Key(prefix)).await
                     }
+                    // And to its quota as a request without a key: a key that fails is
+                    // no key (routes that take none, such as `/readyz`, answer anyway).
                     (Err(ApiError::Unauthorized(_)), _, Some(ip)) => {
-                        limiter.check(class, quota, &Subject::Failures(ip)).await
+                        let failures = limiter.check(class, quota, &Subject::Failures(ip)).await;
+                        let anonymous = limiter.check(class, quota, &Subject::Address(ip)).await;
+                        match (failures.allowed, anonymous.allowed) {
+                            (false, _) => failures,
+                            (_, false) => anonymous,
+                            _ if anonymous.remaining < failures.remaining => anonymous,
+                            _ => failures,
+                        }
                     }
                     // The key could not be checked (the database is unavailable): the handler
                     // will say so; counted as the address's.
@@ -591,6 +623,52 @@ mod tests {
             client_address(outsider, &headers, &cidrs(&["10.0.0.0/8"])),
             Some(outsider)
         );
+    }
+
+    #[test]
+    fn a_forwarded_entry_that_is_not_an_address_ends_the_walk_at_the_nearest_known_hop() {
+        let proxies = cidrs(&["10.0.0.0/8"]);
+        let peer: IpAddr = "10.0.0.1".parse().unwrap();
+        let address = |lines: &[&[u8]]| {
+            let mut headers = header::HeaderMap::new();
+            for line in lines {
+                headers.append(
+                    HeaderName::from_static("x-forwarded-for"),
+                    HeaderValue::from_bytes(line).unwrap(),
+                );
+            }
+            client_address(peer, &headers, &proxies).map(|ip| ip.to_string())
+        };
+        // Proxies that write a port, or brackets: the address is read.
+        assert_eq!(
+            address(&[b"6.6.6.6, 203.0.113.9:50312"]).unwrap(),
+            "203.0.113.9"
+        );
+        assert_eq!(
+            address(&[b"6.6.6.6, [2001:db8::1]:443"]).unwrap(),
+            "2001:db8::1"
+        );
+        assert_eq!(
+            address(&[b"6.6.6.6, [2001:db8::2]"]).unwrap(),
+            "2001:db8::2"
+        );
+        // Junk between the client's part and the trusted hops is not skipped over.
+        assert_eq!(
+            address(&[b"6.6.6.6, unknown, 10.0.0.2"]).unwrap(),
+            "10.0.0.2"
+        );
+        assert_eq!(address(&[b"6.6.6.6, unknown"]).unwrap(), "10.0.0.1");
+        // Lines are one list, in order; a line that is not text ends it too.
+        assert_eq!(
+            address(&[b"6.6.6.6", b"203.0.113.7"]).unwrap(),
+            "203.0.113.7"
+        );
+        assert_eq!(
+            address(&[b"6.6.6.6", b"\xff", b"10.0.0.3"]).unwrap(),
+            "10.0.0.3"
+        );
+        // Every hop trusted: the farthest of them is the client.
+        assert_eq!(address(&[b"10.0.0.9, 10.0.0.2"]).unwrap(), "10.0.0.9");
     }
 
     #[test]

@@ -202,7 +202,7 @@ fn page_json(
 
 /// The path and query of the next page: the same query with the new cursor.
 pub fn next_query(req: &HttpRequest, cursor: &str) -> String {
-    next_query_of(req.path(), req.query_string(), cursor)
+    next_query_of(&super::route_path(req), req.query_string(), cursor)
 }
 
 /// [`next_query`] of `path` with `query_string` (the parameters a page read).

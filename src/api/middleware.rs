@@ -16,9 +16,64 @@ use actix_web::{web, Error, ResponseError};
 use tracing::Instrument;
 use uuid::Uuid;
 
+use super::conditions::CODINGS;
 use super::problem::{problem_for_status, problem_response, ApiError, PROBLEM_JSON};
 
 pub const REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
+
+/// Wraps `Compress` so that its encoded answers keep HTTP's validators right (RFC 9110, 8.8.3.3
+/// and 15.4.5): a gzip body is another representation, so its ETag is the identity one's with
+/// the coding added (`"tag.gzip"`, [`conditions::encoded_tag`]; the conditions read either as
+/// the same version); every answer says it varies by `Accept-Encoding` (`Compress` says so
+/// only when it encodes, never on a 304); and a 304 carries the ETag of the coding the client
+/// would have got. A request that accepts none of the codings (`identity;q=0`) is answered
+/// without one, as RFC 9110 (12.5.3) advises, not with `Compress`'s plain-text 406.
+///
+/// [`conditions::encoded_tag`]: super::conditions::encoded_tag
+pub async fn encoded_validators(
+    mut req: ServiceRequest,
+    next: Next<impl MessageBody + 'static>,
+) -> Result<ServiceResponse<impl MessageBody>, Error> {
+    let codings = CODINGS.map(header::Encoding::Known);
+    let chosen = req.get_header::<header::AcceptEncoding>().map(|accepted| {
+        accepted.negotiate([header::Encoding::identity()].iter().chain(codings.iter()))
+    });
+    if let Some(None) = chosen {
+        req.headers_mut().remove(header::ACCEPT_ENCODING);
+    }
+    let mut res = next.call(req).await?;
+    let not_modified = res.status() == actix_web::http::StatusCode::NOT_MODIFIED;
+    let headers = res.headers_mut();
+    let coding = match headers.get(header::CONTENT_ENCODING) {
+        Some(coding) => CODINGS
+            .into_iter()
+            .find(|c| coding.as_bytes() == c.as_str().as_bytes()),
+        None if not_modified => CODINGS.into_iter().find(|c| {
+            chosen.as_ref().and_then(Option::as_ref) == Some(&header::Encoding::Known(*c))
+        }),
+        None => None,
+    };
+    if let Some(coding) = coding.map(|c| c.as_str()) {
+        let tag = headers.get(header::ETAG).and_then(|t| t.to_str().ok());
+        if let Some(encoded) = tag.and_then(|t| super::conditions::encoded_tag(t, coding)) {
+            if let Ok(value) = HeaderValue::from_str(&encoded) {
+                headers.insert(header::ETAG, value);
+            }
+        }
+    }
+    let varies = headers
+        .get_all(header::VARY)
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(','))
+        .any(|name| {
+            let name = name.trim();
+            name == "*" || name.eq_ignore_ascii_case("accept-encoding")
+        });
+    if !varies {
+        headers.append(header::VARY, HeaderValue::from_static("Accept-Encoding"));
+    }
+    Ok(res)
+}
 
 /// Marks a request that came as HEAD and is routed as GET.
 #[derive(Clone, Copy)]

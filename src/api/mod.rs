@@ -269,8 +269,53 @@ pub fn openapi() -> OpenApi {
     add_rate_limits(&mut api);
     add_read_tokens(&mut api);
     add_body_timeouts(&mut api);
+    add_validators_of_not_modified(&mut api);
     add_head_operations(&mut api);
     api
+}
+
+/// A 304 carries the headers its 200 would have of the validators and caching (RFC 9110,
+/// 15.4.5), and every answer with a validator varies by `Accept-Encoding`
+/// (`middleware::encoded_validators`).
+fn add_validators_of_not_modified(api: &mut OpenApi) {
+    use utoipa::openapi::header::HeaderBuilder;
+    use utoipa::openapi::schema::{ObjectBuilder, Type};
+    const KEPT: [&str; 4] = [
+        "ETag",
+        "Cache-Control",
+        "Last-Modified",
+        "Content-Security-Policy",
+    ];
+    let vary = HeaderBuilder::new()
+        .schema(Some(ObjectBuilder::new().schema_type(Type::String)))
+        .description(Some(
+            "`Accept-Encoding` (a gzip body's ETag is the identity one's with `.gzip` added \
+             inside the quotes; If-Match and If-None-Match take either), and `Origin` with \
+             CORS",
+        ))
+        .build();
+    for item in api.paths.paths.values_mut() {
+        let Some(get) = item.get.as_mut() else {
+            continue;
+        };
+        let responses = &mut get.responses.responses;
+        let Some(RefOr::T(ok)) = responses.get_mut("200") else {
+            continue;
+        };
+        if !ok.headers.contains_key("ETag") {
+            continue;
+        }
+        ok.headers.insert("Vary".to_owned(), RefOr::T(vary.clone()));
+        let kept: Vec<_> = ok
+            .headers
+            .iter()
+            .filter(|(name, _)| KEPT.contains(&name.as_str()) || *name == "Vary")
+            .map(|(name, header)| (name.clone(), header.clone()))
+            .collect();
+        if let Some(RefOr::T(not_modified)) = responses.get_mut("304") {
+            not_modified.headers.extend(kept);
+        }
+    }
 }
 
 /// Every successful write answers with the WAL position of the write (`middleware::after_writes`).
@@ -363,6 +408,15 @@ fn add_rate_limits(api: &mut OpenApi) {
         for response in components.responses.values_mut() {
             if let RefOr::T(response) = response {
                 add_fields(&mut response.headers);
+                // A wait is whole seconds, at least one (`u32` would allow 0).
+                if let Some(RefOr::T(retry_after)) = response.headers.get_mut("Retry-After") {
+                    retry_after.schema = Some(RefOr::T(utoipa::openapi::Schema::Object(
+                        ObjectBuilder::new()
+                            .schema_type(Type::Integer)
+                            .minimum(Some(1))
+                            .build(),
+                    )));
+                }
             }
         }
     }
@@ -601,6 +655,14 @@ pub async fn read_json(
             bounded_json::MAX_VALUES
         )),
     })
+}
+
+/// The path of the route that answers `req`, as the service writes it: a static route's own
+/// pattern, whatever spelling the request used (`/v1/fe%65d.atom` reaches the Atom feed too).
+/// Links and documents made for one request are kept for others (the cache), so they are
+/// written from this, never from the request's own spelling.
+pub fn route_path(req: &HttpRequest) -> String {
+    req.match_pattern().unwrap_or_else(|| req.path().to_owned())
 }
 
 /// A strong ETag of a response body.

@@ -9,7 +9,9 @@ use futures_util::future::BoxFuture;
 
 use super::auth::{Principal, Reader, Writer};
 use super::cache::{Cached, Lookup};
-use super::conditions::{not_found, IfMatch, IfNoneMatch, NoParameters, ReadAfter, SignalPath};
+use super::conditions::{
+    not_found, IfNoneMatch, NoParameters, ReadAfter, SignalPath, WriteConditions,
+};
 use super::idempotency::{self, Idempotency, Reply, Write};
 use super::problem::{responses, ApiError};
 use super::{read_json, signal_etag, AppState};
@@ -161,11 +163,12 @@ pub async fn get_signal(
 /// By id or by slug. Sets every client field: absent optional fields return to their defaults,
 /// except `slug` and `published_at`, which keep their current values (links must not break). A
 /// write key may replace only the signals it created; an admin key any. With `If-Match`, the
-/// change happens only if the signal's ETag still matches (else 412).
+/// change happens only if the signal's ETag still matches (else 412); with `If-None-Match`,
+/// only if it is none of those named (`*` names any: 412).
 #[utoipa::path(
     operation_id = "replace_signal",
     tag = "signals",
-    params(SignalPath, IfMatch),
+    params(SignalPath, WriteConditions),
     request_body(content = SignalInput, content_type = "application/json"),
     responses(
         (status = 200, description = "Replaced", body = Signal, headers(("ETag" = String, description = "Strong validator of the new representation")), example = json!(examples::signal())),
@@ -189,13 +192,13 @@ pub async fn replace_signal(
     Writer(principal): Writer,
     SignalPath(signal_ref): SignalPath,
     _none: NoParameters,
-    if_match: IfMatch,
+    conditions: WriteConditions,
     payload: web::Payload,
 ) -> Result<HttpResponse, ApiError> {
     let body = read_json(&req, payload, BODY_LIMIT, JSON).await?;
     let input = SignalInput::parse(&body).map_err(ApiError::Validation)?;
     let mut conn = db::conn(&state.pool).await?;
-    let updated = change(&mut conn, &if_match, principal, &signal_ref, move |_| {
+    let updated = change(&mut conn, &conditions, principal, &signal_ref, move |_| {
         Ok(input)
     })
     .await?;
@@ -210,7 +213,7 @@ pub async fn replace_signal(
 #[utoipa::path(
     operation_id = "patch_signal",
     tag = "signals",
-    params(SignalPath, IfMatch),
+    params(SignalPath, WriteConditions),
     request_body(
         content(
             (SignalPatch = "application/merge-patch+json"),
@@ -240,7 +243,7 @@ pub async fn patch_signal(
     Writer(principal): Writer,
     SignalPath(signal_ref): SignalPath,
     _none: NoParameters,
-    if_match: IfMatch,
+    conditions: WriteConditions,
     payload: web::Payload,
 ) -> Result<HttpResponse, ApiError> {
     let body = read_json(&req, payload, BODY_LIMIT, PATCH_TYPES).await?;
@@ -248,7 +251,7 @@ pub async fn patch_signal(
     let mut conn = db::conn(&state.pool).await?;
     let updated = change(
         &mut conn,
-        &if_match,
+        &conditions,
         principal,
         &signal_ref,
         move |current| patch.apply(current).map_err(ApiError::Validation),
@@ -263,7 +266,7 @@ pub async fn patch_signal(
 #[utoipa::path(
     operation_id = "delete_signal",
     tag = "signals",
-    params(SignalPath, IfMatch),
+    params(SignalPath, WriteConditions),
     responses(
         (status = 204, description = "Deleted"),
         (status = 400, response = responses::BadRequest),
@@ -281,7 +284,7 @@ pub async fn delete_signal(
     Writer(principal): Writer,
     SignalPath(signal_ref): SignalPath,
     _none: NoParameters,
-    if_match: IfMatch,
+    conditions: WriteConditions,
 ) -> Result<HttpResponse, ApiError> {
     let mut conn = db::conn(&state.pool).await?;
     conn.transaction::<_, ApiError, _>(async |conn| {
@@ -289,7 +292,7 @@ pub async fn delete_signal(
             .await?
             .ok_or_else(not_found)?;
         principal.may_change(current.created_by)?;
-        if_match.check(&signal_etag(current.id, current.updated_at))?;
+        conditions.check(&signal_etag(current.id, current.updated_at))?;
         writes::delete(conn, current.id).await?;
         Ok(())
     })
@@ -301,7 +304,7 @@ pub async fn delete_signal(
 /// fields from the current signal, write them, all in one transaction.
 async fn change(
     conn: &mut PgConn,
-    if_match: &IfMatch,
+    conditions: &WriteConditions,
     principal: Principal,
     signal_ref: &SignalRef,
     input: impl FnOnce(&Signal) -> Result<SignalInput, ApiError> + Send,
@@ -311,7 +314,7 @@ async fn change(
             .await?
             .ok_or_else(not_found)?;
         principal.may_change(current.created_by)?;
-        if_match.check(&signal_etag(current.id, current.updated_at))?;
+        conditions.check(&signal_etag(current.id, current.updated_at))?;
         let input = input(&Signal::from(current.clone()))?;
         Ok(writes::replace(conn, &current, &input).await?)
     })

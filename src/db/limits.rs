@@ -26,12 +26,18 @@ pub struct Total {
     pub count: i64,
 }
 
-/// Adds the counts (one statement for all of them) and returns the new totals.
+/// Adds the counts (one statement for all of them) and returns the new totals. The rows are
+/// locked in one order (policy, subject, window) on every instance, so two instances' flushes
+/// wait for each other instead of deadlocking.
 pub async fn add(
     conn: &mut AsyncPgConnection,
     admitted: &[Admitted],
 ) -> diesel::QueryResult<Vec<Total>> {
-    let column = |f: fn(&Admitted) -> String| admitted.iter().map(f).collect::<Vec<_>>();
+    let mut admitted: Vec<&Admitted> = admitted.iter().collect();
+    admitted.sort_by(|a, b| {
+        (&a.policy, &a.subject, a.window_start).cmp(&(&b.policy, &b.subject, b.window_start))
+    });
+    let column = |f: fn(&Admitted) -> String| admitted.iter().map(|a| f(a)).collect::<Vec<_>>();
     diesel::sql_query(
         "INSERT INTO rate_limit_counts AS c (policy, subject, window_start, count) \
          SELECT * FROM unnest($1::text[], $2::text[], $3::bigint[], $4::bigint[]) \

@@ -653,14 +653,20 @@ fn fields(value: &str) -> Result<Vec<String>, String> {
 }
 
 /// The pairs of `query_string` whose names are in `table`, as sent: what a web page reads of a
-/// link that may carry names it does not know (`utm_source`, `fbclid`), which it ignores. A
-/// name is decoded as [`decoded_pairs`] decodes it; one that is not UTF-8 is no known name.
+/// link that may carry names it does not know (`utm_source`, `fbclid`), which it ignores.
 pub fn known_pairs(query_string: &str, table: &[Param]) -> String {
+    pairs_where(query_string, |name, _| table.iter().any(|p| p.name == name))
+}
+
+/// The pairs of `query_string` that `keep` keeps, as sent. `keep` is given each pair's name as
+/// [`decoded_pairs`] decodes it (a name that is not UTF-8 is kept by none) and its value as
+/// sent.
+pub fn pairs_where(query_string: &str, keep: impl Fn(&str, &str) -> bool) -> String {
     query_string
         .split('&')
         .filter(|pair| {
-            let (name, _) = split_pair(pair);
-            decode_component(name).is_ok_and(|name| table.iter().any(|p| p.name == name))
+            let (name, value) = split_pair(pair);
+            decode_component(name).is_ok_and(|name| keep(&name, value))
         })
         .collect::<Vec<_>>()
         .join("&")

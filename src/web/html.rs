@@ -18,17 +18,7 @@ pub fn allowed(c: char) -> bool {
 /// Appends `text` escaped for HTML and XML text and attribute values (`&`, `<`, `>`, `"`,
 /// `'`), leaving out the characters XML 1.0 forbids.
 pub fn escape_into(out: &mut String, text: &str) {
-    for c in text.chars() {
-        match c {
-            '&' => out.push_str("&amp;"),
-            '<' => out.push_str("&lt;"),
-            '>' => out.push_str("&gt;"),
-            '"' => out.push_str("&quot;"),
-            '\'' => out.push_str("&#39;"),
-            c if allowed(c) => out.push(c),
-            _ => {}
-        }
-    }
+    escape_with(out, text, false);
 }
 
 /// `text` escaped (see [`escape_into`]).
@@ -36,6 +26,33 @@ pub fn escape(text: &str) -> String {
     let mut out = String::with_capacity(text.len() + 16);
     escape_into(&mut out, text);
     out
+}
+
+/// `text` escaped for an XML document (the Atom feed) as [`escape`] does, and with tab, line
+/// feed and carriage return as character references: an XML parser turns them into spaces in
+/// an attribute value (a tag `a<TAB>b` would read `a b`) and a carriage return into a line
+/// feed in text; written as references they read back as sent.
+pub fn escape_xml(text: &str) -> String {
+    let mut out = String::with_capacity(text.len() + 16);
+    escape_with(&mut out, text, true);
+    out
+}
+
+fn escape_with(out: &mut String, text: &str, whitespace_as_references: bool) {
+    for c in text.chars() {
+        match c {
+            '&' => out.push_str("&amp;"),
+            '<' => out.push_str("&lt;"),
+            '>' => out.push_str("&gt;"),
+            '"' => out.push_str("&quot;"),
+            '\'' => out.push_str("&#39;"),
+            '\t' | '\n' | '\r' if whitespace_as_references => {
+                let _ = write!(out, "&#{};", u32::from(c));
+            }
+            c if allowed(c) => out.push(c),
+            _ => {}
+        }
+    }
 }
 
 /// A time as the reader shows it: `6 May 2026, 18:02 UTC`.
@@ -119,6 +136,10 @@ mod tests {
         assert_eq!(
             escape("a\u{1}b\u{b}c\u{FFFE}d\u{FFFF}e\tf\ng"),
             "abcde\tf\ng"
+        );
+        assert_eq!(
+            escape_xml("a\tb\nc\r\nd\u{1}&"),
+            "a&#9;b&#10;c&#13;&#10;d&amp;"
         );
         for c in '\0'..=char::MAX {
             let xml_1_0 = matches!(c, '\t' | '\n' | '\r' | '\u{20}'..='\u{D7FF}' | '\u{E000}'..='\u{FFFD}' | '\u{10000}'..);

@@ -23,7 +23,9 @@ use crate::api::conditions::{IfNoneMatch, ReadAfter};
 use crate::api::problem::{responses, ApiError};
 use crate::api::{cache_control, etag_of, AppState};
 use crate::db::{self, lists, lookups};
-use crate::domain::query::{case_key, known_pairs, parameters, ListQuery, PAGE_PARAMS};
+use crate::domain::query::{
+    case_key, known_pairs, pairs_where, parameters, ListQuery, PAGE_PARAMS,
+};
 use crate::domain::signal::{Signal, SignalRef};
 use html::{escape, escape_into};
 
@@ -266,7 +268,7 @@ fn given(req: &HttpRequest, name: &str) -> String {
             headers(("ETag" = String), ("Cache-Control" = String), ("Content-Security-Policy" = String))),
         (status = 304, description = "Not modified: the ETag in If-None-Match is current"),
         (status = 400, description = "A filter is not valid (an HTML page says which)", content_type = "text/html", body = String),
-        (status = 401, description = "Reads need a key here (`SIGNALS_PUBLIC_READ=false`)", content_type = "text/html", body = String),
+        (status = 401, description = "Reads need a key here (`SIGNALS_PUBLIC_READ=false`)", content_type = "text/html", body = String, headers(("WWW-Authenticate" = String, description = "`Bearer realm=\"signals\"`"))),
         (status = 503, description = "The database did not answer in time", content_type = "text/html", body = String),
     ),
     security(())
@@ -400,7 +402,7 @@ pub async fn reader_feed(
         main.push_str("<p class=\"empty\">No signals match these filters.</p>");
     }
     if let Some(cursor) = more {
-        let next = crate::api::list::next_query_of(req.path(), &known, &cursor);
+        let next = crate::api::list::next_query_of(&crate::api::route_path(&req), &known, &cursor);
         let _ = write!(
             main,
             "<nav class=\"more\" aria-label=\"More\"><a id=\"more\" rel=\"next\" href=\"{}\">\
@@ -431,14 +433,9 @@ pub async fn reader_feed(
 /// feeds have no pages) and without the fields the filter form left empty (which
 /// [`ListQuery::parse_page`] reads as not given).
 fn filters_given(query_string: &str) -> String {
-    query_string
-        .split('&')
-        .filter(|pair| {
-            pair.split_once('=')
-                .is_some_and(|(name, value)| name != "cursor" && !value.is_empty())
-        })
-        .collect::<Vec<_>>()
-        .join("&")
+    pairs_where(query_string, |name, value| {
+        name != "cursor" && !value.is_empty()
+    })
 }
 
 /// The slug of `/s/{slug}`.
@@ -475,7 +472,7 @@ impl IntoParams for SlugPath {
         (status = 200, description = "The signal's page", content_type = "text/html", body = String,
             headers(("ETag" = String), ("Cache-Control" = String), ("Content-Security-Policy" = String))),
         (status = 304, description = "Not modified: the ETag in If-None-Match is current"),
-        (status = 401, description = "Reads need a key here (`SIGNALS_PUBLIC_READ=false`)", content_type = "text/html", body = String),
+        (status = 401, description = "Reads need a key here (`SIGNALS_PUBLIC_READ=false`)", content_type = "text/html", body = String, headers(("WWW-Authenticate" = String, description = "`Bearer realm=\"signals\"`"))),
         (status = 404, description = "No signal has this slug (a page says so)", content_type = "text/html", body = String),
         (status = 503, description = "The database did not answer in time", content_type = "text/html", body = String),
     ),
@@ -645,4 +642,18 @@ pub async fn reader_asset(req: HttpRequest, held: IfNoneMatch) -> Result<HttpRes
         return Ok(response.finish());
     }
     Ok(response.content_type(asset.content_type).body(asset.body))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_filters_given_leave_out_the_cursor_however_its_name_is_spelled() {
+        assert_eq!(
+            filters_given("min_score=7&cursor=abc&q=&%63ursor=def&tag=LLM"),
+            "min_score=7&tag=LLM"
+        );
+        assert_eq!(filters_given("c%75rsor=x&q=a%20b"), "q=a%20b");
+    }
 }

@@ -400,11 +400,17 @@ async fn cors_allows_reads_anywhere_and_writes_from_configured_origins() {
         .send()
         .await
         .unwrap();
-    let exposed = header(&res, "access-control-expose-headers").unwrap_or_default();
-    assert!(
-        exposed.to_ascii_lowercase().contains("signals-read-after"),
-        "{exposed}"
-    );
+    let exposed = header(&res, "access-control-expose-headers")
+        .unwrap_or_default()
+        .to_ascii_lowercase();
+    // And the headers the contract gives a 401 and a 405, which a browser app can read only
+    // when they are exposed.
+    for name in ["signals-read-after", "www-authenticate", "allow"] {
+        assert!(
+            exposed.split(',').any(|n| n.trim() == name),
+            "{name}: {exposed}"
+        );
+    }
 }
 
 #[actix_web::test]

@@ -138,7 +138,9 @@ async fn made_up_keys_are_refused_by_address_before_they_are_looked_up() {
     assert_eq!(&statuses[..5], [401; 5]);
     assert!(statuses[5..].iter().all(|s| *s == 429), "{statuses:?}");
     // A real key from the same address is refused too while the address is over (it is not
-    // looked up either); a request without a key is counted apart.
+    // looked up either); and a key that failed was no key: the address's quota for requests
+    // without one is used up as well (it would otherwise be a second quota on routes that
+    // take no key).
     let real = app.key(Scope::Read).await;
     let res = app
         .request(Method::GET, "/v1/signals", &real)
@@ -146,7 +148,8 @@ async fn made_up_keys_are_refused_by_address_before_they_are_looked_up() {
         .await
         .unwrap();
     assert_eq!(res.status(), 429);
-    assert_eq!(app.get("/v1/signals").send().await.unwrap().status(), 200);
+    assert_eq!(app.get("/v1/signals").send().await.unwrap().status(), 429);
+    assert_eq!(app.get("/readyz").send().await.unwrap().status(), 429);
 }
 
 #[actix_web::test]
@@ -244,4 +247,49 @@ async fn a_forwarded_header_is_not_believed_even_from_a_trusted_proxy() {
     }
     // One client (the X-Forwarded-For address), however its Forwarded header varies.
     assert_eq!(statuses, [200, 200, 429, 429]);
+}
+
+#[actix_web::test]
+async fn instances_adding_the_same_counts_in_opposite_orders_take_turns_instead_of_deadlocking() {
+    use diesel_async::{AsyncConnection, AsyncPgConnection};
+    use signals::db::limits::{add, Admitted};
+    let db = crate::helpers::TestDb::new().await;
+    // Two instances' flushes of the same subjects, gathered in opposite orders (each instance
+    // walks its own hash map).
+    let counts = |reversed: bool| {
+        let mut rows: Vec<Admitted> = (0..200)
+            .map(|i| Admitted {
+                policy: "read".to_owned(),
+                subject: format!("address:192.0.2.{i}"),
+                window_start: 60,
+                count: 1,
+            })
+            .collect();
+        if reversed {
+            rows.reverse();
+        }
+        rows
+    };
+    let flushes = |reversed: bool| {
+        let url = db.url.clone();
+        let rows = counts(reversed);
+        async move {
+            let mut conn = AsyncPgConnection::establish(&url).await.unwrap();
+            for _ in 0..25 {
+                add(&mut conn, &rows).await?;
+            }
+            Ok::<_, diesel::result::Error>(())
+        }
+    };
+    let (a, b) = futures_util::future::join(flushes(false), flushes(true)).await;
+    a.unwrap();
+    b.unwrap();
+    let totals = db
+        .sql()
+        .await
+        .query("SELECT DISTINCT count FROM rate_limit_counts", &[])
+        .await
+        .unwrap();
+    assert_eq!(totals.len(), 1);
+    assert_eq!(totals[0].get::<_, i64>(0), 50);
 }

@@ -231,6 +231,33 @@ async fn if_match_guards_put_patch_and_delete() {
         .await
         .unwrap();
     assert_problem(&mut res, 412).await;
+    // If-None-Match: `*` (any version: the signal exists) and the current tag are 412, with
+    // or without If-Match; another tag lets the change through.
+    let weakly = format!("\"other\", W/{new_etag}");
+    for (if_match, if_none_match) in [
+        (None, "*"),
+        (None, new_etag.as_str()),
+        (Some(new_etag.as_str()), weakly.as_str()),
+    ] {
+        for method in [Method::PUT, Method::PATCH, Method::DELETE] {
+            let mut req = app
+                .request(method.clone(), &path, &key)
+                .insert_header(("If-None-Match", if_none_match));
+            if let Some(tag) = if_match {
+                req = req.insert_header(("If-Match", tag));
+            }
+            let mut res = req.send_json(&signal(json!({"score": 3}))).await.unwrap();
+            assert_problem(&mut res, 412).await;
+        }
+    }
+    let res = app
+        .request(Method::PATCH, &path, &key)
+        .insert_header(("If-None-Match", "\"other\""))
+        .send_json(&json!({"score": 3}))
+        .await
+        .unwrap();
+    assert_eq!(res.status(), 200);
+    let new_etag = header(&res, "etag").unwrap();
     let res = app
         .request(Method::DELETE, &path, &key)
         .insert_header(("If-Match", new_etag))
@@ -362,4 +389,82 @@ async fn reads_return_byte_for_byte_what_writes_return() {
         String::from_utf8_lossy(&page),
         format!("{{\"items\":[{}],\"next_cursor\":null}}", items.join(","))
     );
+}
+
+#[actix_web::test]
+async fn a_gzip_answer_has_a_tag_of_its_own_that_the_conditions_read_as_the_same_version() {
+    let app = TestApp::spawn().await;
+    let key = app.key(Scope::Write).await;
+    let created = app.create(&key, &signal(json!({}))).await;
+    let path = format!("/v1/signals/{}", created["id"].as_str().unwrap());
+    let varies = |res: &awc::ClientResponse<_>| {
+        res.headers()
+            .get_all("vary")
+            .filter_map(|v| v.to_str().ok())
+            .flat_map(|v| v.split(','))
+            .any(|n| n.trim().eq_ignore_ascii_case("accept-encoding"))
+    };
+    let plain = app.get(&path).send().await.unwrap();
+    let identity_tag = header(&plain, "etag").unwrap();
+    assert_eq!(header(&plain, "content-encoding"), None);
+    assert!(
+        varies(&plain),
+        "an identity answer says it varies by Accept-Encoding"
+    );
+
+    let gzip = app
+        .get(&path)
+        .insert_header(("Accept-Encoding", "gzip"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(header(&gzip, "content-encoding").as_deref(), Some("gzip"));
+    let gzip_tag = header(&gzip, "etag").unwrap();
+    assert_eq!(
+        gzip_tag,
+        format!("{}.gzip\"", identity_tag.trim_end_matches('"')),
+        "a strong tag names one sequence of bytes"
+    );
+    assert!(varies(&gzip));
+
+    // Revalidating the gzip copy: 304 with the gzip tag (and the Vary a 200 would carry); the
+    // same tag from a client without gzip is the same version too, in its own coding.
+    for (accept, expected) in [(Some("gzip"), &gzip_tag), (None, &identity_tag)] {
+        let mut req = app
+            .get(&path)
+            .insert_header(("If-None-Match", gzip_tag.clone()));
+        if let Some(accept) = accept {
+            req = req.insert_header(("Accept-Encoding", accept));
+        }
+        let res = req.send().await.unwrap();
+        assert_eq!(res.status(), 304, "{accept:?}");
+        assert_eq!(header(&res, "etag").as_ref(), Some(expected), "{accept:?}");
+        assert!(varies(&res), "{accept:?}");
+    }
+
+    // A write guarded by the gzip tag goes through (it names the current version).
+    let res = app
+        .request(Method::PATCH, &path, &key)
+        .insert_header(("If-Match", gzip_tag.clone()))
+        .send_json(&json!({"score": 4}))
+        .await
+        .unwrap();
+    assert_eq!(res.status(), 200);
+    let mut res = app
+        .request(Method::PATCH, &path, &key)
+        .insert_header(("If-Match", gzip_tag))
+        .send_json(&json!({"score": 5}))
+        .await
+        .unwrap();
+    assert_problem(&mut res, 412).await;
+
+    // A client that accepts no coding at all gets the identity answer, not a 406.
+    let res = app
+        .get(&path)
+        .insert_header(("Accept-Encoding", "identity;q=0, *;q=0"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), 200);
+    assert_eq!(header(&res, "content-encoding"), None);
 }
