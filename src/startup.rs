@@ -399,6 +399,15 @@ async fn build(
     })
     // Responses go out whole at once; Nagle's algorithm would only hold back their last segment.
     .tcp_nodelay(true)
+    // The address each connection reached: the base of links when nothing else names one.
+    .on_connect(|conn, data| {
+        if let Some(Ok(local)) = conn
+            .downcast_ref::<actix_web::rt::net::TcpStream>()
+            .map(|s| s.local_addr())
+        {
+            data.insert(api::LocalAddr(local));
+        }
+    })
     .client_request_timeout(client_timeout)
     .max_connections(settings.max_connections.div_ceil(workers).max(1))
     .shutdown_timeout(settings.shutdown_timeout_s)

@@ -4,11 +4,12 @@
 //! Both are made from the same rows and the same article HTML (`web::html`, everything from a
 //! signal escaped). Item ids are `urn:uuid:<id>` and never change; an item's modification time
 //! is the signal's `updated_at`, which moves only when a write changes the signal. Links are on
-//! the base [`Links`] gives (relative without one); the self link is the URL that was asked for.
+//! the base [`Links`] gives; the self link is the URL that was asked for.
 //! Validators: a strong `ETag` from the items' versions, and `Last-Modified` from the change
 //! log, whose newest time moves forward with every change (a deletion included), so neither
-//! answers 304 for a feed that changed. `Last-Modified` is left out while the newest change is
-//! under two seconds old (an HTTP date cannot tell it from a later change in the same second).
+//! answers 304 for a feed that changed. While the newest change is under two seconds old,
+//! `Last-Modified` names the second before it (an HTTP date cannot tell it from a later change
+//! in the same second).
 
 use std::fmt::Write;
 use std::sync::Arc;
@@ -42,7 +43,8 @@ impl IntoParams for FeedQuery {
 const TITLE: &str = "Signals";
 const DESCRIPTION: &str = "Scored intelligence signals, newest first";
 
-/// How old the newest change must be before `Last-Modified` names its second.
+/// How old the newest change must be before `Last-Modified` names its second (before, the
+/// second before it).
 const LAST_MODIFIED_MARGIN: chrono::TimeDelta = chrono::TimeDelta::seconds(2);
 
 pub const JSON_FEED: &str = "application/feed+json";
@@ -208,8 +210,9 @@ async fn feed(
     let updated = made.updated.unwrap_or(DateTime::UNIX_EPOCH);
     // HTTP dates count whole seconds: a date given out while its second (and a margin for a
     // transaction still committing) is not over could stand for a later change in the same
-    // second too. So `Last-Modified` is sent only once the newest change is that old, and a
-    // client's `If-Modified-Since` is always a date that no later change can share.
+    // second too. So until the newest change is that old, `Last-Modified` names the second
+    // before it (a date that is never taken for this version: it only costs a full answer),
+    // and a client's `If-Modified-Since` is always a date that no later change can share.
     let settled = Utc::now() - updated >= LAST_MODIFIED_MARGIN;
     // If-None-Match, when sent, decides alone (RFC 9110, 13.2.2).
     let fresh = match held.sent() {
@@ -229,10 +232,12 @@ async fn feed(
     response
         .insert_header((header::ETAG, made.etag.clone()))
         .insert_header((header::CACHE_CONTROL, cache_control(state.public_read)));
-    if settled {
-        let last_modified = HttpDate::from(std::time::SystemTime::from(updated));
-        response.insert_header((header::LAST_MODIFIED, last_modified));
-    }
+    let named = match settled {
+        true => updated,
+        false => updated - chrono::TimeDelta::seconds(1),
+    };
+    let last_modified = HttpDate::from(std::time::SystemTime::from(named));
+    response.insert_header((header::LAST_MODIFIED, last_modified));
     if fresh {
         return Ok(response.finish());
     }
@@ -306,7 +311,7 @@ async fn make(
 /// as a [JSON Feed 1.1](https://jsonfeed.org/version/1.1) for feed readers. Each item's `id` is
 /// `urn:uuid:<signal id>` and never changes; `url` is the signal's page on
 /// `SIGNALS_PUBLIC_URL` (without it, on the scheme and host a trusted proxy forwarded, or
-/// relative); `content_html` is the meta line, the summary, the lede and the titled
+/// on the address the connection reached); `content_html` is the meta line, the summary, the lede and the titled
 /// sections as escaped HTML; `tags` are the signal's tags; `date_modified` changes only when
 /// the signal does. `_signals` carries the score, category and slug. The `feed_url` is the URL
 /// asked for. `ETag` and `Last-Modified` answer `If-None-Match` and `If-Modified-Since` with 304.
@@ -319,7 +324,7 @@ async fn make(
             body = Object,
             headers(
                 ("ETag" = String, description = "Strong validator of the feed"),
-                ("Last-Modified" = String, description = "When the newest change was made; left out while that is under 2 s ago"),
+                ("Last-Modified" = String, description = "When the newest change was made (whole seconds); while that is under 2 s ago, the second before it, which `If-Modified-Since` never takes for this version"),
                 ("Cache-Control" = String),
             ),
             example = json!({"version": "https://jsonfeed.org/version/1.1", "title": "Signals",
@@ -368,7 +373,7 @@ pub async fn json_feed(
             body = String,
             headers(
                 ("ETag" = String, description = "Strong validator of the feed"),
-                ("Last-Modified" = String, description = "When the newest change was made; left out while that is under 2 s ago"),
+                ("Last-Modified" = String, description = "When the newest change was made (whole seconds); while that is under 2 s ago, the second before it, which `If-Modified-Since` never takes for this version"),
                 ("Cache-Control" = String),
             ),
             example = "<?xml version=\"1.0\" encoding=\"utf-8\"?>\n<feed xmlns=\"http://www.w3.org/2005/Atom\" xml:lang=\"en\"><id>urn:uuid:...</id><title type=\"text\">Signals</title>...<entry><id>urn:uuid:01968a4e-1c40-7cc3-9a51-4b1f0e6e2d10</id>...</entry></feed>"),

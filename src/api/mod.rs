@@ -37,7 +37,8 @@ use problem::ApiError;
 /// How long a client may take to send a body (`SIGNALS_CLIENT_TIMEOUT_MS`).
 pub struct BodyTimeout(pub Duration);
 
-/// The base of one response's absolute URLs (see [`Links`]); `None`: its links are relative.
+/// The base of one response's absolute URLs (see [`Links`]); `None` (a request that reached
+/// the service by no TCP connection, as in-process tests): its links are relative.
 pub struct PublicBase(pub Option<String>);
 
 impl PublicBase {
@@ -56,10 +57,15 @@ impl PublicBase {
     }
 }
 
+/// The address a connection reached on this service (its local socket address).
+#[derive(Clone, Copy)]
+pub struct LocalAddr(pub std::net::SocketAddr);
+
 /// Where the service's links point: on `SIGNALS_PUBLIC_URL` when it is set; else, for a
 /// request a trusted proxy (`SIGNALS_TRUSTED_PROXIES`) passed on, on the scheme and host it
-/// forwarded (`X-Forwarded-Proto`, `X-Forwarded-Host` or `Host`); else nowhere: the links are
-/// relative. A client's own `Host` and `X-Forwarded-*` are never believed.
+/// forwarded (`X-Forwarded-Proto`, `X-Forwarded-Host` or `Host`); else on the address the
+/// connection reached (`http://127.0.0.1:8080`), so a link is always a full URL (API.md) that
+/// leads back to this service. A client's own `Host` and `X-Forwarded-*` are never believed.
 pub struct Links {
     pub public: Option<String>,
     pub proxies: Vec<crate::config::Cidr>,
@@ -74,8 +80,12 @@ impl Links {
         let trusted = req
             .peer_addr()
             .is_some_and(|peer| crate::config::Cidr::trusts(&self.proxies, peer.ip()));
+        let reached = || {
+            let local = req.conn_data::<LocalAddr>()?.0;
+            origin("http", &local.to_string())
+        };
         if !trusted {
-            return PublicBase(None);
+            return PublicBase(reached());
         }
         // The first value: what the proxy nearest the client was asked for.
         let first = |name: &str| {
@@ -91,7 +101,7 @@ impl Links {
             _ => "http",
         };
         let host = first("x-forwarded-host").or_else(|| first("host"));
-        PublicBase(host.and_then(|host| origin(scheme, host)))
+        PublicBase(host.and_then(|host| origin(scheme, host)).or_else(reached))
     }
 
     /// The base of links for `req`: [`Links::base`], or none when the service has no [`Links`].

@@ -254,10 +254,7 @@ impl ResponseError for ApiError {
         let headers = response.headers_mut();
         match self {
             ApiError::Unauthorized(_) => {
-                headers.insert(
-                    header::WWW_AUTHENTICATE,
-                    HeaderValue::from_static("Bearer realm=\"signals\""),
-                );
+                headers.insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));
             }
             ApiError::MethodNotAllowed { allow, .. } => {
                 if let Ok(v) = HeaderValue::from_str(allow) {
@@ -350,10 +347,7 @@ pub mod responses {
         "/problems/unauthorized",
         "Authentication required",
         "this request needs an API key: Authorization: Bearer <key>",
-        headers((
-            "WWW-Authenticate" = String,
-            description = "`Bearer realm=\"signals\"`"
-        ))
+        headers(("WWW-Authenticate" = String, description = "`Bearer`"))
     );
     problem_response!(
         Forbidden,
@@ -397,7 +391,7 @@ pub mod responses {
     );
     problem_response!(
         PayloadTooLarge,
-        "The body is over the limit (1 MiB for one signal)",
+        "The body is over the limit: 1 MiB for one signal, 16 MiB for a batch",
         413,
         "/problems/payload-too-large",
         "Request body too large",

@@ -36,7 +36,8 @@ macro_rules! signal_fields {
             /// In the order given.
             sections: Vec<$crate::domain::signal::Section> => sections,
             tags: Vec<String> => text_array,
-            /// An absolute http(s) URL, or null.
+            /// An absolute http(s) URL, or null (always present).
+            #[schema(required = true)]
             source_url: Option<String> => nullable_text,
             /// When the service stored it, in UTC.
             #[serde(serialize_with = "rfc3339")]

@@ -268,7 +268,7 @@ fn given(req: &HttpRequest, name: &str) -> String {
             headers(("ETag" = String), ("Cache-Control" = String), ("Content-Security-Policy" = String))),
         (status = 304, description = "Not modified: the ETag in If-None-Match is current"),
         (status = 400, description = "A filter is not valid (an HTML page says which)", content_type = "text/html", body = String),
-        (status = 401, description = "Reads need a key here (`SIGNALS_PUBLIC_READ=false`)", content_type = "text/html", body = String, headers(("WWW-Authenticate" = String, description = "`Bearer realm=\"signals\"`"))),
+        (status = 401, description = "Reads need a key here (`SIGNALS_PUBLIC_READ=false`)", content_type = "text/html", body = String, headers(("WWW-Authenticate" = String, description = "`Bearer`"))),
         (status = 503, description = "The database did not answer in time", content_type = "text/html", body = String),
     ),
     security(())
@@ -472,7 +472,7 @@ impl IntoParams for SlugPath {
         (status = 200, description = "The signal's page", content_type = "text/html", body = String,
             headers(("ETag" = String), ("Cache-Control" = String), ("Content-Security-Policy" = String))),
         (status = 304, description = "Not modified: the ETag in If-None-Match is current"),
-        (status = 401, description = "Reads need a key here (`SIGNALS_PUBLIC_READ=false`)", content_type = "text/html", body = String, headers(("WWW-Authenticate" = String, description = "`Bearer realm=\"signals\"`"))),
+        (status = 401, description = "Reads need a key here (`SIGNALS_PUBLIC_READ=false`)", content_type = "text/html", body = String, headers(("WWW-Authenticate" = String, description = "`Bearer`"))),
         (status = 404, description = "No signal has this slug (a page says so)", content_type = "text/html", body = String),
         (status = 503, description = "The database did not answer in time", content_type = "text/html", body = String),
     ),
