@@ -157,8 +157,9 @@ pub struct ServeSettings {
 
     /// The base of every absolute URL the service writes (e.g. https://signals.example.com);
     /// unset, a trusted proxy's X-Forwarded-Proto and X-Forwarded-Host (or Host) are the base
-    /// of the links of the requests it passes on, and other requests' links are on the address
-    /// their connection reached (http://127.0.0.1:8080).
+    /// of the links of the requests it passes on; a request straight from its client has links
+    /// on the address its connection reached (http://127.0.0.1:8080), one through a proxy not
+    /// trusted relative ones.
     #[arg(long, env = "SIGNALS_PUBLIC_URL")]
     pub public_url: Option<PublicUrl>,
 

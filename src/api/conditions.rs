@@ -4,7 +4,7 @@
 
 use actix_web::dev::Payload;
 use actix_web::http::header::{self, HeaderName};
-use actix_web::{FromRequest, HttpRequest};
+use actix_web::{FromRequest, HttpMessage, HttpRequest};
 use futures_util::future::{ready, Ready};
 use utoipa::openapi::path::{Parameter, ParameterBuilder, ParameterIn};
 use utoipa::openapi::schema::{ObjectBuilder, Type};
@@ -44,7 +44,7 @@ fn tags(req: &HttpRequest, name: &HeaderName) -> Option<Tags> {
         lines
             .iter()
             .flat_map(|line| line.split(','))
-            .map(|t| unencoded(t.trim()))
+            .map(|t| t.trim().to_owned())
             .collect(),
     ))
 }
@@ -57,26 +57,49 @@ pub fn encoded_tag(tag: &str, coding: &str) -> Option<String> {
     Some(format!("{inner}.{coding}\""))
 }
 
-/// A tag a client sent, without the coding [`encoded_tag`] added: a version is the same
-/// version whichever coding the client got it in.
+/// A tag a client sent, without the coding [`encoded_tag`] added.
 fn unencoded(tag: &str) -> String {
     match tag
         .strip_suffix('"')
         .and_then(|inner| inner.rsplit_once('.'))
     {
-        Some((inner, coding)) if CODINGS.iter().any(|c| c.as_str() == coding) => {
-            format!("{inner}\"")
-        }
-        _ => tag.to_owned(),
+        Some((inner, _coding)) => format!("{inner}\""),
+        None => tag.to_owned(),
     }
 }
 
-/// The content codings the `Compress` middleware may apply besides identity (actix-web's
-/// `compress-gzip` feature), in its order of preference: those [`encoded_tag`] marks.
-pub const CODINGS: [header::ContentEncoding; 2] = [
-    header::ContentEncoding::Gzip,
-    header::ContentEncoding::Deflate,
-];
+/// The content coding an answer goes out in (`gzip`), when not identity: put in the request's
+/// extensions by `middleware::encoded_validators`, which has `Compress` apply exactly it.
+#[derive(Clone, Copy)]
+pub struct AnswerCoding(pub &'static str);
+
+/// Which of a client's tags name the current version.
+#[derive(Clone, Copy)]
+enum Naming {
+    /// A read: the tag of the coding the answer goes out in (a strong tag names one sequence
+    /// of bytes; a cache holding the gzip copy must not be told that the identity one is
+    /// current).
+    Coding(Option<&'static str>),
+    /// A write: the tag of any coding, as what is changed is the version.
+    AnyCoding,
+}
+
+impl Naming {
+    fn of(req: &HttpRequest) -> Naming {
+        Naming::Coding(req.extensions().get::<AnswerCoding>().map(|c| c.0))
+    }
+
+    /// Whether tag `sent` names the version whose identity tag is `etag` (strong comparison).
+    fn names(self, sent: &str, etag: &str) -> bool {
+        match self {
+            Naming::AnyCoding => unencoded(sent) == etag,
+            Naming::Coding(None) => sent == etag,
+            Naming::Coding(Some(coding)) => {
+                encoded_tag(etag, coding).is_some_and(|current| current == sent)
+            }
+        }
+    }
+}
 
 fn header_param(name: &str, description: &str) -> Parameter {
     ParameterBuilder::new()
@@ -101,7 +124,10 @@ impl WriteConditions {
     fn of(req: &HttpRequest) -> WriteConditions {
         WriteConditions {
             if_match: tags(req, &header::IF_MATCH),
-            if_none_match: IfNoneMatch(tags(req, &header::IF_NONE_MATCH)),
+            if_none_match: IfNoneMatch {
+                tags: tags(req, &header::IF_NONE_MATCH),
+                naming: Naming::AnyCoding,
+            },
         }
     }
 
@@ -109,7 +135,7 @@ impl WriteConditions {
     pub fn check(&self, etag: &str) -> Result<(), ApiError> {
         let matched = match &self.if_match {
             None | Some(Tags::Any) => true,
-            Some(Tags::List(tags)) => tags.iter().any(|t| t == etag),
+            Some(Tags::List(tags)) => tags.iter().any(|t| Naming::AnyCoding.names(t, etag)),
         };
         if !matched || self.if_none_match.holds(etag) {
             return Err(ApiError::PreconditionFailed);
@@ -146,20 +172,27 @@ impl IntoParams for WriteConditions {
     }
 }
 
-/// `If-None-Match` of GET: 304 when the client holds the current version (weak comparison).
-pub struct IfNoneMatch(Option<Tags>);
+/// `If-None-Match` of GET: 304 when the client holds the current version (weak comparison),
+/// in the coding of this answer.
+pub struct IfNoneMatch {
+    tags: Option<Tags>,
+    naming: Naming,
+}
 
 impl IfNoneMatch {
     /// Whether the request sent the header at all.
     pub fn sent(&self) -> bool {
-        self.0.is_some()
+        self.tags.is_some()
     }
 
+    /// Whether a tag the client holds names the version whose identity tag is `etag`.
     pub fn holds(&self, etag: &str) -> bool {
-        match &self.0 {
+        match &self.tags {
             None => false,
             Some(Tags::Any) => true,
-            Some(Tags::List(tags)) => tags.iter().any(|t| t.trim_start_matches("W/") == etag),
+            Some(Tags::List(tags)) => tags
+                .iter()
+                .any(|t| self.naming.names(t.trim_start_matches("W/"), etag)),
         }
     }
 }
@@ -169,7 +202,10 @@ impl FromRequest for IfNoneMatch {
     type Future = Ready<Result<Self, ApiError>>;
 
     fn from_request(req: &HttpRequest, _: &mut Payload) -> Self::Future {
-        ready(Ok(IfNoneMatch(tags(req, &header::IF_NONE_MATCH))))
+        ready(Ok(IfNoneMatch {
+            tags: tags(req, &header::IF_NONE_MATCH),
+            naming: Naming::of(req),
+        }))
     }
 }
 

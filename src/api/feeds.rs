@@ -236,6 +236,8 @@ async fn feed(
         true => updated,
         false => updated - chrono::TimeDelta::seconds(1),
     };
+    // Never later than the answer's own date (the database's clock may run ahead of this one).
+    let named = named.min(Utc::now());
     let last_modified = HttpDate::from(std::time::SystemTime::from(named));
     response.insert_header((header::LAST_MODIFIED, last_modified));
     if fresh {
@@ -311,7 +313,7 @@ async fn make(
 /// as a [JSON Feed 1.1](https://jsonfeed.org/version/1.1) for feed readers. Each item's `id` is
 /// `urn:uuid:<signal id>` and never changes; `url` is the signal's page on
 /// `SIGNALS_PUBLIC_URL` (without it, on the scheme and host a trusted proxy forwarded, or
-/// on the address the connection reached); `content_html` is the meta line, the summary, the lede and the titled
+/// on the address a request straight from its client reached, or relative); `content_html` is the meta line, the summary, the lede and the titled
 /// sections as escaped HTML; `tags` are the signal's tags; `date_modified` changes only when
 /// the signal does. `_signals` carries the score, category and slug. The `feed_url` is the URL
 /// asked for. `ETag` and `Last-Modified` answer `If-None-Match` and `If-Modified-Since` with 304.

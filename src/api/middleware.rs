@@ -16,30 +16,57 @@ use actix_web::{web, Error, ResponseError};
 use tracing::Instrument;
 use uuid::Uuid;
 
-use super::conditions::CODINGS;
 use super::problem::{problem_for_status, problem_response, ApiError, PROBLEM_JSON};
 
 pub const REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
 
+/// The content codings `Compress` applies besides identity (actix-web's `compress-gzip`
+/// feature), in its order of preference.
+const CODINGS: [header::ContentEncoding; 2] = [
+    header::ContentEncoding::Gzip,
+    header::ContentEncoding::Deflate,
+];
+
 /// Wraps `Compress` so that its encoded answers keep HTTP's validators right (RFC 9110, 8.8.3.3
-/// and 15.4.5): a gzip body is another representation, so its ETag is the identity one's with
-/// the coding added (`"tag.gzip"`, [`conditions::encoded_tag`]; the conditions read either as
-/// the same version); every answer says it varies by `Accept-Encoding` (`Compress` says so
-/// only when it encodes, never on a 304); and a 304 carries the ETag of the coding the client
-/// would have got. A request that accepts none of the codings (`identity;q=0`) is answered
-/// without one, as RFC 9110 (12.5.3) advises, not with `Compress`'s plain-text 406.
+/// and 15.4.5). The coding is chosen here, once, and `Compress` is made to apply exactly it
+/// (the request's `Accept-Encoding` is replaced by that coding alone, or removed); the
+/// conditions read it from the request's extensions ([`AnswerCoding`]). A gzip body is another
+/// representation, so its ETag is the identity one's with the coding added (`"tag.gzip"`,
+/// [`encoded_tag`]), on a 304 too; every answer says it varies by `Accept-Encoding` (`Compress`
+/// says so only when it encodes, never on a 304); and a request that accepts no coding at all
+/// (`identity;q=0`) gets identity, as RFC 9110 (12.5.3) advises, not `Compress`'s plain-text
+/// 406. (A body `Compress` leaves as it is, an image or an empty one, keeps its plain tag; the
+/// service gives neither a tag.)
 ///
-/// [`conditions::encoded_tag`]: super::conditions::encoded_tag
+/// [`AnswerCoding`]: super::conditions::AnswerCoding
+/// [`encoded_tag`]: super::conditions::encoded_tag
 pub async fn encoded_validators(
     mut req: ServiceRequest,
     next: Next<impl MessageBody + 'static>,
 ) -> Result<ServiceResponse<impl MessageBody>, Error> {
-    let codings = CODINGS.map(header::Encoding::Known);
-    let chosen = req.get_header::<header::AcceptEncoding>().map(|accepted| {
-        accepted.negotiate([header::Encoding::identity()].iter().chain(codings.iter()))
-    });
-    if let Some(None) = chosen {
-        req.headers_mut().remove(header::ACCEPT_ENCODING);
+    let supported = [header::Encoding::identity()]
+        .into_iter()
+        .chain(CODINGS.map(header::Encoding::Known))
+        .collect::<Vec<_>>();
+    let chosen = req
+        .get_header::<header::AcceptEncoding>()
+        .and_then(|accepted| accepted.negotiate(supported.iter()))
+        .and_then(|chosen| {
+            CODINGS
+                .into_iter()
+                .find(|c| chosen == header::Encoding::Known(*c))
+        })
+        .map(|c| c.as_str());
+    match chosen {
+        Some(coding) => {
+            req.headers_mut()
+                .insert(header::ACCEPT_ENCODING, HeaderValue::from_static(coding));
+            req.extensions_mut()
+                .insert(super::conditions::AnswerCoding(coding));
+        }
+        None => {
+            req.headers_mut().remove(header::ACCEPT_ENCODING);
+        }
     }
     let mut res = next.call(req).await?;
     let not_modified = res.status() == actix_web::http::StatusCode::NOT_MODIFIED;
@@ -47,13 +74,12 @@ pub async fn encoded_validators(
     let coding = match headers.get(header::CONTENT_ENCODING) {
         Some(coding) => CODINGS
             .into_iter()
-            .find(|c| coding.as_bytes() == c.as_str().as_bytes()),
-        None if not_modified => CODINGS.into_iter().find(|c| {
-            chosen.as_ref().and_then(Option::as_ref) == Some(&header::Encoding::Known(*c))
-        }),
+            .find(|c| coding.as_bytes() == c.as_str().as_bytes())
+            .map(|c| c.as_str()),
+        None if not_modified => chosen,
         None => None,
     };
-    if let Some(coding) = coding.map(|c| c.as_str()) {
+    if let Some(coding) = coding {
         let tag = headers.get(header::ETAG).and_then(|t| t.to_str().ok());
         if let Some(encoded) = tag.and_then(|t| super::conditions::encoded_tag(t, coding)) {
             if let Ok(value) = HeaderValue::from_str(&encoded) {

@@ -63,9 +63,11 @@ pub struct LocalAddr(pub std::net::SocketAddr);
 
 /// Where the service's links point: on `SIGNALS_PUBLIC_URL` when it is set; else, for a
 /// request a trusted proxy (`SIGNALS_TRUSTED_PROXIES`) passed on, on the scheme and host it
-/// forwarded (`X-Forwarded-Proto`, `X-Forwarded-Host` or `Host`); else on the address the
-/// connection reached (`http://127.0.0.1:8080`), so a link is always a full URL (API.md) that
-/// leads back to this service. A client's own `Host` and `X-Forwarded-*` are never believed.
+/// forwarded (`X-Forwarded-Proto`, `X-Forwarded-Host` or `Host`); else, for a request that
+/// came straight from its client, on the address the connection reached
+/// (`http://127.0.0.1:8080`), so a link is a full URL (API.md) that leads back to this
+/// service; else (a proxy not trusted, or a trusted one's unusable host) relative. A client's
+/// own `Host` and `X-Forwarded-*` are never believed.
 pub struct Links {
     pub public: Option<String>,
     pub proxies: Vec<crate::config::Cidr>,
@@ -80,12 +82,21 @@ impl Links {
         let trusted = req
             .peer_addr()
             .is_some_and(|peer| crate::config::Cidr::trusts(&self.proxies, peer.ip()));
-        let reached = || {
-            let local = req.conn_data::<LocalAddr>()?.0;
-            origin("http", &local.to_string())
-        };
         if !trusted {
-            return PublicBase(reached());
+            // A request a proxy passed on (it says so in a header) reached an address of the
+            // proxy's, not one its client can use: relative links then, which resolve against
+            // the URL the client asked for.
+            let proxied = ["x-forwarded-for", "x-forwarded-host", "forwarded", "via"]
+                .iter()
+                .any(|name| req.headers().contains_key(*name));
+            if proxied {
+                warn_untrusted_proxy();
+                return PublicBase(None);
+            }
+            let reached = req
+                .conn_data::<LocalAddr>()
+                .map(|local| local.0.to_string());
+            return PublicBase(reached.and_then(|local| origin("http", &local)));
         }
         // The first value: what the proxy nearest the client was asked for.
         let first = |name: &str| {
@@ -101,7 +112,7 @@ impl Links {
             _ => "http",
         };
         let host = first("x-forwarded-host").or_else(|| first("host"));
-        PublicBase(host.and_then(|host| origin(scheme, host)).or_else(reached))
+        PublicBase(host.and_then(|host| origin(scheme, host)))
     }
 
     /// The base of links for `req`: [`Links::base`], or none when the service has no [`Links`].
@@ -109,6 +120,19 @@ impl Links {
         req.app_data::<web::Data<Links>>()
             .map_or(PublicBase(None), |links| links.base(req))
     }
+}
+
+/// Says once that requests come through a proxy the service does not trust, whose links are
+/// then relative.
+fn warn_untrusted_proxy() {
+    static ONCE: std::sync::Once = std::sync::Once::new();
+    ONCE.call_once(|| {
+        tracing::warn!(
+            "a request came through a proxy (X-Forwarded-*, Forwarded or Via) from an address \
+             not in SIGNALS_TRUSTED_PROXIES: its links are relative; set SIGNALS_PUBLIC_URL \
+             (or trust the proxy) for full URLs"
+        )
+    });
 }
 
 /// `scheme://host[:port]` when `host` is a host and an optional port and nothing else (no
@@ -300,8 +324,8 @@ fn add_validators_of_not_modified(api: &mut OpenApi) {
         .schema(Some(ObjectBuilder::new().schema_type(Type::String)))
         .description(Some(
             "`Accept-Encoding` (a gzip body's ETag is the identity one's with `.gzip` added \
-             inside the quotes; If-Match and If-None-Match take either), and `Origin` with \
-             CORS",
+             inside the quotes; `If-None-Match` of a read matches the tag of the coding the \
+             answer goes out in, `If-Match` a tag of any coding), and `Origin` with CORS",
         ))
         .build();
     for item in api.paths.paths.values_mut() {
@@ -415,9 +439,13 @@ fn add_rate_limits(api: &mut OpenApi) {
             }
         };
     if let Some(components) = api.components.as_mut() {
-        for response in components.responses.values_mut() {
+        for (name, response) in components.responses.iter_mut() {
             if let RefOr::T(response) = response {
-                add_fields(&mut response.headers);
+                // A head over the bounds is refused before it is counted (and before a key in
+                // it is looked up): no RateLimit fields.
+                if name != "HeadersTooLarge" {
+                    add_fields(&mut response.headers);
+                }
                 // A wait is whole seconds, at least one (`u32` would allow 0).
                 if let Some(RefOr::T(retry_after)) = response.headers.get_mut("Retry-After") {
                     retry_after.schema = Some(RefOr::T(utoipa::openapi::Schema::Object(
