@@ -317,6 +317,7 @@ async fn build(
         }
     });
     let closing = hub.get_ref().clone();
+    let docs_page = docs_page();
     let server = HttpServer::new(move || {
         let pool = pools.pool(per_worker, Plans::Reused);
         let list_pool = pools.pool(per_worker, Plans::PerExecution);
@@ -386,15 +387,24 @@ async fn build(
                         .persist_authorization(true),
                 ),
             )
-            .service(
+            .service({
+                let page = docs_page.clone();
                 web::resource("/docs")
-                    .get(|| async {
-                        HttpResponse::PermanentRedirect()
-                            .insert_header((header::LOCATION, "/docs/"))
-                            .finish()
+                    .get(move || {
+                        let page = page.clone();
+                        async move {
+                            match page {
+                                Some(page) => HttpResponse::Ok()
+                                    .content_type("text/html; charset=utf-8")
+                                    .body(page),
+                                None => HttpResponse::PermanentRedirect()
+                                    .insert_header((header::LOCATION, "/docs/"))
+                                    .finish(),
+                            }
+                        }
                     })
-                    .default_service(web::to(api::no_route)),
-            )
+                    .default_service(web::to(api::no_route))
+            })
             .default_service(web::to(api::no_route))
     })
     // Responses go out whole at once; Nagle's algorithm would only hold back their last segment.
@@ -419,6 +429,22 @@ async fn build(
         .map_err(|e| Fatal(format!("cannot listen: {e}")))?
         .run();
     Ok((server, closing))
+}
+
+/// `GET /docs`: the reference's own page (a client that does not follow redirects gets it as
+/// well as one asking for `/docs/`), its files resolved under `/docs/` by a `<base>`; `None`
+/// (a redirect to `/docs/`) if the bundled page is not as expected.
+fn docs_page() -> Option<web::Bytes> {
+    let config = std::sync::Arc::new(Config::from("/openapi.json"));
+    let file = utoipa_swagger_ui::serve("index.html", config).ok()??;
+    if file.gzpipped {
+        return None;
+    }
+    let html = std::str::from_utf8(&file.bytes).ok()?;
+    html.contains("<head>").then(|| {
+        html.replacen("<head>", "<head><base href=\"/docs/\">", 1)
+            .into()
+    })
 }
 
 /// Reads are allowed from any origin; writes only from the configured ones.
