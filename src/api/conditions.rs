@@ -57,16 +57,27 @@ pub fn encoded_tag(tag: &str, coding: &str) -> Option<String> {
     Some(format!("{inner}.{coding}\""))
 }
 
-/// A tag a client sent, without the coding [`encoded_tag`] added.
+/// A tag a client sent, without the coding [`encoded_tag`] added (one of [`CODINGS`]: a tag
+/// with another is none the service gave).
 fn unencoded(tag: &str) -> String {
     match tag
         .strip_suffix('"')
         .and_then(|inner| inner.rsplit_once('.'))
     {
-        Some((inner, _coding)) => format!("{inner}\""),
-        None => tag.to_owned(),
+        Some((inner, coding)) if CODINGS.iter().any(|c| c.as_str() == coding) => {
+            format!("{inner}\"")
+        }
+        _ => tag.to_owned(),
     }
 }
+
+/// The content codings `Compress` applies besides identity (actix-web's `compress-gzip`
+/// feature), in its order of preference: those `middleware::encoded_validators` chooses from
+/// and [`encoded_tag`] marks.
+pub const CODINGS: [header::ContentEncoding; 2] = [
+    header::ContentEncoding::Gzip,
+    header::ContentEncoding::Deflate,
+];
 
 /// The content coding an answer goes out in (`gzip`), when not identity: put in the request's
 /// extensions by `middleware::encoded_validators`, which has `Compress` apply exactly it.
@@ -417,6 +428,16 @@ mod tests {
         assert!(both("\"a\"", "\"b\"").check("\"a\"").is_ok());
         assert!(both("\"a\"", "\"a\"").check("\"a\"").is_err());
         assert!(both("\"b\"", "\"c\"").check("\"a\"").is_err());
+        // A tag of a coding the service applies names the version; one of another, none.
+        assert!(if_match("\"a.gzip\"").check("\"a\"").is_ok());
+        assert!(if_match("\"a.deflate\"").check("\"a\"").is_ok());
+        for made_up in ["\"a.br\"", "\"a.x\""] {
+            assert!(if_match(made_up).check("\"a\"").is_err(), "{made_up}");
+            assert!(none_match(made_up).check("\"a\"").is_ok(), "{made_up}");
+        }
+        // Weak: never for If-Match, always for If-None-Match.
+        assert!(if_match("W/\"a.gzip\"").check("\"a\"").is_err());
+        assert!(none_match("W/\"a.gzip\"").check("\"a\"").is_err());
     }
 
     #[test]

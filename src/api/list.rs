@@ -76,7 +76,7 @@ impl IntoParams for ListQuery {
     params(ListQuery, IfNoneMatch, ReadAfter),
     responses(
         (status = 200, description = "A page of signals", body = SignalPage, headers(
-            ("Link" = String, description = "`<next page URL>; rel=\"next\"` when there is a next page: on `SIGNALS_PUBLIC_URL`, or else on the scheme and host a trusted proxy forwarded (`X-Forwarded-Proto`, `X-Forwarded-Host` or `Host`), or else, for a request straight from its client, on the address its connection reached (`http://127.0.0.1:8080`); relative through a proxy not trusted (one that sends `X-Forwarded-*`, `Forwarded` or `Via`)"),
+            ("Link" = String, description = "`<next page URL>; rel=\"next\"` when there is a next page: on `SIGNALS_PUBLIC_URL`, or else on the scheme and host a trusted proxy forwarded (`X-Forwarded-Proto`, `X-Forwarded-Host` or `Host`), or else, for a request straight from its client, on the address its connection reached (`http://127.0.0.1:8080`); relative through a proxy not trusted (one that sends `X-Forwarded-*`, `X-Real-IP`, `Forwarded` or `Via`)"),
             ("ETag" = String, description = "Strong validator of the page"),
             ("Cache-Control" = String),
         ), example = json!({"items": [examples::signal()], "next_cursor": null})),

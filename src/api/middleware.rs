@@ -16,16 +16,10 @@ use actix_web::{web, Error, ResponseError};
 use tracing::Instrument;
 use uuid::Uuid;
 
+use super::conditions::CODINGS;
 use super::problem::{problem_for_status, problem_response, ApiError, PROBLEM_JSON};
 
 pub const REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
-
-/// The content codings `Compress` applies besides identity (actix-web's `compress-gzip`
-/// feature), in its order of preference.
-const CODINGS: [header::ContentEncoding; 2] = [
-    header::ContentEncoding::Gzip,
-    header::ContentEncoding::Deflate,
-];
 
 /// Wraps `Compress` so that its encoded answers keep HTTP's validators right (RFC 9110, 8.8.3.3
 /// and 15.4.5). The coding is chosen here, once, and `Compress` is made to apply exactly it

@@ -86,9 +86,11 @@ impl Links {
             // A request a proxy passed on (it says so in a header) reached an address of the
             // proxy's, not one its client can use: relative links then, which resolve against
             // the URL the client asked for.
-            let proxied = ["x-forwarded-for", "x-forwarded-host", "forwarded", "via"]
-                .iter()
-                .any(|name| req.headers().contains_key(*name));
+            let proxied = req.headers().keys().any(|name| {
+                let name = name.as_str();
+                name.starts_with("x-forwarded-")
+                    || matches!(name, "forwarded" | "via" | "x-real-ip")
+            });
             if proxied {
                 warn_untrusted_proxy();
                 return PublicBase(None);
@@ -128,9 +130,9 @@ fn warn_untrusted_proxy() {
     static ONCE: std::sync::Once = std::sync::Once::new();
     ONCE.call_once(|| {
         tracing::warn!(
-            "a request came through a proxy (X-Forwarded-*, Forwarded or Via) from an address \
-             not in SIGNALS_TRUSTED_PROXIES: its links are relative; set SIGNALS_PUBLIC_URL \
-             (or trust the proxy) for full URLs"
+            "a request came through a proxy (X-Forwarded-*, X-Real-IP, Forwarded or Via) from an \
+             address not in SIGNALS_TRUSTED_PROXIES: its links are relative; set \
+             SIGNALS_PUBLIC_URL (or trust the proxy) for full URLs"
         )
     });
 }
