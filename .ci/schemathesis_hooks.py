@@ -10,6 +10,9 @@ check off these few generated values are left out (the README names them, with t
   answer is 412 by definition (declared in the spec). `*` and malformed values (400) stay in the
   negative cases. Likewise `If-None-Match: *` on a write (PUT, PATCH, DELETE): the signal exists,
   so it is 412 by definition (declared in the spec); other tags name no version and stay.
+- `sort=relevance` without a `q` in a positive case: API.md allows `relevance` only with `q`, so
+  it is 400 (declared in the parameter's description); a parameter's schema cannot name another
+  parameter. The negative cases keep it.
 - a case meant to be refused whose query holds a value the wire cannot carry as generated: a
   query string is text, so `true`, `5`, an object or null where the spec wants text, a single
   value where it wants a list, a list item that is not text, all reach the service as text (an
@@ -154,6 +157,8 @@ def filter_case(ctx, case):
     query = case.query or {}
     headers = {name.lower(): value for name, value in (case.headers or {}).items()}
     if any(name in query for name in UNFORGEABLE_QUERY):
+        return False
+    if query.get("sort") == "relevance" and not query.get("q"):
         return False
     body = case.body if isinstance(case.body, dict) else {}
     if (

@@ -316,8 +316,8 @@ pub const LIST_PARAMS: &[Param] = &[
         "sort",
         Kind::Sort,
         "Order; ties break by `published_at`, then `id`, in the same direction (`relevance`: \
-         newest first). Default `-published_at`, or `relevance` when `q` is given. Without `q` \
-         every signal is equally relevant, so `relevance` is newest first.",
+         newest first). Default `-published_at`, or `relevance` when `q` is given. `relevance` \
+         only with `q` (else 400: without a text search there is nothing to rank by).",
     ),
     param(
         "limit",
@@ -807,6 +807,13 @@ impl ListQuery {
         if q.filter.q.is_some() && !sort_given {
             q.sort = Sort::Relevance;
         }
+        // API.md: `relevance` only with `q`; without one there is nothing to rank by.
+        if q.sort == Sort::Relevance && q.filter.q.is_none() {
+            return Err(FieldError::new(
+                "sort",
+                "`relevance` needs a text search (`q`) to rank by",
+            ));
+        }
         Ok(q)
     }
 }
@@ -1095,11 +1102,10 @@ mod tests {
             ListQuery::parse("min_score=").unwrap_err().field,
             "min_score"
         );
-        // Without a text query every signal is as relevant as any other: newest first (a 400
-        // would refuse a request the schema allows; outside checkers send it).
+        // API.md: `relevance` only with `q`.
         assert_eq!(
-            ListQuery::parse("sort=relevance").unwrap().sort,
-            Sort::Relevance
+            ListQuery::parse("sort=relevance").unwrap_err().field,
+            "sort"
         );
         assert_eq!(
             ListQuery::parse("sort=relevance&q=deepseek").unwrap().sort,

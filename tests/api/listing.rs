@@ -459,6 +459,16 @@ async fn bad_text_queries_are_400() {
         let mut res = app.get(&bad).send().await.unwrap();
         assert_problem(&mut res, 400).await;
     }
+    // API.md: `relevance` only with `q`.
+    let mut res = app.get("/v1/signals?sort=relevance").send().await.unwrap();
+    let problem = assert_problem(&mut res, 400).await;
+    assert!(problem.to_string().contains("sort"), "{problem}");
+    let res = app
+        .get("/v1/signals?sort=relevance&q=chips")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), 200);
 }
 
 #[actix_web::test]
