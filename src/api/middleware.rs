@@ -21,6 +21,13 @@ use super::problem::{problem_for_status, problem_response, ApiError, PROBLEM_JSO
 
 pub const REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
 
+/// What `encoded_validators` negotiates among: identity and [`CODINGS`], made once.
+const SUPPORTED: [header::Encoding; 3] = [
+    header::Encoding::identity(),
+    header::Encoding::Known(CODINGS[0]),
+    header::Encoding::Known(CODINGS[1]),
+];
+
 /// Wraps `Compress` so that its encoded answers keep HTTP's validators right (RFC 9110, 8.8.3.3
 /// and 15.4.5). The coding is chosen here, once, and `Compress` is made to apply exactly it
 /// (the request's `Accept-Encoding` is replaced by that coding alone, or removed); the
@@ -38,13 +45,9 @@ pub async fn encoded_validators(
     mut req: ServiceRequest,
     next: Next<impl MessageBody + 'static>,
 ) -> Result<ServiceResponse<impl MessageBody>, Error> {
-    let supported = [header::Encoding::identity()]
-        .into_iter()
-        .chain(CODINGS.map(header::Encoding::Known))
-        .collect::<Vec<_>>();
     let chosen = req
         .get_header::<header::AcceptEncoding>()
-        .and_then(|accepted| accepted.negotiate(supported.iter()))
+        .and_then(|accepted| accepted.negotiate(SUPPORTED.iter()))
         .and_then(|chosen| {
             CODINGS
                 .into_iter()
