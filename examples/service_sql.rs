@@ -4,7 +4,9 @@
 //!     cargo run --release --example service_sql -- list 'min_score=7'
 //!     cargo run --release --example service_sql -- list-kept 'tag=chips&min_score=7'
 //!     cargo run --release --example service_sql -- list '' 2026-01-01T00:00:00Z <uuid>
+//!     cargo run --release --example service_sql -- list-first-look 'q=chips'
 //!     cargo run --release --example service_sql -- get <uuid>
+//!     cargo run --release --example service_sql -- horizon|candidates
 
 use signals::db::lists::{list_sql, Plan};
 use signals::db::lookups::find_sql;
@@ -20,7 +22,14 @@ fn main() {
         }
         // `list-kept`: the statement for the one plan PostgreSQL keeps, which the service sends
         // when the statistics say enough signals pass the filters (`Shares::one_plan_fits`).
-        Some(verb @ ("list" | "list-kept")) => {
+        // The default SIGNALS_SEARCH_HORIZON: how many of the newest documents a search's first
+        // look covers (its bound is the time of the horizon-th newest).
+        Some("horizon") => signals::config::DEFAULT_SEARCH_HORIZON.to_string(),
+        // How many of a search's newest matches are ranked (a value of the search statements).
+        Some("candidates") => signals::domain::query::SEARCH_CANDIDATES.to_string(),
+        // `list-first-look`: a search's first page as the service sends it first, with the
+        // horizon's time as one more bound (`Horizon` in src/db/lists.rs).
+        Some(verb @ ("list" | "list-kept" | "list-first-look")) => {
             let query =
                 ListQuery::parse(args.get(1).map_or("", String::as_str)).expect("a valid query");
             let after = match (args.get(2), args.get(3)) {
@@ -45,10 +54,11 @@ fn main() {
                 None,
                 query.limit,
                 plan,
+                (verb == "list-first-look").then(chrono::Utc::now),
             )
         }
         _ => {
-            eprintln!("usage: service_sql list|list-kept QUERY [PUBLISHED_AT ID] | get ID");
+            eprintln!("usage: service_sql list|list-kept|list-first-look QUERY [PUBLISHED_AT ID] | get ID | horizon | candidates");
             std::process::exit(2);
         }
     };

@@ -5,6 +5,9 @@ use std::time::Duration;
 
 use clap::{Args, ValueEnum};
 
+/// The default `SIGNALS_SEARCH_HORIZON`.
+pub const DEFAULT_SEARCH_HORIZON: u32 = 60_000;
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
 pub enum LogFormat {
     Text,
@@ -191,10 +194,10 @@ pub struct ServeSettings {
     pub cache_mb: usize,
 
     /// How many of the newest signals a text search sorted by relevance (with no filter but
-    /// `since`) looks among first for the newest matches it ranks, when PostgreSQL expects
-    /// enough of them there (the answer is the same, found faster); 0 looks among every signal
-    /// at once.
-    #[arg(long, env = "SIGNALS_SEARCH_HORIZON", default_value_t = 40_000)]
+    /// `since`) looks among first for the newest matches it ranks, through the GIN index of
+    /// the newest documents that the service keeps covering them (the answer is the same, found
+    /// faster); 0 looks among every signal at once and keeps no such index.
+    #[arg(long, env = "SIGNALS_SEARCH_HORIZON", default_value_t = DEFAULT_SEARCH_HORIZON)]
     pub search_horizon: u32,
 
     /// Whether webhook URLs may be http (not only https); unset, as

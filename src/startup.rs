@@ -316,6 +316,28 @@ async fn build(
             }
         }
     });
+    // The GIN index of the newest search documents follows the search horizon: checked at start
+    // and every minute, built anew when it no longer covers it (db::search_index).
+    let indexer = pools.pool(1, Plans::Reused);
+    let newest = horizon.size();
+    actix_web::rt::spawn(async move {
+        let mut every = actix_web::rt::time::interval(std::time::Duration::from_secs(60));
+        loop {
+            every.tick().await;
+            let Ok(mut conn) = db::conn(&indexer).await else {
+                continue;
+            };
+            match db::search_index::keep(&mut conn, newest).await {
+                Ok(db::search_index::Kept::Built(from)) => {
+                    tracing::info!(from, "index of the newest search documents built")
+                }
+                Ok(_) => {}
+                Err(e) => {
+                    tracing::warn!(error = %e, "cannot keep the index of the newest search documents")
+                }
+            }
+        }
+    });
     let closing = hub.get_ref().clone();
     let docs_page = docs_page();
     let server = HttpServer::new(move || {

@@ -8,9 +8,7 @@ use std::sync::{Arc, LazyLock, Mutex};
 use std::time::{Duration, Instant};
 
 use chrono::{DateTime, Utc};
-use diesel::sql_types::{
-    Array, BigInt, Bool, Double, Float, Nullable, SmallInt, Text, Timestamptz,
-};
+use diesel::sql_types::{Array, Bool, Float, Nullable, SmallInt, Text};
 use diesel::{
     ExpressionMethods, PgArrayExpressionMethods, QueryDsl, QueryableByName, SelectableHelper,
 };
@@ -346,7 +344,7 @@ async fn first_search_page(
 ) -> diesel::QueryResult<(Option<Window>, Vec<SignalJson>)> {
     // The newest matches among the newest documents are the newest of all, when there are
     // enough of them there; else the search looks again among every document.
-    if let Some(from) = horizon.bound(conn, q, filter).await? {
+    if let Some(from) = horizon.bound(conn, filter).await? {
         let page = window_and_page(
             first_page_query(q, filter, Some(from), limit)
                 .load(conn)
@@ -447,37 +445,20 @@ async fn candidate_window(
 }
 
 /// Where a text search looks first for its newest matches: among the newest `size` search
-/// documents (`SIGNALS_SEARCH_HORIZON`). The time of the oldest of them is a bound PostgreSQL
-/// combines with the GIN index (a BitmapAnd of both indexes), so a word in a few percent of a
-/// million signals has its window in about 10 ms instead of reading the times of all its
-/// 50,000 matches (30–50 ms), or walking the time index and testing document after document
-/// when the planner takes the word for a common one (200 ms for a word in 8 %). The answer is
-/// the same either way: if at least [`SEARCH_CANDIDATES`] matches are that new, they are the
+/// documents (`SIGNALS_SEARCH_HORIZON`). The time of the oldest of them is a bound that lets
+/// PostgreSQL read the GIN index of the newest documents alone ([`super::search_index`], which
+/// the service keeps covering this horizon), not the words' whole posting lists in the index of
+/// every document: for a million signals that reading is most of a search's time. The answer
+/// is the same either way: if at least [`SEARCH_CANDIDATES`] matches are that new, they are the
 /// newest; if not, the search looks again among every document. The bound is kept for
 /// [`KEPT_FOR`]: an older one only makes the first look cover more documents.
 pub struct Horizon {
     size: i64,
-    seen: Kept<Option<Seen>>,
+    seen: Kept<Option<DateTime<Utc>>>,
     /// First looks that found the window (`GET /metrics`).
     pub found: AtomicU64,
     /// First looks that found too few matches, so the search looked again among every document.
     pub wasted: AtomicU64,
-}
-
-#[derive(Clone, Copy)]
-struct Seen {
-    /// The time of the `size`th newest document.
-    since: DateTime<Utc>,
-    /// How many documents the table has, as its statistics say.
-    documents: f64,
-}
-
-#[derive(QueryableByName)]
-struct SeenRow {
-    #[diesel(sql_type = Nullable<Timestamptz>)]
-    since: Option<DateTime<Utc>>,
-    #[diesel(sql_type = Double)]
-    documents: f64,
 }
 
 /// A value read from the database that every request of an instance uses for
@@ -519,13 +500,6 @@ impl<T: Clone> Kept<T> {
     }
 }
 
-/// The first look is made when the planner expects at least this many matches among the
-/// newest documents: a query it expects to be rare (two rare words) goes straight to every
-/// document, where the GIN index alone finds its few matches and the first look would be
-/// wasted. A word the statistics do not list is expected in fewer documents than the rarest
-/// listed one, which may still be a few percent: such a word gets the first look.
-const HORIZON_MATCHES: f64 = 100.0;
-
 impl Horizon {
     /// A horizon of the newest `size` documents; 0 never looks there first.
     pub fn new(size: u32) -> Self {
@@ -537,23 +511,20 @@ impl Horizon {
         }
     }
 
-    async fn seen(&self, conn: &mut AsyncPgConnection) -> diesel::QueryResult<Option<Seen>> {
+    /// How many of the newest documents the first look covers.
+    pub fn size(&self) -> i64 {
+        self.size
+    }
+
+    /// The time of the `size`th newest document; `None` when there are fewer.
+    async fn seen(
+        &self,
+        conn: &mut AsyncPgConnection,
+    ) -> diesel::QueryResult<Option<DateTime<Utc>>> {
         if let Some(seen) = self.seen.fresh() {
             return Ok(seen);
         }
-        let row: SeenRow = diesel::sql_query(
-            "SELECT (SELECT published_at FROM signal_search \
-                     ORDER BY published_at DESC, id DESC OFFSET $1 LIMIT 1) AS since, \
-                    (SELECT reltuples::float8 FROM pg_class \
-                     WHERE oid = 'signal_search'::regclass) AS documents",
-        )
-        .bind::<BigInt, _>(self.size - 1)
-        .get_result(conn)
-        .await?;
-        let seen = row.since.map(|since| Seen {
-            since,
-            documents: row.documents,
-        });
+        let seen = super::search_index::nth_newest(conn, self.size).await?;
         self.seen.keep(seen);
         Ok(seen)
     }
@@ -564,7 +535,6 @@ impl Horizon {
     async fn bound(
         &self,
         conn: &mut AsyncPgConnection,
-        q: &str,
         filter: &ListFilter,
     ) -> diesel::QueryResult<Option<DateTime<Utc>>> {
         if self.size == 0 || filter.until.is_some() {
@@ -574,25 +544,17 @@ impl Horizon {
             // Fewer documents than the horizon holds.
             return Ok(None);
         };
-        if filter.since.is_some_and(|since| since >= seen.since) {
-            return Ok(None);
-        }
-        let expected: Option<f64> = diesel::select(
-            FixedSql::<Nullable<Double>>::new("signal_search_estimate(")
-                .sql(TSQUERY)
-                .bind(Bind::Text(q.to_owned()))
-                .sql("))"),
-        )
-        .get_result(conn)
-        .await?;
-        // Never analyzed, the table counts -1 documents: the estimate is a guess then anyway.
-        let share = self.size as f64 / seen.documents.max(self.size as f64);
-        Ok((expected.unwrap_or(0.0) * share >= HORIZON_MATCHES).then_some(seen.since))
+        Ok(filter
+            .since
+            .is_none_or(|since| since < seen)
+            .then_some(seen))
     }
 }
 
 /// The SQL text `list` sends for these arguments, with `$n` placeholders (for benchmarks and
 /// `EXPLAIN`: the statement as PostgreSQL sees it).
+/// `from` is the first look's bound of a search's first page ([`Horizon`]; any time: it is a
+/// placeholder like every value).
 pub fn list_sql(
     filter: &ListFilter,
     sort: Sort,
@@ -600,13 +562,14 @@ pub fn list_sql(
     window: Option<Window>,
     limit: i64,
     plan: Plan,
+    from: Option<DateTime<Utc>>,
 ) -> String {
     let sort = match past_window(sort, after) {
         Some(_) => Sort::PublishedDesc,
         None => sort,
     };
     match searched_in_one_statement(filter, sort, after) {
-        Some(q) => sql_text(&first_page_query(q, filter, None, limit)),
+        Some(q) => sql_text(&first_page_query(q, filter, from, limit)),
         None => sql_text(&list_query(filter, sort, after, window, limit, plan)),
     }
 }
@@ -901,7 +864,7 @@ mod tests {
             tags_all: vec!["chips".to_owned()],
             ..ListFilter::default()
         };
-        let sql = |plan| list_sql(&filter, Sort::PublishedDesc, None, None, 20, plan);
+        let sql = |plan| list_sql(&filter, Sort::PublishedDesc, None, None, 20, plan, None);
         assert!(sql(Plan::Kept).contains("= ANY(\"signals\".\"tag_keys\")"));
         assert!(!sql(Plan::Kept).contains("@>"));
         assert!(sql(Plan::PerValues).contains("\"tag_keys\" @> $"));
@@ -947,8 +910,8 @@ mod tests {
                                 continue;
                             }
                             let after = after.as_ref();
-                            texts.insert(list_sql(&filter, sort, after, window, 20, plan));
-                            texts.insert(list_sql(&filter, sort, after, window, 100, plan));
+                            texts.insert(list_sql(&filter, sort, after, window, 20, plan, None));
+                            texts.insert(list_sql(&filter, sort, after, window, 100, plan, None));
                         }
                     }
                 }

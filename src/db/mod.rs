@@ -13,6 +13,7 @@ pub mod replicas;
 pub mod rows;
 pub mod schema;
 pub mod sealed;
+pub mod search_index;
 pub mod signal_json;
 pub mod webhooks;
 pub mod writes;

@@ -144,7 +144,7 @@ impl Sort {
 pub type Window = (DateTime<Utc>, Uuid);
 
 /// How many matches of a text search are ranked, newest first (see `q`).
-pub const SEARCH_CANDIDATES: i64 = 1000;
+pub const SEARCH_CANDIDATES: i64 = 100;
 
 /// Where the previous page ended: the sort key of its last row.
 #[derive(Debug, Clone, PartialEq)]
@@ -306,11 +306,13 @@ pub const LIST_PARAMS: &[Param] = &[
         "Full-text search in web-search syntax (words, \"quoted phrases\", -exclusions, `or`) \
          over title, tags, summary, body and sections (the first 120,000 characters of their \
          bodies); title and tags weigh most. Sorted by \
-         relevance, a search ranks its newest 1,000 matches (with the other filters; all of \
+         relevance, a search ranks its newest 100 matches (with the other filters; all of \
          them when there are fewer): relevance order is exact among those, and the pages after \
          the first go on among the same ones (a match written meanwhile is listed if it ranks \
          after the pages already read). The older matches follow them, newest first, so the \
-         pages list every match once, whatever the sort.",
+         pages list every match once, whatever the sort. The trade-off: a search answers in \
+         milliseconds however many signals it matches, and an older match that would rank \
+         higher is listed by time, after the ranked ones.",
     ),
     param(
         "sort",
