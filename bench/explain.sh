@@ -16,8 +16,13 @@ RARE_TAG=$(psql "$DB" -Atc "SELECT t FROM (SELECT unnest(tag_keys) t FROM signal
 read -r DEEP_T DEEP_ID < <(psql "$DB" -Atc "SELECT to_char(published_at AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS.US\"Z\"'), id FROM signals ORDER BY published_at DESC, id DESC OFFSET 9999 LIMIT 1" | tr '|' ' ')
 SINCE=$(psql "$DB" -Atc "SELECT to_char((max(published_at) - interval '7 days') AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS\"Z\"') FROM signals")
 TEXT=${BENCH_QUERY_TEXT:-dralun miriv}
+# A text search's first look among the newest documents: from the time of the horizon-th newest
+# (src/db/lists.rs, `Horizon`), ranking the newest SEARCH_CANDIDATES matches.
+HORIZON_T=$(psql "$DB" -Atc "SELECT published_at FROM signal_search ORDER BY published_at DESC, id DESC
+  OFFSET $(($($SQL horizon) - 1)) LIMIT 1")
+CANDIDATES=$($SQL candidates)
 
-# name ; query string (for service_sql) ; values of $1.. separated by |
+# name ; query string (for service_sql) ; values of $1.. separated by | [; service_sql's verb, list]
 SHAPES=(
   "score threshold (Q1);min_score=7;7|21"
   "category;category=Research;{research}|21"
@@ -25,7 +30,7 @@ SHAPES=(
   "rare tag;tag=$RARE_TAG;{$RARE_TAG}|21"
   "tag + score (Q3);tag=$TAG&min_score=7;7|{$TAG}|21"
   "time range (last 7 days);since=$SINCE;$SINCE|21"
-  "text alone (Q4);q=$TEXT;$TEXT|1000|$TEXT|21"
+  "text alone (Q4);q=$TEXT;$TEXT|$HORIZON_T|$CANDIDATES|$TEXT|21;list-first-look"
   "text + score;q=$TEXT&min_score=7;$TEXT|7|$TEXT|$TEXT|21"
   "sort -score;sort=-score;21"
   "sort score with min_score=9;sort=score&min_score=9;9|21"
@@ -51,7 +56,7 @@ run() {
 }
 
 for shape in "${SHAPES[@]}"; do
-  IFS=';' read -r name query values <<<"$shape"
-  run "$name" "$($SQL list "$query")" "$values"
+  IFS=';' read -r name query values verb <<<"$shape"
+  run "$name" "$($SQL "${verb:-list}" "$query")" "$values"
 done
 run "deep page: after the 10,000th newest (Q5)" "$($SQL list 'limit=20' "$DEEP_T" "$DEEP_ID")" "$DEEP_T|$DEEP_ID|21"

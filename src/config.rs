@@ -196,7 +196,8 @@ pub struct ServeSettings {
     /// How many of the newest signals a text search sorted by relevance (with no filter but
     /// `since`) looks among first for the newest matches it ranks, through the GIN index of
     /// the newest documents that the service keeps covering them (the answer is the same, found
-    /// faster); 0 looks among every signal at once and keeps no such index.
+    /// faster); under 100 (the matches a search ranks; 0) looks among every signal at once and
+    /// keeps no such index. Instances of one database should share it.
     #[arg(long, env = "SIGNALS_SEARCH_HORIZON", default_value_t = DEFAULT_SEARCH_HORIZON)]
     pub search_horizon: u32,
 

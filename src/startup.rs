@@ -317,14 +317,15 @@ async fn build(
         }
     });
     // The GIN index of the newest search documents follows the search horizon: checked at start
-    // and every minute, built anew when it no longer covers it (db::search_index).
-    let indexer = pools.pool(1, Plans::Reused);
+    // and every minute on a connection of its own (a session lock, no statement timeout for the
+    // build), built anew when it no longer covers it (db::search_index).
     let newest = horizon.size();
+    let (index_url, index_settings) = (database_url.to_owned(), db_settings.clone());
     actix_web::rt::spawn(async move {
         let mut every = actix_web::rt::time::interval(std::time::Duration::from_secs(60));
         loop {
             every.tick().await;
-            let Ok(mut conn) = db::conn(&indexer).await else {
+            let Ok(mut conn) = db::connect_once(&index_url, &index_settings).await else {
                 continue;
             };
             match db::search_index::keep(&mut conn, newest).await {

@@ -501,7 +501,8 @@ impl<T: Clone> Kept<T> {
 }
 
 impl Horizon {
-    /// A horizon of the newest `size` documents; 0 never looks there first.
+    /// A horizon of the newest `size` documents; one smaller than [`SEARCH_CANDIDATES`] (0)
+    /// never looks there first.
     pub fn new(size: u32) -> Self {
         Horizon {
             size: i64::from(size),
@@ -537,7 +538,8 @@ impl Horizon {
         conn: &mut AsyncPgConnection,
         filter: &ListFilter,
     ) -> diesel::QueryResult<Option<DateTime<Utc>>> {
-        if self.size == 0 || filter.until.is_some() {
+        // A horizon smaller than the candidates could never hold enough of them.
+        if self.size < SEARCH_CANDIDATES || filter.until.is_some() {
             return Ok(None);
         }
         let Some(seen) = self.seen(conn).await? else {

@@ -16,13 +16,21 @@
 //! [`keep`] builds a new index when there is none that covers the horizon's documents, or when
 //! the one there holds far more documents than the horizon (its time is set to hold
 //! [`SPARE`] × the horizon, and it is built anew once it holds [`MOST`] ×), then drops the
-//! others. Builds are `CONCURRENTLY`: writes go on meanwhile. Every instance calls it at start
-//! and then every minute; an advisory lock lets one build at a time.
+//! others. Builds are `CONCURRENTLY`: writes go on meanwhile (on a million signals about 10 s).
+//! Every instance calls it at start and then every minute, on a connection of its own that is
+//! closed after (a session-scoped advisory lock lets one build at a time, so this needs a
+//! direct or session-mode connection, as `DATABASE_URL` already does).
+//!
+//! What it costs: while there is one, each new document's words go into two GIN indexes; and
+//! instances of one database should share `SIGNALS_SEARCH_HORIZON`, or each would build the
+//! index anew for its own.
 
 use chrono::{DateTime, Utc};
 use diesel::sql_types::{BigInt, Bool, Nullable, Text, Timestamptz};
 use diesel::QueryableByName;
 use diesel_async::{AsyncPgConnection, RunQueryDsl, SimpleAsyncConnection};
+
+use crate::domain::query::SEARCH_CANDIDATES;
 
 /// The start of every such index's name; the rest is the Unix time its documents start at.
 const PREFIX: &str = "signal_search_recent_";
@@ -38,8 +46,9 @@ const LOCK: i64 = 0x5349_474e_5245_4345;
 /// What [`keep`] did.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Kept {
-    /// The table holds no more documents than the horizon (or the horizon is 0): the first look
-    /// is not made, so no index is needed.
+    /// No index is needed: the horizon is smaller than the candidates a search ranks (so no
+    /// first look is made), or the table holds no more than [`SPARE`] × the horizon. Any there
+    /// were dropped.
     NotNeeded,
     /// The index there covers the horizon and is not too large.
     Current,
@@ -97,11 +106,10 @@ fn start_of(name: &str) -> Option<i64> {
 
 /// Builds a new index of the newest documents for a horizon of `horizon` documents when the
 /// one there does not cover it or has grown too large, and drops the others (see the module's
-/// documentation). The connection is left as it was found (its `statement_timeout` included).
+/// documentation); drops them all when none is needed. Meant for a connection of its own (a
+/// session lock is taken, and the build runs without a statement timeout); the connection's
+/// `statement_timeout` is reset afterwards.
 pub async fn keep(conn: &mut AsyncPgConnection, horizon: i64) -> diesel::QueryResult<Kept> {
-    if horizon <= 0 {
-        return Ok(Kept::NotNeeded);
-    }
     let locked: Locked = diesel::sql_query("SELECT pg_try_advisory_lock($1) AS locked")
         .bind::<BigInt, _>(LOCK)
         .get_result(conn)
@@ -119,9 +127,6 @@ pub async fn keep(conn: &mut AsyncPgConnection, horizon: i64) -> diesel::QueryRe
 }
 
 async fn keep_locked(conn: &mut AsyncPgConnection, horizon: i64) -> diesel::QueryResult<Kept> {
-    let Some(since) = nth_newest(conn, horizon).await? else {
-        return Ok(Kept::NotNeeded);
-    };
     let indexes: Vec<Index> = diesel::sql_query(
         "SELECT c.relname::text AS name, i.indisvalid AS valid \
          FROM pg_index i JOIN pg_class c ON c.oid = i.indexrelid \
@@ -130,55 +135,71 @@ async fn keep_locked(conn: &mut AsyncPgConnection, horizon: i64) -> diesel::Quer
     .bind::<Text, _>(PREFIX)
     .load(conn)
     .await?;
-    let mut current = None;
-    for index in &indexes {
-        let Some(start) = start_of(&index.name).filter(|_| index.valid) else {
-            continue;
-        };
-        if start > since.timestamp() || current.is_some() {
-            continue;
-        }
-        let held: Count = diesel::sql_query(
-            "SELECT count(*) AS n FROM (SELECT FROM signal_search \
-             WHERE published_at >= to_timestamp($1) LIMIT $2) d",
+    // Needed when searches look first among the newest documents (a horizon of at least the
+    // candidates they rank: [`super::lists::Horizon`]) and the table holds more than SPARE ×
+    // the horizon: with fewer, the index would hold nearly every document, saving no reading
+    // and costing every write a second GIN entry.
+    let needed =
+        horizon >= SEARCH_CANDIDATES && nth_newest(conn, SPARE * horizon + 1).await?.is_some();
+    let times = if needed {
+        (
+            nth_newest(conn, horizon).await?,
+            nth_newest(conn, SPARE * horizon).await?,
         )
-        .bind::<BigInt, _>(start)
-        .bind::<BigInt, _>(MOST * horizon + 1)
-        .get_result(conn)
-        .await?;
-        if held.n <= MOST * horizon {
-            current = Some(start);
+    } else {
+        (None, None)
+    };
+    let (Some(since), Some(from)) = times else {
+        for index in &indexes {
+            drop_index(conn, &index.name).await?;
         }
-    }
-    let outcome = match current {
-        Some(_) => Kept::Current,
+        return Ok(Kept::NotNeeded);
+    };
+    // A new index would start at the SPARE × horizon-th newest document's time, in whole
+    // seconds rounded down (it holds at least those documents).
+    let start = from.timestamp();
+    // The latest-starting valid index that covers the horizon's documents is kept unless it
+    // holds more than MOST × the horizon and a new one would start later (when many
+    // documents share one second, a new one would be no smaller).
+    let covering = indexes
+        .iter()
+        .filter(|index| index.valid)
+        .filter_map(|index| start_of(&index.name))
+        .filter(|s| *s <= since.timestamp())
+        .max();
+    let current = match covering {
+        Some(s) if s >= start => Some(s),
+        Some(s) => {
+            let held: Count = diesel::sql_query(
+                "SELECT count(*) AS n FROM (SELECT FROM signal_search \
+                 WHERE published_at >= to_timestamp($1) LIMIT $2) d",
+            )
+            .bind::<BigInt, _>(s)
+            .bind::<BigInt, _>(MOST * horizon + 1)
+            .get_result(conn)
+            .await?;
+            (held.n <= MOST * horizon).then_some(s)
+        }
+        None => None,
+    };
+    let (kept, outcome) = match current {
+        Some(s) => (s, Kept::Current),
         None => {
-            // From the time of the SPARE × horizon-th newest document, or of the oldest one.
-            let from = match nth_newest(conn, SPARE * horizon).await? {
-                Some(t) => t,
-                None => oldest(conn).await?.unwrap_or(since),
-            };
-            // Whole seconds, rounded down: the index holds at least those documents.
-            let start = from.timestamp();
-            drop_index(conn, &format!("{PREFIX}{start}")).await?;
+            // Indexes left invalid by a build that failed go first (PostgreSQL keeps them up to
+            // date on every write); a valid earlier one serves until the new one is built.
+            for index in indexes.iter().filter(|index| !index.valid) {
+                drop_index(conn, &index.name).await?;
+            }
             build(conn, start).await?;
-            current = Some(start);
-            Kept::Built(start)
+            (start, Kept::Built(start))
         }
     };
-    for index in indexes {
-        if start_of(&index.name) != current {
+    for index in &indexes {
+        if start_of(&index.name) != Some(kept) {
             drop_index(conn, &index.name).await?;
         }
     }
     Ok(outcome)
-}
-
-async fn oldest(conn: &mut AsyncPgConnection) -> diesel::QueryResult<Option<DateTime<Utc>>> {
-    let row: Time = diesel::sql_query("SELECT min(published_at) AS at FROM signal_search")
-        .get_result(conn)
-        .await?;
-    Ok(row.at)
 }
 
 /// `CREATE INDEX CONCURRENTLY` of the documents from `start` (Unix seconds) on, with no
@@ -189,7 +210,7 @@ async fn build(conn: &mut AsyncPgConnection, start: i64) -> diesel::QueryResult<
     // refuses.
     conn.batch_execute("SET statement_timeout = 0").await?;
     let sql = format!(
-        "CREATE INDEX CONCURRENTLY \"{PREFIX}{start}\" ON signal_search USING gin (search) \
+        "CREATE INDEX CONCURRENTLY IF NOT EXISTS \"{PREFIX}{start}\" ON signal_search USING gin (search) \
          WHERE published_at >= '{}'::timestamptz",
         DateTime::<Utc>::from_timestamp(start, 0)
             .expect("a time read from the database")

@@ -310,9 +310,9 @@ pub const LIST_PARAMS: &[Param] = &[
          them when there are fewer): relevance order is exact among those, and the pages after \
          the first go on among the same ones (a match written meanwhile is listed if it ranks \
          after the pages already read). The older matches follow them, newest first, so the \
-         pages list every match once, whatever the sort. The trade-off: a search answers in \
-         milliseconds however many signals it matches, and an older match that would rank \
-         higher is listed by time, after the ranked ones.",
+         pages list every match once, whatever the sort. The trade-off: a search ranks a bounded \
+         number of matches however many it has, which keeps its first page fast, so an older \
+         match that would rank higher is listed by time, after the ranked ones.",
     ),
     param(
         "sort",

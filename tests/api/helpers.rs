@@ -270,7 +270,7 @@ pub fn serve_settings() -> ServeSettings {
         cache_mb: 32,
         // The default: the tests' tables are smaller, so searches look among every signal at
         // once; tests/api/listing.rs sets a horizon the tables reach.
-        search_horizon: 40_000,
+        search_horizon: signals::config::DEFAULT_SEARCH_HORIZON,
         read_database_url: Vec::new(),
         replica_max_lag_ms: 1000,
         // Receivers in the tests listen on 127.0.0.1 over plain HTTP; tests of the refusals

@@ -733,11 +733,12 @@ async fn a_first_look_that_finds_too_few_looks_again_among_every_signal() {
 }
 
 /// The index of the newest search documents covers the horizon: built once the table holds
-/// more documents than the horizon, kept while it covers it and is not too large, then built
-/// anew from a later time (the earlier one dropped), and a first look is planned with it.
+/// more than twice the horizon's documents, kept while it covers them and is not too large,
+/// then built anew from a later time (the earlier one dropped), dropped when no longer needed;
+/// a first look is planned with it and finds the same hundred.
 #[actix_web::test]
 async fn the_index_of_the_newest_documents_follows_the_horizon() {
-    let app = TestApp::spawn_with(|s, _| s.search_horizon = 50).await;
+    let app = TestApp::spawn_with(|s, _| s.search_horizon = 100).await;
     let key = app.key(Scope::Write).await;
     // n{i} is at minute i of 2026-02-01.
     let at = |i: usize| {
@@ -761,10 +762,11 @@ async fn the_index_of_the_newest_documents_follows_the_horizon() {
     };
     // As the service's own minutely check may be running too, a busy lock is waited out and
     // what is checked is the index there.
-    let keep = || async {
-        let mut conn = db::conn(&app.pool).await.unwrap();
+    let pool = &app.pool;
+    let keep = |horizon: i64| async move {
+        let mut conn = db::conn(pool).await.unwrap();
         loop {
-            match search_index::keep(&mut conn, 50).await.unwrap() {
+            match search_index::keep(&mut conn, horizon).await.unwrap() {
                 search_index::Kept::Busy => {
                     actix_web::rt::time::sleep(std::time::Duration::from_millis(50)).await
                 }
@@ -785,18 +787,19 @@ async fn the_index_of_the_newest_documents_follows_the_horizon() {
         .map(|r| r.get::<_, String>(0))
         .collect::<Vec<_>>()
     };
-    post(0..40).await;
-    assert_eq!(keep().await, search_index::Kept::NotNeeded);
+    // No more than twice the horizon: no index (it would hold every document).
+    post(0..200).await;
+    assert_eq!(keep(100).await, search_index::Kept::NotNeeded);
     assert!(indexes().await.is_empty());
-    // 200 documents: the horizon's time is n150's, the index holds the newest 100, from n100.
-    post(40..200).await;
-    let first = at(100).timestamp();
+    // 250: the horizon's time is n150's, the index holds the newest 200, from n50.
+    post(200..250).await;
+    let first = at(50).timestamp();
     assert!(matches!(
-        keep().await,
+        keep(100).await,
         search_index::Kept::Built(_) | search_index::Kept::Current
     ));
     assert_eq!(indexes().await, [format!("signal_search_recent_{first}")]);
-    assert_eq!(keep().await, search_index::Kept::Current);
+    assert_eq!(keep(100).await, search_index::Kept::Current);
     // The first look's statement, planned for its values as the service's connections do
     // (the horizon's time a parameter), reads this index.
     let filter = ListFilter {
@@ -836,34 +839,41 @@ async fn the_index_of_the_newest_documents_follows_the_horizon() {
         plan.contains(&format!("signal_search_recent_{first}")),
         "{plan}"
     );
-    // The answer is the newest 100 matches, ranked (all equal here, so newest first).
-    let page = walk(&app, "/v1/signals?q=chips&limit=100").await;
-    let slugs: Vec<String> = page[..100]
+    // Through the API the first look finds the newest 100 matches, ranked (all equal here, so
+    // newest first), and the older ones follow.
+    let slugs: Vec<String> = walk(&app, "/v1/signals?q=chips&limit=100")
+        .await
         .iter()
         .map(|s| s["slug"].as_str().unwrap().to_owned())
         .collect();
     assert_eq!(
         slugs,
-        (100..200)
-            .rev()
-            .map(|i| format!("n{i}"))
-            .collect::<Vec<_>>()
+        (0..250).rev().map(|i| format!("n{i}")).collect::<Vec<_>>()
     );
-    // 60 newer documents: the index (from n100) would hold 160, more than 3 × 50, so it is
-    // built anew from the 100th newest, n160, and the earlier one dropped.
-    post(200..260).await;
+    let metrics = app.metrics().await;
+    assert!(
+        metric(
+            &metrics,
+            "signals_search_first_looks_total{outcome=\"found\"}"
+        ) >= 1.0
+    );
+    // 110 newer: the index (from n50) would hold 310, more than 3 × 100, so it is built anew
+    // from the 200th newest, n160, and the earlier one dropped.
+    post(250..360).await;
     let second = at(160).timestamp();
     assert!(matches!(
-        keep().await,
+        keep(100).await,
         search_index::Kept::Built(_) | search_index::Kept::Current
     ));
     assert_eq!(indexes().await, [format!("signal_search_recent_{second}")]);
+    // A horizon too small for a first look needs no index: it is dropped.
+    assert_eq!(keep(99).await, search_index::Kept::NotNeeded);
+    assert!(indexes().await.is_empty());
 }
 
 /// Searches 200 matches (and `others` newer signals that do not match) with
-/// `SIGNALS_SEARCH_HORIZON` = `horizon` (and the index of the newest documents the service
-/// keeps for it): whether and where the search looks first, the answers are the same. Returns
-/// the first looks that found the window and those that did not.
+/// `SIGNALS_SEARCH_HORIZON` = `horizon`: whether and where the search looks first, the answers
+/// are the same. Returns the first looks that found the window and those that did not.
 async fn ranks_the_newest_hundred(horizon: u32, others: usize) -> (u64, u64) {
     assert_eq!(
         SEARCH_CANDIDATES, 100,
@@ -903,17 +913,6 @@ async fn ranks_the_newest_hundred(horizon: u32, others: usize) -> (u64, u64) {
             .unwrap();
         assert_eq!(res.status(), 200);
     }
-    // The index of the newest documents, as the service's minutely check would build it.
-    let kept = search_index::keep(&mut db::conn(&app.pool).await.unwrap(), i64::from(horizon))
-        .await
-        .unwrap();
-    assert!(
-        matches!(
-            (horizon, kept),
-            (0, search_index::Kept::NotNeeded) | (1.., search_index::Kept::Built(_))
-        ),
-        "{kept:?}"
-    );
     let ranked = walk(&app, "/v1/signals?q=chips&limit=100").await;
     let slugs: Vec<usize> = ranked
         .iter()
