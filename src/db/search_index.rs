@@ -41,7 +41,7 @@ const SPARE: i64 = 2;
 const MOST: i64 = 3;
 
 /// The advisory lock key under which one instance at a time builds ("signals" "recent").
-const LOCK: i64 = 0x5349_474e_5245_4345;
+pub const LOCK: i64 = 0x5349_474e_5245_4345;
 
 /// What [`keep`] did.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

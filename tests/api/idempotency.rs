@@ -149,10 +149,15 @@ async fn a_duplicate_while_the_first_is_in_flight_is_409_and_writes_nothing() {
             #[diesel(sql_type = diesel::sql_types::BigInt)]
             n: i64,
         }
+        // In this database, and not the lock of the service's minutely check of its search
+        // index (a 64-bit key shows as classid, its high half, and objid, its low half).
         let held: Held = diesel_async::RunQueryDsl::get_result(
             diesel::sql_query(
-                "SELECT count(*) AS n FROM pg_locks WHERE locktype = 'advisory' AND granted",
-            ),
+                "SELECT count(*) AS n FROM pg_locks WHERE locktype = 'advisory' AND granted \
+                 AND database = (SELECT oid FROM pg_database WHERE datname = current_database()) \
+                 AND (classid::int8 << 32) + objid::int8 <> $1",
+            )
+            .bind::<diesel::sql_types::BigInt, _>(signals::db::search_index::LOCK),
             &mut conn,
         )
         .await
