@@ -517,6 +517,12 @@ impl Horizon {
         self.size
     }
 
+    /// Whether searches look first among the newest `size` documents: a horizon smaller than
+    /// the candidates a search ranks could never hold enough of them.
+    pub fn looks_first(size: i64) -> bool {
+        size >= SEARCH_CANDIDATES
+    }
+
     /// The time of the `size`th newest document; `None` when there are fewer.
     async fn seen(
         &self,
@@ -538,8 +544,7 @@ impl Horizon {
         conn: &mut AsyncPgConnection,
         filter: &ListFilter,
     ) -> diesel::QueryResult<Option<DateTime<Utc>>> {
-        // A horizon smaller than the candidates could never hold enough of them.
-        if self.size < SEARCH_CANDIDATES || filter.until.is_some() {
+        if !Self::looks_first(self.size) || filter.until.is_some() {
             return Ok(None);
         }
         let Some(seen) = self.seen(conn).await? else {

@@ -30,7 +30,7 @@ use diesel::sql_types::{BigInt, Bool, Nullable, Text, Timestamptz};
 use diesel::QueryableByName;
 use diesel_async::{AsyncPgConnection, RunQueryDsl, SimpleAsyncConnection};
 
-use crate::domain::query::SEARCH_CANDIDATES;
+use super::lists::Horizon;
 
 /// The start of every such index's name; the rest is the Unix time its documents start at.
 const PREFIX: &str = "signal_search_recent_";
@@ -135,12 +135,11 @@ async fn keep_locked(conn: &mut AsyncPgConnection, horizon: i64) -> diesel::Quer
     .bind::<Text, _>(PREFIX)
     .load(conn)
     .await?;
-    // Needed when searches look first among the newest documents (a horizon of at least the
-    // candidates they rank: [`super::lists::Horizon`]) and the table holds more than SPARE ×
-    // the horizon: with fewer, the index would hold nearly every document, saving no reading
-    // and costing every write a second GIN entry.
+    // Needed when searches look first among the newest documents ([`Horizon::looks_first`])
+    // and the table holds more than SPARE × the horizon: with fewer, the index would hold
+    // nearly every document, saving no reading and costing every write a second GIN entry.
     let needed =
-        horizon >= SEARCH_CANDIDATES && nth_newest(conn, SPARE * horizon + 1).await?.is_some();
+        Horizon::looks_first(horizon) && nth_newest(conn, SPARE * horizon + 1).await?.is_some();
     let times = if needed {
         (
             nth_newest(conn, horizon).await?,
@@ -203,7 +202,7 @@ async fn keep_locked(conn: &mut AsyncPgConnection, horizon: i64) -> diesel::Quer
 }
 
 /// `CREATE INDEX CONCURRENTLY` of the documents from `start` (Unix seconds) on, with no
-/// statement timeout: on a million signals it takes a minute or so.
+/// statement timeout: on a million signals it took about 10 s (longer while writes go on).
 async fn build(conn: &mut AsyncPgConnection, start: i64) -> diesel::QueryResult<()> {
     // The time as a literal: an index's condition cannot take a parameter. It is an integer.
     // Each statement on its own: a string of several is one transaction, which CONCURRENTLY
